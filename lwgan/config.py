@@ -1,0 +1,266 @@
+"""Typed, strict parameters.
+
+`params.yaml` is read once into frozen dataclasses. Every section is a dataclass whose fields carry their
+type in the annotation and their allowed range in the field metadata:
+
+    ``ge``/``gt``/``le``/``lt``   numeric bounds
+    ``choices``                   the allowed values of a string
+    ``help``                      one line shown by ``lwgan params show``
+
+An unknown key, a value of the wrong type or a value out of range raises `ConfigError` whose message
+names the key path (``train.lr_g``), the bad value and what is allowed. Defaults live here; `params.yaml`
+lists every key explicitly so that DVC can track each one (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file or override that does not fit the schema. The message names the key path."""
+
+
+def _f(default: Any, help: str = "", **meta: Any) -> Any:
+    """A dataclass field with a default, a help line and validation metadata."""
+    if isinstance(default, list | dict):
+        raise TypeError("mutable defaults are not allowed; use a tuple")
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+@dataclasses.dataclass(frozen=True)
+class BodyParams:
+    """The body model every geometric stage uses."""
+
+    model: str = _f(
+        "default",
+        "'default' (the open body shipped with lwgan) or a path to an SMPL-format .npz/.pkl file",
+    )
+    extras: str = _f(
+        "",
+        "optional .npz with keypoint regressor / part labels / surface coordinates for a user-supplied model",
+    )
+    preview_size: int = _f(256, "side of the body-stage preview renders, pixels", ge=32, le=2048)
+    preview_poses: int = _f(4, "number of poses in the body-stage preview sheet", ge=1, le=16)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingParams:
+    """Where and how stage runs are tracked (MLflow)."""
+
+    experiment: str = _f("lwgan", "MLflow experiment that every stage run is logged to")
+    enabled: bool = _f(True, "log to MLflow at all (metrics files are written either way)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """All parameters of the pipeline; one attribute per params.yaml section."""
+
+    seed: int = _f(0, "global random seed", ge=0)
+    body: BodyParams = dataclasses.field(default_factory=BodyParams)
+    tracking: TrackingParams = dataclasses.field(default_factory=TrackingParams)
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if origin is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return "a list [" + ", ".join(_type_name(a) for a in args) + "]"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Check `value` against the annotation `tp`; return it in canonical form (lists become tuples)."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in get_args(tp):
+            try:
+                return _convert(value, arg, path)
+            except ConfigError as err:
+                errors.append(err)
+        raise ConfigError(f"{path}: got {value!r}, expected {_type_name(tp)}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{path}: got {value!r}, expected {_type_name(tp)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: got {value!r}, expected {_type_name(tp)}")
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: got {len(value)} items, expected {_type_name(tp)}")
+        return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if tp is type(None):
+        if value is not None:
+            raise ConfigError(f"{path}: got {value!r}, expected null")
+        return None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: got {value!r}, expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: got {value!r}, expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: got {value!r}, expected a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: got {value!r}, expected a finite number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: got {value!r}, expected a string")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} at {path}")
+
+
+def _check_range(value: Any, meta: Mapping[str, Any], path: str) -> None:
+    if value is None:
+        return
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if "choices" in meta and item not in meta["choices"]:
+            allowed = ", ".join(repr(c) for c in meta["choices"])
+            raise ConfigError(f"{path}: got {item!r}, allowed: {allowed}")
+        if not isinstance(item, int | float) or isinstance(item, bool):
+            continue
+        for key, ok, word in (
+            ("ge", lambda v, b: v >= b, ">="),
+            ("gt", lambda v, b: v > b, ">"),
+            ("le", lambda v, b: v <= b, "<="),
+            ("lt", lambda v, b: v < b, "<"),
+        ):
+            if key in meta and not ok(item, meta[key]):
+                raise ConfigError(f"{path}: got {item!r}, must be {word} {meta[key]}")
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    where = path or "params"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: got {data!r}, expected a mapping of keys to values")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{path}.{unknown[0]}" if path else str(unknown[0])
+        raise ConfigError(f"{key}: unknown key; allowed keys in {where}: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, field in fields.items():
+        key = f"{path}.{name}" if path else name
+        if name not in data:
+            continue
+        value = _convert(data[name], hints[name], key)
+        _check_range(value, field.metadata, key)
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        check(path)
+    return obj
+
+
+def from_dict(data: Mapping[str, Any]) -> Params:
+    """Build `Params` from a nested mapping, raising `ConfigError` on the first problem."""
+    return _build(Params, data, "")
+
+
+def load(path: str | Path = "params.yaml", overrides: Mapping[str, Any] | None = None) -> Params:
+    """Read a params YAML file (plus dotted-key overrides, e.g. ``{"train.lr_g": 1e-4}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{dotted}: cannot override inside a non-mapping value")
+        node[leaf] = value
+    try:
+        return from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def to_dict(params: Any) -> dict[str, Any]:
+    """The nested plain-dict form of a params dataclass (tuples become lists), e.g. for checkpoints."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(params)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; used for tracking and for comparing runs."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def describe(cls: type = Params, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """(key path, type, default, help) for every leaf parameter, in declaration order."""
+    rows: list[tuple[str, str, Any, str]] = []
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        key = f"{prefix}{field.name}"
+        tp = hints[field.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(describe(tp, key + "."))
+            continue
+        meta = field.metadata
+        bounds = [f"{word} {meta[k]}" for k, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+                  if k in meta]
+        if "choices" in meta:
+            bounds.append("one of " + ", ".join(map(repr, meta["choices"])))
+        type_text = _type_name(tp) + (f" ({', '.join(bounds)})" if bounds else "")
+        rows.append((key, type_text, field.default, meta.get("help", "")))
+    return rows

@@ -99,12 +99,11 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, path)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arg in get_args(tp):
             try:
                 return _convert(value, arg, path)
-            except ConfigError as err:
-                errors.append(err)
+            except ConfigError:
+                continue
         raise ConfigError(f"{path}: got {value!r}, expected {_type_name(tp)}")
     if origin is Literal:
         if value not in get_args(tp):

@@ -1,0 +1,51 @@
+# Two commands do everything on a fresh clone:
+#   make demo   create .venv (first time only), install lwgan, run the pipeline: dvc repro
+#   make test   create .venv (first time only), install lwgan, lint and run the whole test suite
+SHELL := /bin/bash
+VENV := .venv
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export RAY_AUTH_MODE := disabled
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test lint bench ui venv clean-venv
+demo: $(STAMP)
+	dvc repro
+
+test: $(STAMP)
+	ruff check .
+	python -m pytest
+
+lint: $(STAMP)
+	ruff check .
+
+ui: $(STAMP)
+	lwgan ui
+
+venv: $(STAMP)
+
+# torch comes first: the CPU wheel where one is at hand (pip's find-links), else PyTorch's CPU index on a
+# machine without an NVIDIA driver, else the default (CUDA) build. Then the project with its pinned set.
+$(STAMP): pyproject.toml
+	@set -e; \
+	py=$${LWGAN_PYTHON:-}; \
+	if [ -z "$$py" ]; then for c in python3.11 python3.12 python3; do \
+	  if command -v $$c >/dev/null && $$c -c 'import sys; sys.exit(not (3,11) <= sys.version_info[:2] <= (3,12))'; \
+	  then py=$$c; break; fi; done; fi; \
+	[ -n "$$py" ] || { echo "error: Python 3.11 or 3.12 is needed (set LWGAN_PYTHON)"; exit 1; }; \
+	[ -x $(VENV)/bin/python ] || $$py -m venv $(VENV); \
+	$(VENV)/bin/python -m pip install -q --upgrade pip; \
+	if ! $(VENV)/bin/python -c 'import torch' 2>/dev/null \
+	   && ! $(VENV)/bin/pip install -q --no-index torch==2.13.0 2>/dev/null; then \
+	  if command -v nvidia-smi >/dev/null; then $(VENV)/bin/pip install -q torch==2.13.0; \
+	  else $(VENV)/bin/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; fi; \
+	fi; \
+	$(VENV)/bin/pip install -q -e '.[dev]'; \
+	touch $(STAMP)
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; python $$b --quick | tail -n 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,66 @@
+"""What every stage script shares: argument parsing, strict params, a tracked run, metrics files.
+
+A stage script stays thin:
+
+    args = stage.parse_args("body", __doc__, outputs={"out_dir": "folder for ...", "metrics": "..."})
+    params = stage.load_params(args.params)
+    with stage.tracked_run("body", params, sections=("seed", "body")) as run:
+        ...library calls...
+        stage.write_metrics(args.metrics, metrics, run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lwgan import config
+from lwgan.io import write_json
+from lwgan.tracking import StageRun
+
+
+def parse_args(
+    stage: str,
+    description: str | None,
+    inputs: Mapping[str, str] | None = None,
+    outputs: Mapping[str, str] | None = None,
+    argv: Sequence[str] | None = None,
+) -> argparse.Namespace:
+    """``--params`` plus one required ``--name`` option per input/output path (paths come from dvc.yaml)."""
+    parser = argparse.ArgumentParser(prog=f"stages/{stage}.py", description=description)
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    for name, help_text in {**(inputs or {}), **(outputs or {})}.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, required=True, type=Path,
+                            help=help_text)
+    logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(levelname)s %(message)s")
+    return parser.parse_args(argv)
+
+
+def load_params(path: str | Path) -> config.Params:
+    """Strictly load params; a bad file ends the process with the message naming the key (exit 2)."""
+    try:
+        return config.load(path)
+    except config.ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def tracked_run(stage: str, params: config.Params, sections: Sequence[str]) -> StageRun:
+    """The MLflow run of this stage execution, logging the flattened `sections` of `params`."""
+    tree = config.to_dict(params)
+    logged = config.flatten({name: tree[name] for name in sections})
+    return StageRun(stage, params=logged, experiment=params.tracking.experiment,
+                    enabled=params.tracking.enabled)
+
+
+def write_metrics(path: Path, metrics: Mapping[str, Any], run: StageRun | None = None, step: int = 0) -> None:
+    """Write the DVC metrics file (nested JSON) and log its numeric leaves to the run."""
+    write_json(path, metrics)
+    if run is not None:
+        flat = config.flatten(metrics)
+        run.log_metrics({k: v for k, v in flat.items() if isinstance(v, int | float) and
+                         not isinstance(v, bool)}, step=step)

@@ -1,0 +1,109 @@
+"""End to end: a copy of this repository as a fresh git repo, a real `dvc repro` and a real `dvc exp run`,
+checked through the MLflow store they wrote and through `dvc exp show`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lwgan import tracking
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+# Tiny params for the test pipeline: every stage as small as it can be while still doing its real work.
+TINY = {
+    "body": {"preview_size": 64, "preview_poses": 2},
+}
+
+
+def _tracked_files() -> list[str]:
+    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    return [line for line in out.splitlines() if line and (ROOT / line).is_file()]
+
+
+def _env(repo: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "LWGAN_"))}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        DVC_NO_ANALYTICS="1",
+        RAY_AUTH_MODE="disabled",
+        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
+        HOME=str(repo.parent),
+    )
+    return env
+
+
+def _run(cmd: list[str], repo: Path, env: dict[str, str]) -> str:
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def _merge(tree: dict, patch: dict) -> dict:
+    for key, value in patch.items():
+        if isinstance(value, dict):
+            _merge(tree.setdefault(key, {}), value)
+        else:
+            tree[key] = value
+    return tree
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    for rel in _tracked_files():
+        dest = repo / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, dest)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
+    env = _env(repo)
+    _run(["git", "init", "-q", "-b", "main"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "test pipeline"], repo, env)
+    return repo
+
+
+def test_repro_then_exp_run_are_tracked(repo):
+    env = _env(repo)
+    stages = list(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+    _run([str(BIN / "dvc"), "repro"], repo, env)
+    uri = f"sqlite:///{repo / 'mlflow.db'}"
+    assert (repo / "mlflow.db").is_file(), "the default store is an SQLite file at the project root"
+    runs = tracking.search_runs(experiment="lwgan", tracking_uri=uri)
+    assert sorted(r["tags"][tracking.TAG_STAGE] for r in runs) == sorted(stages)
+    groups = {r["tags"][tracking.TAG_GROUP] for r in runs}
+    assert len(groups) == 1 and next(iter(groups)).startswith("dvc-"), groups
+    assert {r["tags"][tracking.TAG_EXP] for r in runs} == {"workspace"}
+    head = _run(["git", "rev-parse", "HEAD"], repo, env).strip()
+    assert all(r["tags"][tracking.TAG_COMMIT].startswith(head) for r in runs)
+    assert all(r["status"] == "FINISHED" and r["metrics"] for r in runs)
+
+    body_metrics = json.loads((repo / "metrics" / "body.json").read_text())
+    body_run = next(r for r in runs if r["tags"][tracking.TAG_STAGE] == "body")
+    assert body_run["params"]["body.preview_size"] == "64"
+    assert body_run["metrics"]["vertices"] == body_metrics["vertices"]
+
+    # A variant through DVC experiments: only the stage reading the changed key reruns.
+    _run([str(BIN / "dvc"), "exp", "run", "-n", "tiny-preview", "-S", "body.preview_size=48"], repo, env)
+    exp_runs = tracking.search_runs("tags.`lwgan.dvc_exp` = 'tiny-preview'", experiment="lwgan",
+                                    tracking_uri=uri)
+    assert [r["tags"][tracking.TAG_STAGE] for r in exp_runs] == ["body"]
+    assert exp_runs[0]["params"]["body.preview_size"] == "48"
+    assert exp_runs[0]["tags"][tracking.TAG_GROUP] not in groups
+    shown = json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], repo, env))
+    names = [exp.get("name") for entry in shown for exp in (entry.get("experiments") or [])]
+    assert "tiny-preview" in names, shown

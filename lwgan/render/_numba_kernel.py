@@ -13,6 +13,7 @@ from numba import njit
 
 SUBPIXEL_BITS = 8
 SUBPIXEL = 1 << SUBPIXEL_BITS  # snapped coordinates are integers in 1/256 pixel
+SUBPIXEL_F = float(SUBPIXEL)
 SNAP_LIMIT = float(1 << 25)  # |snapped coordinate| < 2**25 (2**17 px): edge functions stay below 2**53
 
 
@@ -22,8 +23,8 @@ def _snap_frame(verts, height, width, perspective, xs, ys, zs, ok):
     half_w = 0.5 * width
     half_h = 0.5 * height
     for k in range(verts.shape[0]):
-        u = ((verts[k, 0] + 1.0) * half_w - 0.5) * 256.0 + 0.5
-        v = ((verts[k, 1] + 1.0) * half_h - 0.5) * 256.0 + 0.5
+        u = ((verts[k, 0] + 1.0) * half_w - 0.5) * SUBPIXEL_F + 0.5
+        v = ((verts[k, 1] + 1.0) * half_h - 0.5) * SUBPIXEL_F + 0.5
         z = verts[k, 2]
         good = -SNAP_LIMIT < u < SNAP_LIMIT and -SNAP_LIMIT < v < SNAP_LIMIT and np.isfinite(z)
         if perspective:

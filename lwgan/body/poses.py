@@ -12,12 +12,9 @@ from collections.abc import Mapping
 
 import torch
 
-SMPL_JOINTS = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hand", "right_hand",
-)
+from lwgan.body.extras import SMPL_JOINT_NAMES
+
+SMPL_JOINTS = SMPL_JOINT_NAMES  # the 24 joints of SMPL's kinematic tree, in SMPL's order
 
 
 def euler_to_axis_angle(angles_deg: torch.Tensor) -> torch.Tensor:
@@ -39,8 +36,10 @@ def matrix_to_axis_angle(rot: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) rotation matrices -> (..., 3) axis-angle, stable near 0 and pi."""
     trace = rot[..., 0, 0] + rot[..., 1, 1] + rot[..., 2, 2]
     angle = torch.acos(((trace - 1) / 2).clamp(-1.0, 1.0))  # (...)
-    axis = torch.stack((rot[..., 2, 1] - rot[..., 1, 2], rot[..., 0, 2] - rot[..., 2, 0],
-                        rot[..., 1, 0] - rot[..., 0, 1]), -1)  # (..., 3) = 2 sin(angle) * axis
+    axis = torch.stack(
+        (rot[..., 2, 1] - rot[..., 1, 2], rot[..., 0, 2] - rot[..., 2, 0], rot[..., 1, 0] - rot[..., 0, 1]),
+        -1,
+    )  # (..., 3) = 2 sin(angle) * axis
     sin = angle.sin()
     small = angle < 1e-3
     near_pi = angle > math.pi - 1e-3

@@ -7,11 +7,7 @@ places any Y-up mesh in NDC the way a weak-perspective camera of `lwgan.geometry
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-
-DEFAULT_BODY = Path(__file__).resolve().parents[1] / "lwgan" / "assets" / "default_body.npz"
 
 # (name, parent joint, offset from parent in metres, Y-up) of a ~1.7 m person in a T-less rest pose.
 _SKELETON = [
@@ -137,11 +133,3 @@ def to_image(verts: np.ndarray, fill: float = 0.6, yaw: float = 0.0, depth: floa
     centre = 0.5 * (lo + hi)
     xy = (cam[:, :2] - centre[:2]) * scale
     return np.concatenate([xy, cam[:, 2:] + depth], axis=1).astype(np.float32)
-
-
-def default_body() -> tuple[np.ndarray, np.ndarray] | None:
-    """(v_template, f) of the shipped default body, or None while it does not exist."""
-    if not DEFAULT_BODY.exists():
-        return None
-    with np.load(DEFAULT_BODY) as data:
-        return np.asarray(data["v_template"], dtype=np.float64), np.asarray(data["f"], dtype=np.int64)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _meshes import POSES, default_body, procedural_body, to_image
+from _meshes import POSES, procedural_body, to_image
 
+from lwgan.body.cameras import fit_weak_perspective, weak_perspective_project
+from lwgan.body.model import BodyModel
+from lwgan.body.preview import preview_batch
 from lwgan.geometry import pixel_centers, pixel_to_ndc
 from lwgan.render.raster import Fragments, RasterSettings, interpolate, rasterize
 from lwgan.render.reference import rasterize_reference
@@ -134,11 +137,6 @@ def test_nearer_face_wins_and_ties_go_to_lower_index(perspective):
     assert (out.face_index[0][top] == 0).all() and (out.face_index[0][bottom] == 1).all()
 
 
-def body_frames(verts: np.ndarray, faces: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    frames = [to_image(verts, yaw=yaw, depth=3.0) for yaw in (0.0, 1.1, 2.6, 4.0)]
-    return torch.from_numpy(np.stack(frames)), torch.from_numpy(faces)
-
-
 def procedural_frames() -> tuple[torch.Tensor, torch.Tensor]:
     meshes = [procedural_body(pose) for pose in POSES]
     frames = [to_image(v, yaw=0.7 * k, depth=3.0) for k, (v, _) in enumerate(meshes)]
@@ -146,10 +144,14 @@ def procedural_frames() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def shipped_frames() -> tuple[torch.Tensor, torch.Tensor]:
-    body = default_body()
-    if body is None:
-        pytest.skip("lwgan/assets/default_body.npz is not there yet")
-    return body_frames(*body)
+    """The shipped default body posed by BodyModel in the preview poses (walking, bending, arms up ...)."""
+    model = BodyModel.default()
+    _, poses, betas = preview_batch(model, 4)
+    with torch.no_grad():
+        verts = model(betas, poses).vertices  # (4, V, 3) camera axes
+    proj = weak_perspective_project(verts, fit_weak_perspective(verts, fill=0.6))
+    proj[..., 2] += 3.0  # positive view depth for the perspective_correct pass
+    return proj, model.faces
 
 
 @pytest.mark.parametrize("mesh", [procedural_frames, shipped_frames])

@@ -56,6 +56,52 @@ class BodyParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class SynthParams:
+    """The embedded default data set: synthetic iPER-like videos rendered from the body model."""
+
+    subjects: int = _f(4, "distinct people (body shape, skin tone)", ge=1, le=100)
+    clothes: int = _f(2, "outfits per subject", ge=1, le=20)
+    frames_per_action: int = _f(80, "frames of each video (two actions per subject and outfit)", ge=2,
+                                le=5000)
+    image_size: int = _f(256, "side of the rendered frames, pixels", ge=32, le=2048)
+    val_subjects: int = _f(1, "subjects held out for validation (split by subject, as iPER)", ge=0)
+    workers: int = _f(2, "videos rendered in parallel, one process each", ge=1, le=256)
+
+    def validate(self, path: str) -> None:
+        if self.val_subjects >= self.subjects:
+            raise ConfigError(f"{path}.val_subjects: got {self.val_subjects}, must be < {path}.subjects "
+                              f"({self.subjects}) so that some subjects are left for training")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParams:
+    """Which videos the pipeline learns from, and how the prepare stage turns them into a frames cache."""
+
+    source: str = _f("synthetic", "'synthetic' (the embedded set), 'iper' (the iPER layout: frame folders or "
+                     "the release's mp4 files) or 'folder' (any folder of videos)",
+                     choices=("synthetic", "iper", "folder"))
+    root: str = _f("", "data root for source 'iper' or 'folder' (unused for 'synthetic')")
+    image_size: int = _f(256, "side of the square person-centred frames, pixels", ge=32, le=2048)
+    frame_step: int = _f(1, "keep every n-th frame", ge=1)
+    max_frames_per_video: int = _f(0, "keep at most this many frames per video; 0 keeps all", ge=0)
+    val_fraction: float = _f(0.2, "share of videos in the automatic validation split (no split lists)",
+                             ge=0.0, lt=1.0)
+    max_failure_fraction: float = _f(0.1, "the stage fails past this share of unreadable videos", ge=0.0,
+                                     le=1.0)
+    crop_margin: float = _f(0.15, "space around the person box, as a fraction of its longer side", ge=0.0,
+                            le=2.0)
+    codec: str = _f("jpeg", "frame storage in the cache: 'jpeg' (small) or 'lzf' (lossless)",
+                    choices=("jpeg", "lzf"))
+    jpeg_quality: int = _f(95, "JPEG quality of cached frames", ge=1, le=100)
+    workers: int = _f(2, "videos prepared in parallel, one process each", ge=1, le=256)
+
+    def validate(self, path: str) -> None:
+        if self.source != "synthetic" and not self.root:
+            raise ConfigError(f"{path}.root: empty, but {path}.source is {self.source!r}: set {path}.root to "
+                              "the data set's folder")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrackingParams:
     """Where and how stage runs are tracked (MLflow)."""
 
@@ -69,6 +115,8 @@ class Params:
 
     seed: int = _f(0, "global random seed", ge=0)
     body: BodyParams = dataclasses.field(default_factory=BodyParams)
+    synth: SynthParams = dataclasses.field(default_factory=SynthParams)
+    data: DataParams = dataclasses.field(default_factory=DataParams)
     tracking: TrackingParams = dataclasses.field(default_factory=TrackingParams)
 
 

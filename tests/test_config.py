@@ -105,3 +105,13 @@ def test_params_show_lists_every_key(capsys):
     out = capsys.readouterr().out
     for key, *_ in config.describe():
         assert key in out
+
+
+def test_cross_field_rules_name_both_keys(tmp_path):
+    message = r"synth.val_subjects: got 3, must be < synth.subjects \(3\)"
+    with pytest.raises(config.ConfigError, match=message):
+        config.load(write(tmp_path, "synth:\n  subjects: 3\n  val_subjects: 3\n"))
+    with pytest.raises(config.ConfigError, match=r"data.root: empty, but data.source is 'iper'"):
+        config.load(write(tmp_path, "data:\n  source: iper\n"))
+    with pytest.raises(config.ConfigError, match=r"data.source: got 'ipr', allowed: 'synthetic', 'iper'"):
+        config.load(write(tmp_path, "data:\n  source: ipr\n"))

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from lwgan.body.safe_pickle import UnsafePickleError, load_restricted_pickle
-from lwgan.io import atomic_path
+from lwgan.io import write_npz
 
 SMPL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 EXTRA_KEYS = (
@@ -170,8 +170,7 @@ def save_body_model(data: BodyModelData, path: str | os.PathLike) -> Path:
         key: (np.array(value, dtype=np.str_) if key in _NAME_KEYS else value)
         for key, value in data.arrays().items()
     }
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+    write_npz(path, arrays)  # deterministic bytes: an unchanged model does not look changed to DVC
     return path
 
 

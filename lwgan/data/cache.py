@@ -1,0 +1,214 @@
+"""The frames cache: HDF5 schema and its reader.
+
+Layout (schema version `SCHEMA_VERSION`)::
+
+    frames.h5                       attrs: kind="lwgan.frames", schema_version, source, root, options (JSON),
+                                           options_hash, image_size, codec, num_videos, num_frames
+      /<video_id>                   an HDF5 ExternalLink to videos/<video_id>.h5:/<video_id>
+    videos/<video_id>.h5            one shard per video, written to a temporary file and renamed
+      attrs: kind="lwgan.frames.shard", schema_version
+      /<video_id>                   group attrs: video_id, split ("train"/"val"), source ("iper"/"folder"),
+                                    source_path, source_kind ("frames"/"file"), source_fingerprint,
+                                    options_hash, fps (0.0 = unknown), source_size (H, W),
+                                    crop_box (x0, y0, side) source pixels, person_box (x0, y0, x1, y1),
+                                    box_method ("mask"/"motion"/"centre"), box_note, num_frames,
+                                    problems (JSON list of {"path", "reason"}: frames left out), notes
+        frames                      codec "jpeg": (N,) variable-length uint8, one JPEG file per element
+                                    codec "lzf":  (N, S, S, 3) uint8 RGB, lzf-compressed
+                                    chunked one frame per chunk; attrs codec, image_size (S), quality
+        frame_index                 (N,) int64 original frame numbers (see `lwgan.data.video`)
+
+Frames read back are (S, S, 3) uint8 RGB. Codec choice, measured with benchmarks/prepare.py on noisy
+256² crops (one thread): JPEG q95 ~23 KB/frame and ~2,400 random reads/s; lzf ~182 KB/frame and ~4,000
+reads/s; seeking the 1024² source mp4 ~50 frames/s. Both codecs clear the 10x target by far, so the default
+is JPEG for its 8x smaller cache (iPER's 241,564 frames: ~5.6 GB instead of ~44 GB); lzf is there for
+lossless frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import h5py
+import numpy as np
+
+from lwgan.data.errors import DataError
+
+SCHEMA_VERSION = 1
+FRAMES_KIND = "lwgan.frames"
+SHARD_KIND = "lwgan.frames.shard"
+CODECS = ("jpeg", "lzf")
+
+
+def decode_frame(stored: np.ndarray, codec: str) -> np.ndarray:
+    """One stored frame -> (S, S, 3) uint8 RGB."""
+    if codec == "jpeg":
+        bgr = cv2.imdecode(stored, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DataError("a JPEG frame in the cache cannot be decoded; the cache is damaged: "
+                            "delete it and run prepare again")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return np.asarray(stored)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the cache records about one video (see the module docstring for each attribute)."""
+
+    video_id: str
+    split: str
+    num_frames: int
+    fps: float
+    source: str
+    source_path: str
+    source_size: tuple[int, int]
+    crop_box: tuple[int, int, int]
+    box_method: str
+    problems: tuple[dict[str, str], ...]
+
+    @classmethod
+    def from_attrs(cls, attrs: Any) -> VideoInfo:
+        return cls(
+            video_id=str(attrs["video_id"]),
+            split=str(attrs["split"]),
+            num_frames=int(attrs["num_frames"]),
+            fps=float(attrs["fps"]),
+            source=str(attrs["source"]),
+            source_path=str(attrs["source_path"]),
+            source_size=(int(attrs["source_size"][0]), int(attrs["source_size"][1])),
+            crop_box=(int(attrs["crop_box"][0]), int(attrs["crop_box"][1]), int(attrs["crop_box"][2])),
+            box_method=str(attrs["box_method"]),
+            problems=tuple(json.loads(str(attrs["problems"]))),
+        )
+
+
+class FramesCache:
+    """Random access to the frames of a prepared cache (``frames.h5``, or a single shard).
+
+    The file is opened lazily on first use and reopened in a new process; pickling drops the handle, so
+    an instance can be handed to DataLoader workers. Up to `max_open` videos keep an open dataset handle
+    (each access through an external link would otherwise reopen the shard).
+    """
+
+    def __init__(self, path: str | Path, max_open: int = 64) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"frames cache {self.path} does not exist; run the prepare stage first")
+        self.max_open = max_open
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._open_videos: OrderedDict[str, tuple[h5py.Dataset, str]] = OrderedDict()
+        self._info: dict[str, VideoInfo] = {}
+
+    # -- file handle ------------------------------------------------------------------------------------
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._open_videos.clear()
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as err:
+                raise DataError(f"cannot open frames cache {self.path} ({err}); it is damaged or not an "
+                                "HDF5 file: delete it and run prepare again") from err
+            self._pid = os.getpid()
+            version = self._file.attrs.get("schema_version")
+            if version != SCHEMA_VERSION:
+                path = self.path
+                self.close()
+                raise DataError(f"frames cache {path} has schema version {version}, this lwgan reads "
+                                f"{SCHEMA_VERSION}; run prepare again to rebuild it")
+        return self._file
+
+    def close(self) -> None:
+        self._open_videos.clear()
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+        self._pid = None
+
+    def __enter__(self) -> FramesCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_file=None, _pid=None, _open_videos=OrderedDict())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    # -- metadata ---------------------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The file's root attributes (source, options, image size, codec, ...)."""
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in self.file.attrs.items()}
+
+    @property
+    def videos(self) -> tuple[str, ...]:
+        """Video ids, sorted."""
+        return tuple(sorted(self.file.keys()))
+
+    def __len__(self) -> int:
+        return len(self.file.keys())
+
+    def info(self, video: str) -> VideoInfo:
+        if video not in self._info:
+            self._info[video] = VideoInfo.from_attrs(self._group(video).attrs)
+        return self._info[video]
+
+    def split(self, name: str) -> tuple[str, ...]:
+        """Ids of the videos in split `name` ("train" or "val")."""
+        return tuple(v for v in self.videos if self.info(v).split == name)
+
+    def num_frames(self, video: str) -> int:
+        return int(self._dataset(video)[0].shape[0])
+
+    def frame_index(self, video: str) -> np.ndarray:
+        """(N,) int64 original frame numbers of the cached frames of `video`."""
+        return self._group(video)["frame_index"][()]
+
+    # -- frames -----------------------------------------------------------------------------------------
+    def frame(self, video: str, i: int) -> np.ndarray:
+        """Frame `i` (0-based position in the cache, negative counts from the end) as (S, S, 3) uint8 RGB."""
+        dataset, codec = self._dataset(video)
+        n = dataset.shape[0]
+        if not -n <= i < n:
+            raise IndexError(f"frame {i} of video {video!r} in {self.path} is out of range (it has {n})")
+        return decode_frame(dataset[i], codec)
+
+    def frames(self, video: str, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Frames at `indices` of `video` as (len(indices), S, S, 3) uint8 RGB."""
+        return np.stack([self.frame(video, int(i)) for i in indices])
+
+    def _group(self, video: str) -> h5py.Group:
+        try:
+            return self.file[video]
+        except KeyError:
+            raise KeyError(f"video {video!r} is not in frames cache {self.path}") from None
+        except OSError as err:  # an external link whose shard is missing or damaged
+            raise DataError(f"cannot open the shard of video {video!r} linked from {self.path} ({err}); "
+                            "run prepare again to rebuild it") from err
+
+    def _dataset(self, video: str) -> tuple[h5py.Dataset, str]:
+        if self._file is not None and self._pid != os.getpid():
+            self._open_videos.clear()
+        entry = self._open_videos.get(video)
+        if entry is None:
+            dataset = self._group(video)["frames"]
+            entry = (dataset, str(dataset.attrs["codec"]))
+            self._open_videos[video] = entry
+            while len(self._open_videos) > self.max_open:
+                self._open_videos.popitem(last=False)
+        else:
+            self._open_videos.move_to_end(video)
+        return entry

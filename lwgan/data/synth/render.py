@@ -1,0 +1,297 @@
+"""Rendering one synthetic video: pose the body, place the camera, paint, shade, anti-alias, and measure
+the ground truth (weak-perspective camera, COCO keypoints with visibility, 3D joints, person mask).
+
+Pictures are rendered at `SUPERSAMPLE` times the output size and reduced with area averaging, so edges
+and patterns are smooth. The person mask is the rasteriser's silhouette AT the output size (pixel-centre
+rule of `lwgan.geometry`), so it can be recomputed exactly from the ground truth with `project_video`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from lwgan.body.cameras import facing_camera_orient, fit_weak_perspective, weak_perspective_project
+from lwgan.body.model import BodyModel, BodyOutput
+from lwgan.body.poses import pose_from_angles
+from lwgan.data.synth.appearance import VIDEO, BodyLayout, Outfit, Subject, Texturer, stream
+from lwgan.data.synth.background import add_shadow, make_background
+from lwgan.data.synth.motion import A_POSE_SHOULDER, Motion, turn_motion, varied_motion
+from lwgan.geometry import ndc_to_pixel
+from lwgan.render.raster import RasterSettings, rasterize
+
+SUPERSAMPLE = 2
+FILL = (0.55, 0.65)  # fraction of the image height a standing person spans
+_BODY_CHUNK = 64  # frames per body-model call (bounds the skinning's memory)
+_RASTER_CHUNK = 8  # frames per rasteriser call
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoSpec:
+    """Which video: subject and cloth are 0-based indices, action is 1 (turn) or 2 (varied motion)."""
+
+    subject: int
+    cloth: int
+    action: int
+    frames: int
+    image_size: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """iPER video id, e.g. '001/1/2' (subject and cloth 1-based on disk, as in iPER)."""
+        return f"{self.subject + 1:03d}/{self.cloth + 1}/{self.action}"
+
+    @property
+    def stem(self) -> str:
+        return self.name.replace("/", "_")
+
+
+def pose_body(body: BodyModel, betas: np.ndarray, pose: np.ndarray) -> BodyOutput:
+    """The posed body, without translation, in camera axes (the pose carries the camera-facing global
+    orientation). betas: (S,) float32; pose: (N, J * 3) float32. Returns (N, ...) float32 tensors."""
+    with torch.no_grad():
+        shape = torch.from_numpy(np.asarray(betas, dtype=np.float32))[None]  # (1, S)
+        outs = [
+            body(shape.expand(len(chunk), -1), torch.from_numpy(np.asarray(chunk, dtype=np.float32)))
+            for chunk in np.array_split(pose, max(1, -(-len(pose) // _BODY_CHUNK)))
+        ]
+    fields = dataclasses.fields(BodyOutput)
+    return BodyOutput(*(torch.cat([getattr(out, field.name) for out in outs]) for field in fields))
+
+
+def project_video(body: BodyModel, betas: np.ndarray, pose: np.ndarray, cam: np.ndarray) -> torch.Tensor:
+    """(N, V, 3) projected vertices (NDC x, y and depth) of a video's ground truth: betas (S,), pose
+    (N, J * 3), cam (N, 3) weak perspective (s, tx, ty)."""
+    vertices = pose_body(body, betas, pose).vertices
+    return weak_perspective_project(vertices, torch.from_numpy(np.asarray(cam, dtype=np.float32)))
+
+
+def _smooth_drift(rng: np.random.Generator, frames: int, amplitude: float) -> np.ndarray:
+    """(N,) slow random wander in [-amplitude, amplitude]: two sines of periods between N/2 and 2N."""
+    t = np.arange(frames, dtype=np.float64)
+    wave = sum(np.sin(2 * np.pi * t / (frames * rng.uniform(0.5, 2.0)) + rng.uniform(0, 2 * np.pi))
+               for _ in range(2))
+    return amplitude * wave / 2.0
+
+
+def _vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(B, V, 3) -> (B, V, 3) unit area-weighted vertex normals (outward for a counter-clockwise mesh)."""
+    corners = vertices[:, faces]  # (B, F, 3, 3)
+    normal = torch.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0], dim=-1)
+    out = torch.zeros_like(vertices)
+    for k in range(3):
+        out.index_add_(1, faces[:, k], normal)
+    return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _mesh_sign(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """+1 if the faces wind counter-clockwise seen from outside (positive signed volume), else -1."""
+    tri = vertices[faces]  # (F, 3, 3)
+    volume = np.einsum("fc,fc->f", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()
+    return 1.0 if volume >= 0 else -1.0
+
+
+def face_parts(body: BodyModel) -> np.ndarray:
+    """(F,) int64 part of each face: the label that at least two corners share, else the first corner's."""
+    labels = body.part_labels.cpu().numpy()[body.faces.cpu().numpy()]  # (F, 3)
+    return np.where(labels[:, 1] == labels[:, 2], labels[:, 1], labels[:, 0])
+
+
+def keypoint_tolerance(body: BodyModel, betas: np.ndarray, size: int = 384) -> np.ndarray:
+    """(K,) metres: how far behind the surface seen at its pixel a keypoint may lie and still be visible.
+
+    A keypoint on the skin (nose, eyes, ears: nearest vertex on the head part) gets 1.5 x its distance to
+    the nearest vertex + 2 cm. A joint keypoint lies inside the body, behind its own flesh: it gets at
+    least 1.25 x the depth of the flesh in front of it seen from the front and from the back of the
+    subject standing in an A-pose (e.g. ~5-10 cm for a shoulder, ~3 cm for a wrist).
+    """
+    arms = {"left_shoulder": (0, 0, A_POSE_SHOULDER), "right_shoulder": (0, 0, -A_POSE_SHOULDER)}
+    a_pose = pose_from_angles(arms)  # (J * 3,)
+    poses = a_pose.reshape(1, -1).repeat(3, 1)  # (3, J * 3): rest, front, back
+    poses[0] = 0.0
+    poses[1:, :3] = facing_camera_orient(torch.tensor([0.0, math.pi]))
+    posed = pose_body(body, betas, poses.numpy())
+    nearest, closest = torch.cdist(posed.keypoints[0], posed.vertices[0]).min(dim=1)  # (K,) each
+    on_skin = body.head_mask.cpu()[closest]  # (K,)
+    cam = fit_weak_perspective(posed.vertices[1:], fill=0.8)  # (2, 3)
+    verts = weak_perspective_project(posed.vertices[1:], cam)
+    keypoints = weak_perspective_project(posed.keypoints[1:], cam)  # (2, K, 3)
+    depth = rasterize(verts, body.faces.cpu(), RasterSettings(size, size)).depth  # (2, H, W)
+    pixel = ndc_to_pixel(keypoints[..., :2], size, size).round().long().clamp(0, size - 1)  # (2, K, 2)
+    seen = torch.stack([depth[v][pixel[v, :, 1], pixel[v, :, 0]] for v in range(2)])  # (2, K)
+    flesh = torch.nan_to_num(keypoints[..., 2] - seen, neginf=0.0).clamp_min(0.0).amax(dim=0)  # (K,)
+    tolerance = 1.5 * nearest + 0.02
+    return torch.where(on_skin, tolerance, torch.maximum(tolerance, 1.25 * flesh)).numpy()
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoTruth:
+    """Ground truth of one video of N frames (all float32 unless stated).
+
+    betas (S,); pose (N, J * 3) axis-angle with the global orientation; cam (N, 3) weak perspective
+    (s, tx, ty) mapping the posed body (no translation) to NDC; keypoints (N, K, 3) COCO pixel u
+    (column), v (row) with pixel centres at integers, and visibility 1/0; joints3d (N, J, 3) camera axes,
+    metres; euler (N, J, 3) and yaw (N,) the motion in degrees (`motion.Motion`); extras: JSON-able
+    description (outfit, background, light, segments).
+    """
+
+    betas: np.ndarray
+    pose: np.ndarray
+    cam: np.ndarray
+    keypoints: np.ndarray
+    joints3d: np.ndarray
+    euler: np.ndarray
+    yaw: np.ndarray
+    extras: dict
+
+
+class VideoRenderer:
+    """Renders the videos of one body model; holds what all videos share (layout, face parts, rest)."""
+
+    def __init__(self, body: BodyModel) -> None:
+        self.body = body
+        self.layout = BodyLayout.from_body(body)
+        self.faces = body.faces.cpu()
+        self.faces_np = self.faces.numpy()
+        self.face_part = face_parts(body)
+        self.rest = body.smpl.v_template.detach().cpu().numpy().astype(np.float64)  # (V, 3)
+        self.sign = _mesh_sign(self.rest, self.faces_np)
+        feet = [body.part_names.index(n) for n in ("left_foot", "right_foot") if n in body.part_names]
+        self.feet = np.isin(body.part_labels.cpu().numpy(), feet)  # (V,)
+
+    def motion(self, spec: VideoSpec, rng: np.random.Generator) -> Motion:
+        if spec.action == 1:
+            return turn_motion(spec.frames, rng)
+        return varied_motion(spec.frames, rng)
+
+    def render(
+        self,
+        spec: VideoSpec,
+        subject: Subject,
+        outfit: Outfit,
+        write_frame: Callable[[int, np.ndarray, np.ndarray], None],
+    ) -> VideoTruth:
+        """Render every frame, handing (index, image (H, W, 3) uint8 RGB, mask (H, W) uint8 0/255) to
+        `write_frame` in order, and return the video's ground truth."""
+        rng = stream(spec.seed, VIDEO, spec.subject, spec.cloth, spec.action)
+        motion = self.motion(spec, rng)
+        betas = np.asarray(subject.betas, dtype=np.float32)
+        pose = motion.pose()  # (N, 72) float32
+        posed = pose_body(self.body, betas, pose)
+        cam, floor_ndc, drift_y = self._camera(spec, rng, betas, posed.vertices)
+        verts = weak_perspective_project(posed.vertices, torch.from_numpy(cam))  # (N, V, 3)
+        size, big = spec.image_size, spec.image_size * SUPERSAMPLE
+        background, kind = make_background(rng, big, big, floor_ndc)
+        light = np.array([rng.uniform(-0.7, 0.7), -rng.uniform(0.4, 1.0), -1.0])
+        light /= np.linalg.norm(light)
+        ambient, shadow = float(rng.uniform(0.4, 0.55)), float(rng.uniform(0.25, 0.45))
+        texturer = Texturer(self.layout, subject, outfit)
+        tolerance = keypoint_tolerance(self.body, betas)  # (K,)
+        kp_ndc = weak_perspective_project(posed.keypoints, torch.from_numpy(cam))  # (N, K, 3)
+        kp_pixels = ndc_to_pixel(kp_ndc[..., :2], size, size).numpy()  # (N, K, 2)
+        visible = np.zeros(kp_pixels.shape[:2], dtype=np.float32)  # (N, K)
+        for start in range(0, spec.frames, _RASTER_CHUNK):
+            chunk = slice(start, min(start + _RASTER_CHUNK, spec.frames))
+            fine = rasterize(verts[chunk], self.faces, RasterSettings(big, big))
+            coarse = rasterize(verts[chunk], self.faces, RasterSettings(size, size))
+            normals = (self.sign * _vertex_normals(posed.vertices[chunk], self.faces)).numpy()  # (B, V, 3)
+            for b, i in enumerate(range(chunk.start, chunk.stop)):
+                canvas = background.copy()
+                feet = verts[i, self.feet].numpy() if self.feet.any() else verts[i].numpy()
+                half = 0.5 * float(feet[:, 0].max() - feet[:, 0].min()) + 0.15 * float(cam[i, 0])
+                add_shadow(canvas, float(feet[:, 0].mean()), floor_ndc + drift_y[i], half, shadow)
+                self._paint(canvas, fine.face_index[b].numpy(), fine.bary[b].numpy(), normals[b], texturer,
+                            light, ambient)
+                small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
+                image = (np.clip(small, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+                face_index = coarse.face_index[b].numpy()
+                mask = np.where(face_index >= 0, 255, 0).astype(np.uint8)
+                visible[i] = self._visibility(kp_pixels[i], kp_ndc[i, :, 2].numpy(), coarse.depth[b].numpy(),
+                                              tolerance)
+                write_frame(i, image, mask)
+        extras = {
+            "outfit": outfit.describe(),
+            "outfit_json": json.dumps(outfit.as_dict(), sort_keys=True),
+            "background": kind,
+            "light": [round(float(v), 6) for v in light],
+            "ambient": ambient,
+            "segments": [list(s) for s in motion.segments],
+        }
+        return VideoTruth(
+            betas=betas,
+            pose=pose,
+            cam=cam,
+            keypoints=np.concatenate((kp_pixels, visible[..., None]), axis=-1).astype(np.float32),
+            joints3d=posed.joints.numpy().astype(np.float32),
+            euler=motion.euler.astype(np.float32),
+            yaw=motion.yaw.astype(np.float32),
+            extras=extras,
+        )
+
+    def _camera(
+        self, spec: VideoSpec, rng: np.random.Generator, betas: np.ndarray, vertices: torch.Tensor
+    ) -> tuple[np.ndarray, float, np.ndarray]:
+        """Weak-perspective cameras (N, 3) float32 framing the subject's standing height to `FILL` of the
+        image, feet on a fixed floor line (the lowest point of every frame touches it), with a small drift.
+        Also returns the floor's NDC y without drift and the vertical drift (N,) in NDC."""
+        rest_pose = np.zeros((1, 3 * self.body.num_joints), dtype=np.float32)
+        stand = pose_body(self.body, betas, rest_pose).vertices[0].numpy()  # (V, 3) body axes, Y up
+        top, floor = -float(stand[:, 1].max()), -float(stand[:, 1].min())  # camera y points down
+        scale = 2.0 * rng.uniform(*FILL) / (floor - top)
+        centre = rng.uniform(-0.06, 0.06), rng.uniform(-0.04, 0.04)
+        tx = centre[0] / scale
+        ty = centre[1] / scale - 0.5 * (top + floor)
+        lowest = vertices[..., 1].amax(dim=1).double().numpy()  # (N,) camera y of the lowest point
+        drift_x = _smooth_drift(rng, spec.frames, 0.03)
+        drift_y = _smooth_drift(rng, spec.frames, 0.01)
+        offset_x = tx + drift_x / scale
+        offset_y = ty + (floor - lowest) + drift_y / scale
+        cam = np.stack((np.full(spec.frames, scale), offset_x, offset_y), axis=1).astype(np.float32)
+        return cam, float(scale * (floor + ty)), drift_y
+
+    def _paint(
+        self,
+        canvas: np.ndarray,
+        face_index: np.ndarray,
+        bary: np.ndarray,
+        normals: np.ndarray,
+        texturer: Texturer,
+        light: np.ndarray,
+        ambient: float,
+    ) -> None:
+        """Paint the shaded, textured body over canvas (H, W, 3) float32 in place.
+
+        face_index (H, W) int32 -1 background; bary (H, W, 3); normals (V, 3) camera axes.
+        """
+        flat = face_index.reshape(-1)
+        pixels = np.flatnonzero(flat >= 0)  # (P,)
+        if pixels.size == 0:
+            return
+        face = flat[pixels]
+        weights = bary.reshape(-1, 3)[pixels].astype(np.float64)  # (P, 3)
+        corners = self.faces_np[face]  # (P, 3)
+        rest = np.einsum("pk,pkc->pc", weights, self.rest[corners])  # (P, 3)
+        normal = np.einsum("pk,pkc->pc", weights, normals[corners])  # (P, 3)
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True).clip(1e-9)
+        albedo = texturer.albedo(rest, self.face_part[face])  # (P, 3)
+        lit = ambient + (1.0 - ambient) * np.clip(normal @ light, 0.0, None)  # (P,)
+        canvas.reshape(-1, 3)[pixels] = albedo * lit[:, None].astype(np.float32)
+
+    @staticmethod
+    def _visibility(
+        pixels: np.ndarray, depth: np.ndarray, depth_map: np.ndarray, tolerance: np.ndarray
+    ) -> np.ndarray:
+        """(K,) 1.0 where a keypoint is in the image and not behind the surface seen at its pixel."""
+        height, width = depth_map.shape
+        col = np.round(pixels[:, 0]).astype(np.int64)
+        row = np.round(pixels[:, 1]).astype(np.int64)
+        inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+        seen = depth_map[row.clip(0, height - 1), col.clip(0, width - 1)]  # +inf on background
+        return (inside & (depth <= seen + tolerance)).astype(np.float32)

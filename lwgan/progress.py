@@ -1,0 +1,40 @@
+"""Progress lines for long work: done/total, rate and ETA, throttled so logs stay readable."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger("lwgan.progress")
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class ProgressLog:
+    """Callable ``(done, total)`` that logs ``label: done/total unit (pct) rate/s, ETA m:ss``.
+
+    Logs at most every `every_s` seconds, and always when the work completes.
+    """
+
+    def __init__(self, label: str, unit: str = "frames", every_s: float = 5.0) -> None:
+        self.label, self.unit, self.every_s = label, unit, every_s
+        self.start = time.perf_counter()
+        self.last = -float("inf")
+
+    def __call__(self, done: int, total: int, eta_s: float | None = None) -> None:
+        now = time.perf_counter()
+        if done < total and now - self.last < self.every_s:
+            return
+        self.last = now
+        elapsed = now - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if eta_s is None and rate > 0:
+            eta_s = (total - done) / rate
+        pct = 100.0 * done / total if total else 100.0
+        eta = format_seconds(eta_s) if eta_s is not None else "?"
+        log.info("%s: %d/%d %s (%.0f %%), %.1f %s/s, elapsed %s, ETA %s", self.label, done, total,
+                 self.unit, pct, rate, self.unit, format_seconds(elapsed), eta)

@@ -26,7 +26,7 @@ def main() -> None:
                             outputs={"out_dir": "frames cache folder", "metrics": "metrics JSON"})
     params = stage.load_params(args.params)
     data = params.data
-    root = args.synthetic_root if data.source == "synthetic" else Path(data.root)
+    root = args.synthetic_root if data.source == "synthetic" else Path(data.root).expanduser()
     options = PrepareOptions(
         source="folder" if data.source == "folder" else "iper", root=root, image_size=data.image_size,
         frame_step=data.frame_step, max_frames_per_video=data.max_frames_per_video,

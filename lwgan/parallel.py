@@ -1,0 +1,162 @@
+"""Scale-out over videos: the only module that imports ray.
+
+`run_jobs` hands jobs (one video, or one chunk of a long video) to workers. A worker is an object built
+once per process — it loads its models in ``__init__`` — with a ``run(job) -> result`` method. With Ray
+(``use_ray=True``) every worker is an actor holding one CPU, at most one job is in flight per actor
+(`ray.wait` bounds the queue), and each worker process computes on one thread. ``address`` joins an
+existing cluster (``ray.address`` in params; unset = a local one sized to ``num_workers``). Without Ray
+the same worker class runs in this process, which is what the tests compare against.
+
+Workers write their outputs themselves, atomically; results sent back are small summaries. A job that
+raises, or whose actor dies, becomes a `JobFailure` with the reason, and the rest continue.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+ONE_THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+}
+
+
+class Worker(Protocol):
+    def run(self, job: Any) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFailure:
+    """A job that did not produce a result: its key and why."""
+
+    key: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolOptions:
+    """num_workers: worker processes (actors); address: Ray cluster address, None = start a local one;
+    use_ray: False runs the worker in this process (same results, no parallelism)."""
+
+    num_workers: int = 2
+    address: str | None = None
+    use_ray: bool = True
+
+
+def one_thread() -> None:
+    """Limit this process to one compute thread (call first thing in a worker)."""
+    for key, value in ONE_THREAD_ENV.items():
+        os.environ[key] = value
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set once in this process
+        pass
+
+
+def run_jobs(
+    worker_cls: type,
+    worker_args: tuple,
+    jobs: Sequence[Any],
+    options: PoolOptions,
+    key: Callable[[Any], str] = str,
+    on_result: Callable[[Any, Any], None] | None = None,
+) -> tuple[list[Any], list[JobFailure]]:
+    """Run every job on a worker; returns (results in completion order, failures).
+
+    worker_cls(*worker_args) builds a worker; its ``run(job)`` returns a small, picklable result.
+    on_result(job, result) is called in this process as each job finishes (progress, bookkeeping).
+    """
+    if not jobs:
+        return [], []
+    if not options.use_ray:
+        return _run_local(worker_cls, worker_args, jobs, key, on_result)
+    return _run_ray(worker_cls, worker_args, jobs, options, key, on_result)
+
+
+def _run_local(worker_cls, worker_args, jobs, key, on_result):
+    worker = worker_cls(*worker_args)
+    results, failures = [], []
+    for job in jobs:
+        try:
+            result = worker.run(job)
+        except Exception as err:  # a failing job is recorded; the others go on
+            log.warning("job %s failed: %s: %s", key(job), type(err).__name__, err)
+            failures.append(JobFailure(key(job), f"{type(err).__name__}: {err}"))
+            continue
+        results.append(result)
+        if on_result is not None:
+            on_result(job, result)
+    return results, failures
+
+
+def _run_ray(worker_cls, worker_args, jobs, options, key, on_result):
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        start = time.perf_counter()
+        ray.init(
+            address=options.address or None,
+            num_cpus=None if options.address else options.num_workers,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            runtime_env={"env_vars": dict(ONE_THREAD_ENV)},
+        )
+        log.info("ray: %s with %s CPUs (%.1f s to start)", options.address or "local cluster",
+                 ray.cluster_resources().get("CPU"), time.perf_counter() - start)
+    remote_cls = ray.remote(num_cpus=1, max_restarts=0)(worker_cls)
+    try:
+        actors = [remote_cls.remote(*worker_args) for _ in range(min(options.num_workers, len(jobs)))]
+        idle, pending = list(actors), {}
+        results, failures = [], []
+        queue = list(jobs)
+
+        def collect(ready_refs):
+            for ref in ready_refs:
+                actor, job = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayActorError as err:
+                    failures.append(JobFailure(key(job), f"worker died: {err}"))
+                    log.warning("job %s: its worker died; starting a new one", key(job))
+                    ray.kill(actor)
+                    idle.append(remote_cls.remote(*worker_args))
+                    continue
+                except ray.exceptions.RayTaskError as err:
+                    cause = err.cause if getattr(err, "cause", None) is not None else err
+                    failures.append(JobFailure(key(job), f"{type(cause).__name__}: {cause}"))
+                    log.warning("job %s failed: %s", key(job), cause)
+                    idle.append(actor)
+                    continue
+                idle.append(actor)
+                results.append(result)
+                if on_result is not None:
+                    on_result(job, result)
+
+        while queue or pending:
+            while queue and idle:
+                job = queue.pop(0)
+                actor = idle.pop()
+                pending[actor.run.remote(job)] = (actor, job)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            collect(ready)
+        return results, failures
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from lwgan.data.errors import DataError
+from lwgan.data.h5util import LazyH5
 
 SCHEMA_VERSION = 1
 FRAMES_KIND = "lwgan.frames"
@@ -89,7 +90,7 @@ class VideoInfo:
         )
 
 
-class FramesCache:
+class FramesCache(LazyH5):
     """Random access to the frames of a prepared cache (``frames.h5``, or a single shard).
 
     The file is opened lazily on first use and reopened in a new process; pickling drops the handle, so
@@ -97,73 +98,23 @@ class FramesCache:
     (each access through an external link would otherwise reopen the shard).
     """
 
+    KIND = None  # frames.h5 and single shards are both readable
+    SCHEMA_VERSION = SCHEMA_VERSION
+    WHAT = "frames cache"
+    MAKE_HINT = "run the prepare stage"
+
     def __init__(self, path: str | Path, max_open: int = 64) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise DataError(f"frames cache {self.path} does not exist; run the prepare stage first")
+        super().__init__(path)
         self.max_open = max_open
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
         self._open_videos: OrderedDict[str, tuple[h5py.Dataset, str]] = OrderedDict()
         self._info: dict[str, VideoInfo] = {}
 
-    # -- file handle ------------------------------------------------------------------------------------
-    @property
-    def file(self) -> h5py.File:
-        if self._file is None or self._pid != os.getpid():
-            self._open_videos.clear()
-            try:
-                self._file = h5py.File(self.path, "r")
-            except OSError as err:
-                raise DataError(f"cannot open frames cache {self.path} ({err}); it is damaged or not an "
-                                "HDF5 file: delete it and run prepare again") from err
-            self._pid = os.getpid()
-            version = self._file.attrs.get("schema_version")
-            if version != SCHEMA_VERSION:
-                path = self.path
-                self.close()
-                raise DataError(f"frames cache {path} has schema version {version}, this lwgan reads "
-                                f"{SCHEMA_VERSION}; run prepare again to rebuild it")
-        return self._file
-
-    def close(self) -> None:
-        self._open_videos.clear()
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._file = None
-        self._pid = None
-
-    def __enter__(self) -> FramesCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.update(_file=None, _pid=None, _open_videos=OrderedDict())
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    # -- metadata ---------------------------------------------------------------------------------------
-    @property
-    def attrs(self) -> dict[str, Any]:
-        """The file's root attributes (source, options, image size, codec, ...)."""
-        return {k: (v.item() if hasattr(v, "item") else v) for k, v in self.file.attrs.items()}
-
-    @property
-    def videos(self) -> tuple[str, ...]:
-        """Video ids, sorted."""
-        return tuple(sorted(self.file.keys()))
-
-    def __len__(self) -> int:
-        return len(self.file.keys())
+    def _fresh_handles(self) -> dict[str, Any]:
+        return {"_open_videos": OrderedDict()}
 
     def info(self, video: str) -> VideoInfo:
         if video not in self._info:
-            self._info[video] = VideoInfo.from_attrs(self._group(video).attrs)
+            self._info[video] = VideoInfo.from_attrs(self.group(video).attrs)
         return self._info[video]
 
     def split(self, name: str) -> tuple[str, ...]:
@@ -175,7 +126,7 @@ class FramesCache:
 
     def frame_index(self, video: str) -> np.ndarray:
         """(N,) int64 original frame numbers of the cached frames of `video`."""
-        return self._group(video)["frame_index"][()]
+        return self.group(video)["frame_index"][()]
 
     # -- frames -----------------------------------------------------------------------------------------
     def frame(self, video: str, i: int) -> np.ndarray:
@@ -190,21 +141,12 @@ class FramesCache:
         """Frames at `indices` of `video` as (len(indices), S, S, 3) uint8 RGB."""
         return np.stack([self.frame(video, int(i)) for i in indices])
 
-    def _group(self, video: str) -> h5py.Group:
-        try:
-            return self.file[video]
-        except KeyError:
-            raise KeyError(f"video {video!r} is not in frames cache {self.path}") from None
-        except OSError as err:  # an external link whose shard is missing or damaged
-            raise DataError(f"cannot open the shard of video {video!r} linked from {self.path} ({err}); "
-                            "run prepare again to rebuild it") from err
-
     def _dataset(self, video: str) -> tuple[h5py.Dataset, str]:
         if self._file is not None and self._pid != os.getpid():
             self._open_videos.clear()
         entry = self._open_videos.get(video)
         if entry is None:
-            dataset = self._group(video)["frames"]
+            dataset = self.group(video)["frames"]
             entry = (dataset, str(dataset.attrs["codec"]))
             self._open_videos[video] = entry
             while len(self._open_videos) > self.max_open:

@@ -39,17 +39,10 @@ from lwgan.data import crop as crop_mod
 from lwgan.data.cache import CODECS, SCHEMA_VERSION
 from lwgan.data.errors import DataError
 from lwgan.data.folder import discover_folder
+from lwgan.data.h5util import remove_stale, shard_path
 from lwgan.data.iper import discover_iper
 from lwgan.data.report import Discovery, PrepareReport, Problem, Progress, ProgressCallback, VideoResult
-from lwgan.data.shard import (
-    ShardKey,
-    ShardMeta,
-    ShardWriter,
-    read_shard_attrs,
-    remove_stale,
-    shard_path,
-    write_frames_file,
-)
+from lwgan.data.shard import ShardKey, ShardMeta, ShardWriter, read_shard_attrs, write_frames_file
 from lwgan.data.video import FramePlan, FrameSource, VideoEntry, open_source
 from lwgan.io import atomic_path, write_json
 

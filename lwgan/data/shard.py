@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,17 +21,11 @@ import numpy as np
 
 from lwgan.data.cache import FRAMES_KIND, SCHEMA_VERSION, SHARD_KIND
 from lwgan.data.crop import CropBox, PersonBox
-from lwgan.io import atomic_path
+from lwgan.data.h5util import write_index
 
 log = logging.getLogger(__name__)
 
-SHARD_DIR = "videos"
 FRAMES_FILE = "frames.h5"
-TEMP_GLOB = ".*.tmp.h5"  # the temporary names `atomic_path` gives shards
-
-
-def shard_path(out_dir: Path, video_id: str) -> Path:
-    return out_dir / SHARD_DIR / f"{video_id}.h5"
 
 
 @dataclass(frozen=True)
@@ -151,31 +145,8 @@ def _mismatch(f: h5py.File, video_id: str, key: ShardKey) -> str | None:
     return None
 
 
-def remove_stale(out_dir: Path, keep: Iterable[str]) -> list[Path]:
-    """Remove leftover temporary shards and shards of videos not in `keep`; return what was removed."""
-    folder = out_dir / SHARD_DIR
-    if not folder.is_dir():
-        return []
-    keep_names = {f"{video_id}.h5" for video_id in keep}
-    removed = [p for p in folder.glob(TEMP_GLOB)]
-    removed += [p for p in folder.glob("*.h5") if not p.name.startswith(".") and p.name not in keep_names]
-    for path in removed:
-        path.unlink(missing_ok=True)
-    return removed
-
-
 def write_frames_file(out_dir: Path, video_frames: Mapping[str, int], attrs: Mapping[str, Any]) -> Path:
-    """Write ``out_dir/frames.h5`` (atomically): root `attrs` and one ExternalLink per video to its shard.
-
-    Links are relative (``videos/<id>.h5``); HDF5 resolves them against the directory of ``frames.h5``
-    before the working directory, so the folder can be moved as a whole and read from anywhere.
-    """
-    path = out_dir / FRAMES_FILE
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(kind=FRAMES_KIND, schema_version=SCHEMA_VERSION,
-                           num_videos=len(video_frames), num_frames=int(sum(video_frames.values())))
-            f.attrs.update(dict(attrs))
-            for video_id in sorted(video_frames):
-                f[video_id] = h5py.ExternalLink(f"{SHARD_DIR}/{video_id}.h5", f"/{video_id}")
-    return path
+    """Write ``out_dir/frames.h5`` (atomically): root `attrs` and one ExternalLink per video to its shard."""
+    return write_index(out_dir / FRAMES_FILE, FRAMES_KIND, SCHEMA_VERSION, video_frames,
+                       {"num_videos": len(video_frames), "num_frames": int(sum(video_frames.values())),
+                        **attrs})

@@ -25,8 +25,9 @@ ui: $(STAMP)
 
 venv: $(STAMP)
 
-# torch comes first: the CPU wheel where one is at hand (pip's find-links), else PyTorch's CPU index on a
-# machine without an NVIDIA driver, else the default (CUDA) build. Then the project with its pinned set.
+# torch comes first: a wheel at hand (pip's find-links, e.g. a CPU build) with its dependencies from the
+# index, else PyTorch's CPU index on a machine without an NVIDIA driver, else the default (CUDA) build.
+# Then the project with its pinned set.
 $(STAMP): pyproject.toml
 	@set -e; \
 	py=$${LWGAN_PYTHON:-}; \
@@ -36,10 +37,12 @@ $(STAMP): pyproject.toml
 	[ -n "$$py" ] || { echo "error: Python 3.11 or 3.12 is needed (set LWGAN_PYTHON)"; exit 1; }; \
 	[ -x $(VENV)/bin/python ] || $$py -m venv $(VENV); \
 	$(VENV)/bin/python -m pip install -q --upgrade pip; \
-	if ! $(VENV)/bin/python -c 'import torch' 2>/dev/null \
-	   && ! $(VENV)/bin/pip install -q --no-index torch==2.13.0 2>/dev/null; then \
-	  if command -v nvidia-smi >/dev/null; then $(VENV)/bin/pip install -q torch==2.13.0; \
-	  else $(VENV)/bin/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu; fi; \
+	if ! $(VENV)/bin/python -c 'import torch' 2>/dev/null; then \
+	  if $(VENV)/bin/pip install -q --no-index --no-deps torch==2.13.0 2>/dev/null; then \
+	    $(VENV)/bin/pip install -q torch==2.13.0; \
+	  elif command -v nvidia-smi >/dev/null; then $(VENV)/bin/pip install -q torch==2.13.0; \
+	  else $(VENV)/bin/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+	         --extra-index-url https://pypi.org/simple; fi; \
 	fi; \
 	$(VENV)/bin/pip install -q -e '.[dev]'; \
 	touch $(STAMP)

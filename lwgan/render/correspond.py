@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
+from lwgan.body.model import BodyModel
+from lwgan.body.sequence import project_video
 from lwgan.geometry import pixel_centers
 from lwgan.render.raster import RasterSettings, rasterize
 
@@ -129,3 +132,28 @@ def correspond(
                               surface_coords.to(verts.device)),
         head_box=head_box(verts, head_mask.to(verts.device)),
     )
+
+
+def correspond_sequence(
+    body: BodyModel,
+    betas: np.ndarray,
+    pose: np.ndarray,
+    cam: np.ndarray,
+    image_size: int,
+    chunk: int = 64,
+) -> dict[str, np.ndarray]:
+    """What the correspondence cache stores for a fitted video (see `lwgan.data.maps_cache`).
+
+    betas (S,), pose (N, J * 3), cam (N, 3) weak perspective. Returns ``face_index`` (N, H, W) int32,
+    ``verts_xy`` (N, V, 2) float32 NDC and ``head_box`` (N, 4) float32, computed `chunk` frames at a time.
+    """
+    settings = RasterSettings(image_size, image_size)
+    faces, head = body.faces, body.head_mask
+    out: dict[str, list[np.ndarray]] = {"face_index": [], "verts_xy": [], "head_box": []}
+    for start in range(0, len(pose), chunk):
+        part = slice(start, start + chunk)
+        verts = project_video(body, betas, pose[part], cam[part])  # (n, V, 3)
+        out["face_index"].append(rasterize(verts, faces, settings).face_index.numpy())
+        out["verts_xy"].append(verts[..., :2].numpy())
+        out["head_box"].append(head_box(verts, head).numpy())
+    return {name: np.concatenate(parts) for name, parts in out.items()}

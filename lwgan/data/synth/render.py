@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from lwgan.body.cameras import facing_camera_orient, fit_weak_perspective, weak_perspective_project
-from lwgan.body.model import BodyModel, BodyOutput
+from lwgan.body.model import BodyModel
 from lwgan.body.poses import pose_from_angles
+from lwgan.body.sequence import pose_body
 from lwgan.data.synth.appearance import VIDEO, BodyLayout, Outfit, Subject, Texturer, stream
 from lwgan.data.synth.background import add_shadow, make_background
 from lwgan.data.synth.motion import A_POSE_SHOULDER, Motion, turn_motion, varied_motion
@@ -28,7 +29,6 @@ from lwgan.render.raster import RasterSettings, rasterize
 
 SUPERSAMPLE = 2
 FILL = (0.55, 0.65)  # fraction of the image height a standing person spans
-_BODY_CHUNK = 64  # frames per body-model call (bounds the skinning's memory)
 _RASTER_CHUNK = 8  # frames per rasteriser call
 
 
@@ -51,26 +51,6 @@ class VideoSpec:
     @property
     def stem(self) -> str:
         return self.name.replace("/", "_")
-
-
-def pose_body(body: BodyModel, betas: np.ndarray, pose: np.ndarray) -> BodyOutput:
-    """The posed body, without translation, in camera axes (the pose carries the camera-facing global
-    orientation). betas: (S,) float32; pose: (N, J * 3) float32. Returns (N, ...) float32 tensors."""
-    with torch.no_grad():
-        shape = torch.from_numpy(np.asarray(betas, dtype=np.float32))[None]  # (1, S)
-        outs = [
-            body(shape.expand(len(chunk), -1), torch.from_numpy(np.asarray(chunk, dtype=np.float32)))
-            for chunk in np.array_split(pose, max(1, -(-len(pose) // _BODY_CHUNK)))
-        ]
-    fields = dataclasses.fields(BodyOutput)
-    return BodyOutput(*(torch.cat([getattr(out, field.name) for out in outs]) for field in fields))
-
-
-def project_video(body: BodyModel, betas: np.ndarray, pose: np.ndarray, cam: np.ndarray) -> torch.Tensor:
-    """(N, V, 3) projected vertices (NDC x, y and depth) of a video's ground truth: betas (S,), pose
-    (N, J * 3), cam (N, 3) weak perspective (s, tx, ty)."""
-    vertices = pose_body(body, betas, pose).vertices
-    return weak_perspective_project(vertices, torch.from_numpy(np.asarray(cam, dtype=np.float32)))
 
 
 def _smooth_drift(rng: np.random.Generator, frames: int, amplitude: float) -> np.ndarray:

@@ -102,6 +102,31 @@ class DataParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class FitParams:
+    """Body-mesh recovery on every frame (the fit stage); see `lwgan.body.fit.FitOptions` for the loss."""
+
+    keypoints: str = _f("ground_truth", "2D keypoint source: 'detector' (mediapipe, optional group "
+                        "[detect]), 'ground_truth' (synthetic set only), 'openpose' or 'coco' (files under "
+                        "fit.keypoints_root)", choices=("detector", "ground_truth", "openpose", "coco"))
+    keypoints_root: str = _f("", "folder of OpenPose JSON folders / COCO files, one per video id")
+    pose_iterations: int = _f(150, "Adam steps of the full-pose stage", ge=0, le=100000)
+    camera_iterations: int = _f(40, "Adam steps of the camera/orientation stage", ge=0, le=100000)
+    silhouette_weight: float = _f(0.0, "weight of the soft-silhouette term (0 = off)", ge=0.0)
+    chunk_frames: int = _f(256, "frames optimised together; long videos are fitted chunk by chunk", ge=1)
+    overlays_per_video: int = _f(3, "frames per video drawn with the fitted mesh", ge=0, le=100)
+    max_failure_fraction: float = _f(0.1, "the stage fails past this share of failed videos", ge=0.0, le=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RayParams:
+    """Where the parallel stages run."""
+
+    address: str = _f("", "Ray cluster address (e.g. 'ray://head:10001' or 'auto'); empty = local")
+    workers: int = _f(2, "worker processes (one video at a time each)", ge=1, le=4096)
+    enabled: bool = _f(True, "false runs the same work in the stage's own process, without Ray")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrackingParams:
     """Where and how stage runs are tracked (MLflow)."""
 
@@ -117,6 +142,8 @@ class Params:
     body: BodyParams = dataclasses.field(default_factory=BodyParams)
     synth: SynthParams = dataclasses.field(default_factory=SynthParams)
     data: DataParams = dataclasses.field(default_factory=DataParams)
+    fit: FitParams = dataclasses.field(default_factory=FitParams)
+    ray: RayParams = dataclasses.field(default_factory=RayParams)
     tracking: TrackingParams = dataclasses.field(default_factory=TrackingParams)
 
 

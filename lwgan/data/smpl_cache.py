@@ -12,6 +12,7 @@ Layout of ``videos/<video_id>.h5`` (kind ``lwgan-smpl``, schema `SCHEMA_VERSION`
         status           (N,) uint8        bit flags, `lwgan.body.fit` (0 = fitted normally)
         reprojection_px  (N,) float32      mean keypoint error of the fit, pixels
         frame            (N,) int64        position of each row in the frames cache's video
+        quality/<name>   (N,) float32      per-frame quality measures (found, silhouette_iou, mpjpe_mm, ...)
 
 ``smpl.h5`` links every shard (see `lwgan.data.h5util`).
 """
@@ -35,7 +36,7 @@ ARRAYS = ("betas", "pose", "cam", "keypoints", "status", "reprojection_px", "fra
 
 
 def write_smpl_shard(path: Path, video_id: str, key: str, arrays: Mapping[str, np.ndarray],
-                     attrs: Mapping[str, Any]) -> Path:
+                     attrs: Mapping[str, Any], quality: Mapping[str, np.ndarray] | None = None) -> Path:
     """Write one video's fit atomically; `arrays` must hold every name in `ARRAYS`."""
     missing = [name for name in ARRAYS if name not in arrays]
     if missing:
@@ -46,6 +47,8 @@ def write_smpl_shard(path: Path, video_id: str, key: str, arrays: Mapping[str, n
         group.attrs.update(dict(attrs))
         for name in ARRAYS:
             group.create_dataset(name, data=np.asarray(arrays[name]), compression="gzip", shuffle=True)
+        for name, values in (quality or {}).items():
+            group.create_dataset(f"quality/{name}", data=np.asarray(values, np.float32))
         handle.attrs["complete"] = True
     return Path(path)
 
@@ -61,6 +64,11 @@ class SmplCache(LazyH5):
     def params(self, video: str) -> dict[str, np.ndarray]:
         group = self.group(video)
         return {name: group[name][()] for name in ARRAYS}
+
+    def quality(self, video: str) -> dict[str, np.ndarray]:
+        """Per-frame quality measures stored with the fit (may be empty)."""
+        group = self.group(video)
+        return {name: group["quality"][name][()] for name in group["quality"]} if "quality" in group else {}
 
     def info(self, video: str) -> dict[str, Any]:
         return {k: (v.item() if hasattr(v, "item") else v) for k, v in self.group(video).attrs.items()}

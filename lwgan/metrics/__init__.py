@@ -1,0 +1,1 @@
+"""Metrics: pose errors (`lwgan.metrics.pose`)."""

@@ -1,0 +1,232 @@
+"""The fit stage's work: for every video of the frames cache, 2D keypoints (detector, ground truth or
+imported files) -> batched body fit -> one SMPL shard, plus quality numbers and overlay pictures.
+
+`FitWorker` holds the body model, the frames cache and the keypoint source, built once per worker
+process; `run(job)` fits one video and writes its shard atomically (temp file + rename), so an
+interrupted run leaves only whole shards and a rerun redoes only what is missing or stale (the shard's key
+hashes the frames shard, the body model, the fit options and the keypoint source). `lwgan.parallel` runs
+the workers on Ray or in-process; `summarise` turns their per-frame numbers into the stage's metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from lwgan.body.detect import DetectionBatch, GroundTruthKeypoints
+from lwgan.body.fit import NO_PERSON, FitOptions, fit_video, fitted_joints
+from lwgan.body.model import BodyModel
+from lwgan.body.sequence import project_video
+from lwgan.data.cache import FramesCache
+from lwgan.data.h5util import content_key, file_digest, shard_is_current, shard_path
+from lwgan.data.smpl_cache import KIND, SCHEMA_VERSION, SmplCache, write_smpl_shard
+from lwgan.metrics.pose import mpjpe, pa_mpjpe
+from lwgan.parallel import one_thread
+from lwgan.render.raster import RasterSettings, rasterize
+from lwgan.render.shade import overlay, shade, to_uint8
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSettings:
+    """Everything a fit worker needs besides the video: paths and options (picklable, hashable)."""
+
+    frames_path: Path
+    body_path: Path
+    out_dir: Path
+    keypoints: str  # detector | ground_truth | openpose | coco
+    keypoints_root: Path | None
+    options: FitOptions
+    overlays_per_video: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class FitJob:
+    video_id: str
+    key: str  # what the shard must carry to be current
+
+
+def job_key(settings: FitSettings, video_attrs: dict[str, Any], body_digest: str) -> str:
+    """Hash of everything that determines a video's fit."""
+    return content_key(KIND, SCHEMA_VERSION, video_attrs.get("options_hash"),
+                       video_attrs.get("source_fingerprint"), body_digest, settings.keypoints,
+                       str(settings.keypoints_root or ""), dataclasses.asdict(settings.options))
+
+
+def plan_jobs(settings: FitSettings) -> tuple[list[FitJob], list[str]]:
+    """(jobs to run, ids of videos whose shard is already current)."""
+    cache = FramesCache(settings.frames_path)
+    digest = file_digest(settings.body_path)
+    jobs, current = [], []
+    for video in cache.videos:
+        attrs = {k: str(v) for k, v in cache.group(video).attrs.items()}
+        key = job_key(settings, attrs, digest)
+        if shard_is_current(shard_path(settings.out_dir, video), KIND, SCHEMA_VERSION, key):
+            current.append(video)
+        else:
+            jobs.append(FitJob(video, key))
+    cache.close()
+    return jobs, current
+
+
+class FitWorker:
+    """Fits whole videos; built once per worker process (models, caches, detector)."""
+
+    def __init__(self, settings: FitSettings) -> None:
+        one_thread()
+        self.settings = settings
+        self.body = BodyModel.from_file(settings.body_path)
+        self.cache = FramesCache(settings.frames_path)
+        self.image_size = int(self.cache.attrs["image_size"])
+        self._detector = None
+        self._ground_truth = None
+
+    # -- keypoints ---------------------------------------------------------------------------------------
+    def keypoints(self, video: str) -> DetectionBatch:
+        kind = self.settings.keypoints
+        if kind == "ground_truth":
+            if self._ground_truth is None:
+                root = self.settings.keypoints_root or _synthetic_root(self.cache, video)
+                self._ground_truth = GroundTruthKeypoints(root)
+            return self._ground_truth.for_cache(self.cache, video)
+        if kind == "detector":
+            from lwgan.body.detect import MediaPipeDetector, detect_video
+
+            if self._detector is None:
+                self._detector = MediaPipeDetector()
+            frames = (self.cache.frame(video, i) for i in range(self.cache.num_frames(video)))
+            return detect_video(frames, self._detector)
+        from lwgan.body import keypoint_io
+
+        info = self.cache.info(video)
+        root = Path(self.settings.keypoints_root or "")
+        if kind == "openpose":
+            track = keypoint_io.read_openpose(root / video)
+        else:
+            track = keypoint_io.read_coco(root / f"{video}.json")
+        keypoints = track.to_cache(self.cache.frame_index(video), info.crop_box, self.image_size)
+        found = (keypoints[..., 2] > 0).any(axis=1)
+        return DetectionBatch(keypoints, found, keypoints[..., 2].mean(axis=1), None,
+                              (self.image_size, self.image_size))
+
+    # -- one video ---------------------------------------------------------------------------------------
+    def run(self, job: FitJob) -> dict[str, Any]:
+        start = time.perf_counter()
+        video = job.video_id
+        detections = self.keypoints(video)
+        masks = detections.masks() if detections.packed_masks is not None else None
+        keypoints = torch.from_numpy(np.asarray(detections.keypoints, np.float32))
+        mask_tensor = torch.from_numpy(masks) if masks is not None else None
+        result = fit_video(keypoints, self.image_size, self.body, self.settings.options, masks=mask_tensor)
+        n = len(keypoints)
+        verts = project_video(self.body, result.betas.numpy(), result.pose.numpy(), result.cam.numpy())
+        silhouette = rasterize(verts, self.body.faces, RasterSettings(self.image_size, self.image_size))
+        quality: dict[str, np.ndarray] = {"found": np.asarray(detections.found, np.float32)}
+        if masks is not None:
+            fitted = silhouette.silhouette.numpy()
+            union = (fitted | masks).sum(axis=(1, 2))
+            inter = (fitted & masks).sum(axis=(1, 2))
+            quality["silhouette_iou"] = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+        truth = self._truth(video)
+        if truth is not None:
+            joints = fitted_joints(self.body, result)  # (N, J, 3) metres
+            gt = torch.from_numpy(truth[self.cache.frame_index(video)]).float()
+            quality["mpjpe_mm"] = (1000 * mpjpe(joints, gt)).numpy()
+            quality["pa_mpjpe_mm"] = (1000 * pa_mpjpe(joints, gt)).numpy()
+        write_smpl_shard(
+            shard_path(self.settings.out_dir, video), video, job.key,
+            {"betas": result.betas.numpy(), "pose": result.pose.numpy(), "cam": result.cam.numpy(),
+             "keypoints": keypoints.numpy(), "status": result.status.numpy().astype(np.uint8),
+             "reprojection_px": result.reprojection_px.numpy(), "frame": np.arange(n)},
+            {"split": self.cache.info(video).split, "keypoint_source": self.settings.keypoints,
+             "image_size": self.image_size, "fit_seconds": time.perf_counter() - start},
+            quality,
+        )
+        self._overlays(video, verts, silhouette, keypoints, result.status.numpy())
+        return {"video": video, "frames": n, "seconds": time.perf_counter() - start}
+
+    def _truth(self, video: str) -> np.ndarray | None:
+        """Ground-truth 3D joints (frames of the source, J, 3) of a synthetic video, when it has them."""
+        if self.settings.keypoints == "detector" or self.settings.keypoints == "ground_truth":
+            path = _synthetic_root(self.cache, video, required=False)
+            if path is not None and (path / "gt" / f"{video}.npz").is_file():
+                with np.load(path / "gt" / f"{video}.npz") as data:
+                    return np.asarray(data["joints3d"], np.float32) if "joints3d" in data.files else None
+        return None
+
+    def _overlays(self, video: str, verts: torch.Tensor, frags, keypoints: torch.Tensor,
+                  status: np.ndarray) -> None:
+        """A few frames with the fitted mesh blended over them and the fitted vs input keypoints."""
+        count = self.settings.overlays_per_video
+        if count <= 0:
+            return
+        n = verts.shape[0]
+        picks = np.unique(np.linspace(0, n - 1, count).round().astype(int))
+        folder = self.settings.out_dir / "overlays"
+        folder.mkdir(parents=True, exist_ok=True)
+        from lwgan.render.raster import Fragments
+
+        for i in picks:
+            frame = self.cache.frame(video, int(i))
+            one = Fragments(frags.face_index[i : i + 1], frags.bary[i : i + 1], frags.depth[i : i + 1])
+            mesh = to_uint8(shade(one, verts[i : i + 1], self.body.faces))[0]
+            tinted = (mesh.astype(np.float32) * np.array([0.6, 0.8, 1.0])).astype(np.uint8)
+            image = overlay(frame, tinted, one.silhouette[0].numpy(), alpha=0.55)
+            for u, v, c in keypoints[i].numpy():
+                if c > 0:
+                    cv2.circle(image, (int(round(u)), int(round(v))), 2, (255, 60, 60), -1, cv2.LINE_AA)
+            label = f"{video} #{int(i)}" + (" no person" if status[i] & NO_PERSON else "")
+            cv2.putText(image, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
+                        cv2.LINE_AA)
+            cv2.imwrite(str(folder / f"{video}_{int(i):05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def _synthetic_root(cache: FramesCache, video: str, required: bool = True) -> Path | None:
+    """The synthetic data set a cached video came from (…/images/<s>/<c>/<a> -> …)."""
+    source = Path(cache.info(video).source_path)
+    root = source.parents[3] if len(source.parents) > 3 else None
+    if root is None or not (root / "gt").is_dir():
+        if required:
+            raise FileNotFoundError(f"video {video!r} ({source}) has no ground truth beside it; "
+                                    "fit.keypoints=ground_truth works only on the synthetic set")
+        return None
+    return root
+
+
+def summarise(cache: SmplCache, seconds: float = 0.0, frames_run: int = 0) -> dict[str, Any]:
+    """The stage's quality numbers over every fitted frame of every video in the SMPL cache."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for video in cache.videos:
+        params = cache.params(video)
+        fitted = (params["status"].astype(np.int64) & NO_PERSON) == 0
+        parts.setdefault("fitted", []).append(fitted)
+        parts.setdefault("reprojection_px", []).append(params["reprojection_px"][fitted])
+        for name, values in cache.quality(video).items():
+            parts.setdefault(name, []).append(values if name == "found" else values[fitted])
+    values = {name: np.concatenate(chunks).astype(np.float64) for name, chunks in parts.items()}
+    frames = len(values.get("fitted", ()))
+    metrics: dict[str, Any] = {"videos": len(cache.videos), "frames": frames}
+    if frames:
+        metrics["detection_rate"] = float(values["found"].mean()) if "found" in values else None
+        metrics["fitted_rate"] = float(values["fitted"].mean())
+    reproj = values.get("reprojection_px", np.zeros(0))
+    reproj = reproj[np.isfinite(reproj)]
+    if len(reproj):
+        metrics["reprojection_px_mean"] = float(reproj.mean())
+        metrics["reprojection_px_p95"] = float(np.percentile(reproj, 95))
+    for name in ("silhouette_iou", "mpjpe_mm", "pa_mpjpe_mm"):
+        finite = values.get(name, np.zeros(0))
+        finite = finite[np.isfinite(finite)]
+        if len(finite):
+            metrics[f"{name}_mean"] = float(finite.mean())
+    if seconds > 0:
+        metrics["frames_per_s_per_worker"] = float(frames_run / seconds)
+    return {k: v for k, v in metrics.items() if v is not None}

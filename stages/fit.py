@@ -1,0 +1,73 @@
+"""Stage `fit`: body-mesh recovery on every frame of the frames cache, one video per Ray worker; writes
+one SMPL shard per video (resumable), smpl.h5 linking them, overlays of the fitted mesh, and quality
+metrics (detection rate, reprojection error, silhouette IoU, MPJPE / PA-MPJPE on the synthetic set)."""
+
+import logging
+import sys
+from pathlib import Path
+
+from lwgan import stage
+from lwgan.body.fit import FitOptions
+from lwgan.data.h5util import remove_stale, write_index
+from lwgan.data.smpl_cache import INDEX_FILE, KIND, SCHEMA_VERSION, SmplCache
+from lwgan.parallel import PoolOptions, run_jobs
+from lwgan.pipeline.fit import FitSettings, FitWorker, plan_jobs, summarise
+from lwgan.progress import ProgressLog
+
+log = logging.getLogger("fit")
+
+
+def main() -> None:
+    args = stage.parse_args("fit", __doc__, inputs={"frames": "frames cache (frames.h5)",
+                                                    "body": "resolved body model (.npz)"},
+                            outputs={"out_dir": "SMPL cache folder", "metrics": "metrics JSON"})
+    params = stage.load_params(args.params)
+    fit = params.fit
+    settings = FitSettings(
+        frames_path=args.frames.resolve(), body_path=args.body.resolve(), out_dir=args.out_dir.resolve(),
+        keypoints=fit.keypoints,
+        keypoints_root=Path(fit.keypoints_root).expanduser().resolve() if fit.keypoints_root else None,
+        options=FitOptions(pose_iterations=fit.pose_iterations, camera_iterations=fit.camera_iterations,
+                           silhouette_weight=fit.silhouette_weight, chunk_size=fit.chunk_frames),
+        overlays_per_video=fit.overlays_per_video,
+    )
+    with stage.tracked_run("fit", params, sections=("fit", "ray")) as run:
+        jobs, current = plan_jobs(settings)
+        videos = [job.video_id for job in jobs] + current
+        remove_stale(settings.out_dir, keep=videos)
+        log.info("%d videos to fit, %d already fitted", len(jobs), len(current))
+        progress = ProgressLog("fit", "videos", every_s=0.0)
+        done = []
+
+        def on_result(job, result):
+            done.append(result)
+            progress(len(done), len(jobs))
+
+        results, failures = run_jobs(
+            FitWorker, (settings,), jobs,
+            PoolOptions(num_workers=params.ray.workers, address=params.ray.address or None,
+                        use_ray=params.ray.enabled),
+            key=lambda job: job.video_id, on_result=on_result,
+        )
+        for failure in failures:
+            log.warning("video %s failed: %s", failure.key, failure.reason)
+        fitted = [v for v in videos if v not in {f.key for f in failures}]
+        write_index(settings.out_dir / INDEX_FILE, KIND, SCHEMA_VERSION, fitted,
+                    {"keypoint_source": fit.keypoints})
+        metrics = summarise(SmplCache(settings.out_dir / INDEX_FILE),
+                            seconds=sum(r["seconds"] for r in results),
+                            frames_run=sum(r["frames"] for r in results))
+        metrics.update(videos_fitted_now=len(results), videos_reused=len(current),
+                       videos_failed=len(failures))
+        stage.write_metrics(args.metrics, metrics, run)
+        run.log_artifacts([settings.out_dir / "overlays"], "overlays")
+        total = len(videos)
+        if total and len(failures) / total > fit.max_failure_fraction:
+            print(f"error: {len(failures)} of {total} videos failed, more than fit.max_failure_fraction = "
+                  f"{fit.max_failure_fraction}:\n" + "\n".join(f"  {f.key}: {f.reason}" for f in failures),
+                  file=sys.stderr)
+            raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

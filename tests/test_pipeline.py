@@ -26,6 +26,8 @@ TINY = {
     "synth": {"subjects": 2, "clothes": 1, "frames_per_action": 4, "image_size": 64, "val_subjects": 1,
               "workers": 1},
     "data": {"image_size": 48, "workers": 1},
+    "fit": {"pose_iterations": 15, "camera_iterations": 8, "overlays_per_video": 1},
+    "ray": {"workers": 2},
 }
 
 
@@ -99,6 +101,12 @@ def test_repro_then_exp_run_are_tracked(repo):
     assert prepared["videos"] == 4 and prepared["frames"] == 16 and prepared["train_videos"] == 2
     assert (repo / "data" / "cache" / "frames" / "frames.h5").is_file()
     assert (repo / "data" / "raw" / "synthetic" / "images" / "001" / "1" / "2" / "0003.jpg").is_file()
+    fitted = json.loads((repo / "metrics" / "fit.json").read_text())
+    assert fitted["videos"] == 4 and fitted["frames"] == 16 and fitted["detection_rate"] == 1.0
+    assert fitted["pa_mpjpe_mm_mean"] < 150  # a few iterations only; quality is measured in benchmarks
+    maps = json.loads((repo / "metrics" / "correspond.json").read_text())
+    assert maps["frames"] == 16 and maps["cache_kb_per_frame"] > 0
+    assert len(list((repo / "data" / "cache" / "smpl" / "overlays").glob("*.png"))) == 4
     body_metrics = json.loads((repo / "metrics" / "body.json").read_text())
     body_run = next(r for r in runs if r["tags"][tracking.TAG_STAGE] == "body")
     assert body_run["params"]["body.preview_size"] == "64"

@@ -67,6 +67,34 @@ def one_thread() -> None:
         pass
 
 
+def start(options: PoolOptions) -> bool:
+    """Start (or join) the Ray cluster `run_jobs` will use, so its start-up is paid once; returns whether
+    this call started it (then call `stop`)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    begin = time.perf_counter()
+    ray.init(
+        address=options.address or None,
+        num_cpus=None if options.address else options.num_workers,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": dict(ONE_THREAD_ENV)},
+    )
+    log.info("ray: %s with %s CPUs (%.1f s to start)", options.address or "local cluster",
+             ray.cluster_resources().get("CPU"), time.perf_counter() - begin)
+    return True
+
+
+def stop() -> None:
+    import ray
+
+    ray.shutdown()
+
+
 def run_jobs(
     worker_cls: type,
     worker_args: tuple,
@@ -104,39 +132,53 @@ def _run_local(worker_cls, worker_args, jobs, key, on_result):
 
 
 def _run_ray(worker_cls, worker_args, jobs, options, key, on_result):
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    import ray
+    with RayPool(worker_cls, worker_args, options, size=min(options.num_workers, len(jobs))) as pool:
+        return pool.map(jobs, key, on_result)
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        start = time.perf_counter()
-        ray.init(
-            address=options.address or None,
-            num_cpus=None if options.address else options.num_workers,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            runtime_env={"env_vars": dict(ONE_THREAD_ENV)},
-        )
-        log.info("ray: %s with %s CPUs (%.1f s to start)", options.address or "local cluster",
-                 ray.cluster_resources().get("CPU"), time.perf_counter() - start)
-    remote_cls = ray.remote(num_cpus=1, max_restarts=0)(worker_cls)
-    try:
-        actors = [remote_cls.remote(*worker_args) for _ in range(min(options.num_workers, len(jobs)))]
-        idle, pending = list(actors), {}
+
+class RayPool:
+    """Ray actors built once (``worker_cls(*worker_args)`` each, one CPU each) and reused by every `map`.
+
+    `ready` waits until every actor has finished building its models, so that a caller can time work
+    without start-up. A pool that started the Ray cluster shuts it down on `close`.
+    """
+
+    def __init__(self, worker_cls: type, worker_args: tuple, options: PoolOptions, size: int | None = None):
+        self._started = start(options)
+        import ray
+
+        self._ray = ray
+        self._remote_cls = ray.remote(num_cpus=1, max_restarts=0)(worker_cls)
+        self._args = worker_args
+        self.actors = [self._remote_cls.remote(*worker_args) for _ in range(size or options.num_workers)]
+
+    def ready(self) -> None:
+        self._ray.get([actor.__ray_ready__.remote() for actor in self.actors])
+
+    def map(self, jobs: Sequence[Any], key: Callable[[Any], str] = str,
+            on_result: Callable[[Any, Any], None] | None = None) -> tuple[list[Any], list[JobFailure]]:
+        """Run `jobs` with at most one in flight per actor; (results in completion order, failures)."""
+        ray = self._ray
+        idle, pending = list(self.actors), {}
         results, failures = [], []
         queue = list(jobs)
-
-        def collect(ready_refs):
-            for ref in ready_refs:
+        while queue or pending:
+            while queue and idle:
+                job = queue.pop(0)
+                actor = idle.pop()
+                pending[actor.run.remote(job)] = (actor, job)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
                 actor, job = pending.pop(ref)
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayActorError as err:
                     failures.append(JobFailure(key(job), f"worker died: {err}"))
                     log.warning("job %s: its worker died; starting a new one", key(job))
-                    ray.kill(actor)
-                    idle.append(remote_cls.remote(*worker_args))
+                    self.actors.remove(actor)
+                    replacement = self._remote_cls.remote(*self._args)
+                    self.actors.append(replacement)
+                    idle.append(replacement)
                     continue
                 except ray.exceptions.RayTaskError as err:
                     cause = err.cause if getattr(err, "cause", None) is not None else err
@@ -148,15 +190,17 @@ def _run_ray(worker_cls, worker_args, jobs, options, key, on_result):
                 results.append(result)
                 if on_result is not None:
                     on_result(job, result)
-
-        while queue or pending:
-            while queue and idle:
-                job = queue.pop(0)
-                actor = idle.pop()
-                pending[actor.run.remote(job)] = (actor, job)
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            collect(ready)
         return results, failures
-    finally:
-        if started_here:
-            ray.shutdown()
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self._ray.kill(actor)
+        self.actors = []
+        if self._started:
+            stop()
+
+    def __enter__(self) -> RayPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -8,10 +8,9 @@ from pathlib import Path
 
 from lwgan import stage
 from lwgan.body.fit import FitOptions
-from lwgan.data.h5util import remove_stale, write_index
-from lwgan.data.smpl_cache import INDEX_FILE, KIND, SCHEMA_VERSION, SmplCache
-from lwgan.parallel import PoolOptions, run_jobs
-from lwgan.pipeline.fit import FitSettings, FitWorker, plan_jobs, summarise
+from lwgan.data.smpl_cache import INDEX_FILE, SmplCache
+from lwgan.parallel import PoolOptions
+from lwgan.pipeline.fit import FitSettings, fit_all, summarise
 from lwgan.progress import ProgressLog
 
 log = logging.getLogger("fit")
@@ -32,36 +31,17 @@ def main() -> None:
         overlays_per_video=fit.overlays_per_video,
     )
     with stage.tracked_run("fit", params, sections=("fit", "ray")) as run:
-        jobs, current = plan_jobs(settings)
-        videos = [job.video_id for job in jobs] + current
-        remove_stale(settings.out_dir, keep=videos)
-        log.info("%d videos to fit, %d already fitted", len(jobs), len(current))
-        progress = ProgressLog("fit", "videos", every_s=0.0)
-        done = []
-
-        def on_result(job, result):
-            done.append(result)
-            progress(len(done), len(jobs))
-
-        results, failures = run_jobs(
-            FitWorker, (settings,), jobs,
-            PoolOptions(num_workers=params.ray.workers, address=params.ray.address or None,
-                        use_ray=params.ray.enabled),
-            key=lambda job: job.video_id, on_result=on_result,
-        )
-        for failure in failures:
-            log.warning("video %s failed: %s", failure.key, failure.reason)
-        fitted = [v for v in videos if v not in {f.key for f in failures}]
-        write_index(settings.out_dir / INDEX_FILE, KIND, SCHEMA_VERSION, fitted,
-                    {"keypoint_source": fit.keypoints})
+        pool = PoolOptions(num_workers=params.ray.workers, address=params.ray.address or None,
+                           use_ray=params.ray.enabled)
+        done = fit_all(settings, pool, progress=ProgressLog("fit", "videos", every_s=0.0))
         metrics = summarise(SmplCache(settings.out_dir / INDEX_FILE),
-                            seconds=sum(r["seconds"] for r in results),
-                            frames_run=sum(r["frames"] for r in results))
-        metrics.update(videos_fitted_now=len(results), videos_reused=len(current),
-                       videos_failed=len(failures))
+                            seconds=sum(r["seconds"] for r in done.results),
+                            frames_run=sum(r["frames"] for r in done.results))
+        metrics.update(videos_fitted_now=len(done.results), videos_reused=len(done.reused),
+                       videos_failed=len(done.failures))
         stage.write_metrics(args.metrics, metrics, run)
         run.log_artifacts([settings.out_dir / "overlays"], "overlays")
-        total = len(videos)
+        failures, total = done.failures, done.videos
         if total and len(failures) / total > fit.max_failure_fraction:
             print(f"error: {len(failures)} of {total} videos failed, more than fit.max_failure_fraction = "
                   f"{fit.max_failure_fraction}:\n" + "\n".join(f"  {f.key}: {f.reason}" for f in failures),

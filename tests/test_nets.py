@@ -1,0 +1,244 @@
+"""The LWGAN generator, the Liquid Warping Block and the patch discriminator."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from lwgan.geometry import OUTSIDE, pixel_centers
+from lwgan.nets import (
+    Generator,
+    NetOptions,
+    PatchDiscriminator,
+    compose,
+    count_parameters,
+    liquid_warping_block,
+    patch_output_size,
+)
+from lwgan.nets.masks import background, foreground
+from lwgan.warp.flow import warp
+
+SIZE = 64
+SMALL = NetOptions(base_width=8, res_blocks=2, image_size=SIZE)
+
+
+def body_mask(batch: int, size: int = SIZE) -> torch.Tensor:
+    """(B, 1, H, W) float: an upright ellipse, a little different in every sample."""
+    centres = pixel_centers(size, size)  # (H, W, 2)
+    masks = []
+    for b in range(batch):
+        x, y = centres[..., 0] - 0.05 * b, centres[..., 1]
+        masks.append(((x / 0.35) ** 2 + (y / 0.8) ** 2 <= 1.0).float())
+    return torch.stack(masks)[:, None]
+
+
+def cond_map(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 4, H, W) conditioning map: a smooth code on the body, background channel outside."""
+    size = mask.shape[-1]
+    centres = pixel_centers(size, size).permute(2, 0, 1)[None]  # (1, 2, H, W)
+    code = torch.cat((centres * 0.5 + 0.5, torch.full_like(centres[:, :1], 0.3)), dim=1) * mask
+    return torch.cat((code, 1.0 - mask), dim=1)
+
+
+def identity_flow(mask: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 2): pixel centres on the body, OUTSIDE elsewhere."""
+    size = mask.shape[-1]
+    centres = pixel_centers(size, size).expand(mask.shape[0], -1, -1, -1)
+    return torch.where(mask[:, 0, ..., None] > 0, centres, torch.full_like(centres, OUTSIDE))
+
+
+def inputs(batch: int = 2, seed: int = 0, size: int = SIZE):
+    gen = torch.Generator().manual_seed(seed)
+    mask = body_mask(batch, size)
+    cond = cond_map(mask)
+    image = torch.rand(batch, 3, size, size, generator=gen) * 2 - 1
+    return image, background(cond, 15), cond, cond, identity_flow(mask)
+
+
+@pytest.fixture(scope="module")
+def small_g() -> Generator:
+    torch.manual_seed(0)
+    return Generator(SMALL)
+
+
+def test_generator_outputs_have_their_shapes_ranges_and_composition(small_g):
+    src, bg_mask, src_cond, tgt_cond, t = inputs()
+    out = small_g(src, bg_mask, src_cond, tgt_cond, t)
+    for name in ("bg", "src_rec", "tgt", "src_color", "tgt_color", "warped_src"):
+        assert getattr(out, name).shape == (2, 3, SIZE, SIZE), name
+    for name in ("src_attention", "tgt_attention"):
+        a = getattr(out, name)
+        assert a.shape == (2, 1, SIZE, SIZE)
+        assert a.min() > 0 and a.max() < 1  # sigmoid
+    for name in ("bg", "src_color", "tgt_color"):
+        v = getattr(out, name)
+        assert v.min() > -1 and v.max() < 1  # tanh
+    assert torch.allclose(out.src_rec, out.src_attention * out.bg + (1 - out.src_attention) * out.src_color)
+    assert torch.allclose(out.tgt, compose(out.tgt_attention, out.bg, out.tgt_color))
+    assert torch.equal(out.warped_src, warp(src, t))
+    off_body = background(src_cond, 1).expand(-1, 3, -1, -1) > 0
+    assert torch.all(out.warped_src[off_body] == 0)  # OUTSIDE samples zero
+
+
+def test_generator_refuses_inputs_of_another_size(small_g):
+    src, bg_mask, src_cond, tgt_cond, t = inputs(size=32)
+    with pytest.raises(ValueError, match="image_size=64"):
+        small_g(src, bg_mask, src_cond, tgt_cond, t)
+
+
+@pytest.mark.parametrize(("field", "value"), [("norm", "layer"), ("image_size", 100), ("base_width", 0),
+                                              ("d_layers", 5)])
+def test_options_name_the_bad_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        NetOptions(**{"image_size": SIZE, field: value})
+
+
+def sid_features(g: Generator, seed: int) -> tuple[torch.Tensor, ...]:
+    src, _, src_cond, _, _ = inputs(seed=seed)
+    return g.sid(torch.cat((src * foreground(src_cond), src_cond), dim=1)).features
+
+
+def test_lwb_points_are_three_encoder_levels_and_every_residual_block(small_g):
+    feats = sid_features(small_g, 0)
+    w = SMALL.base_width
+    assert [tuple(f.shape[1:]) for f in feats] == [(2 * w, 32, 32), (4 * w, 16, 16), (8 * w, 8, 8),
+                                                   (8 * w, 8, 8), (8 * w, 8, 8)]
+
+
+def test_lwb_with_an_identity_flow_hands_over_aligned_features(small_g):
+    feats = sid_features(small_g, 0)
+    full = pixel_centers(SIZE, SIZE).expand(2, -1, -1, -1)  # identity everywhere
+    for f, warped in zip(feats, liquid_warping_block(feats, full), strict=True):
+        assert torch.allclose(warped, f, atol=1e-6)
+
+
+def test_lwb_follows_a_translation_at_every_scale(small_g):
+    feats = sid_features(small_g, 0)
+    shift_px = 8  # at the input size: 4, 2, 1 feature pixels at H/2, H/4, H/8
+    flow = pixel_centers(SIZE, SIZE).expand(2, -1, -1, -1).clone()
+    flow[..., 0] += 2.0 * shift_px / SIZE  # the target pixel (i, j) reads the source at (i, j + 8)
+    for f, warped in zip(feats, liquid_warping_block(feats, flow), strict=True):
+        s = shift_px * f.shape[-1] // SIZE
+        assert torch.allclose(warped[..., : -s], f[..., s:], atol=1e-5)
+        assert torch.all(warped[..., -s:].abs() < 1e-5)  # read from beyond the source's edge: zeros
+
+
+def test_lwb_with_an_outside_flow_hands_over_nothing(small_g):
+    feats = sid_features(small_g, 0)
+    nowhere = torch.full((2, SIZE, SIZE, 2), OUTSIDE)
+    assert all(torch.all(w == 0) for w in liquid_warping_block(feats, nowhere))
+
+
+def test_tsf_stream_reads_the_source_features_only_through_valid_flow(small_g):
+    _, _, _, tgt_cond, t = inputs()
+    tsf_in = torch.cat((torch.zeros(2, 3, SIZE, SIZE), tgt_cond), dim=1)  # the same TSF input each time
+    a, b = sid_features(small_g, 1), sid_features(small_g, 2)
+    with torch.no_grad():
+        out_a = small_g.tsf(tsf_in, injected=liquid_warping_block(a, t))
+        out_b = small_g.tsf(tsf_in, injected=liquid_warping_block(b, t))
+        nowhere = torch.full_like(t, OUTSIDE)
+        off_a = small_g.tsf(tsf_in, injected=liquid_warping_block(a, nowhere))
+        off_b = small_g.tsf(tsf_in, injected=liquid_warping_block(b, nowhere))
+    assert (out_a.color - out_b.color).abs().max() > 1e-3
+    assert torch.equal(off_a.color, off_b.color) and torch.equal(off_a.attention, off_b.attention)
+
+
+def test_target_loss_trains_the_source_stream_through_the_lwb_only_where_the_flow_is_valid():
+    torch.manual_seed(0)
+    g = Generator(SMALL)
+    src, bg_mask, src_cond, tgt_cond, t = inputs()
+    for flow, expect_grad in ((t, True), (torch.full_like(t, OUTSIDE), False)):
+        g.zero_grad(set_to_none=True)
+        g(src, bg_mask, src_cond, tgt_cond, flow).tgt_color.square().mean().backward()
+        total = sum(p.grad.abs().sum() for p in g.sid.parameters() if p.grad is not None)
+        assert (total > 0) == expect_grad
+
+
+def test_gradients_reach_every_generator_parameter():
+    torch.manual_seed(0)
+    g = Generator(SMALL)
+    src, bg_mask, src_cond, tgt_cond, t = inputs()
+    out = g(src, bg_mask, src_cond, tgt_cond, t)
+    loss = (out.src_rec - src).abs().mean() + (out.tgt - src).abs().mean()
+    loss.backward()
+    dead = [n for n, p in g.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_other_norms_build_and_run(norm):
+    opts = NetOptions(base_width=8, res_blocks=1, image_size=SIZE, norm=norm)
+    g, d = Generator(opts), PatchDiscriminator(opts)
+    out = g(*inputs())
+    assert torch.isfinite(out.tgt).all()
+    assert d(out.tgt, inputs()[3]).shape == (2, 1, 2, 2)
+    has_bias = [m.bias is not None for m in g.modules() if isinstance(m, nn.Conv2d)]
+    assert any(has_bias) == (norm == "none")
+
+
+@pytest.mark.parametrize(("size", "expected"), [(64, 2), (128, 6), (256, 14)])
+def test_discriminator_output_size(size, expected):
+    opts = NetOptions(base_width=4, res_blocks=0, image_size=size)
+    d = PatchDiscriminator(opts)
+    scores = d(torch.zeros(1, 3, size, size), torch.zeros(1, 4, size, size))
+    assert patch_output_size(size, opts.d_layers) == expected
+    assert scores.shape == (1, 1, expected, expected)
+
+
+def test_discriminator_layout_follows_pix2pix():
+    convs = [m for m in PatchDiscriminator(NetOptions(base_width=8, image_size=SIZE)).modules()
+             if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride[0]) for c in convs] == [
+        (7, 8, 2), (8, 16, 2), (16, 32, 2), (32, 64, 2), (64, 64, 1), (64, 1, 1)]
+    norms = [m for m in PatchDiscriminator(NetOptions(base_width=8, image_size=SIZE)).modules()
+             if isinstance(m, nn.InstanceNorm2d)]
+    assert len(norms) == 4 and not any(n.affine for n in norms)
+
+
+def test_spectral_norm_switch_parametrizes_every_discriminator_conv():
+    plain = PatchDiscriminator(NetOptions(base_width=8, image_size=SIZE))
+    sn = PatchDiscriminator(NetOptions(base_width=8, image_size=SIZE, spectral_norm_d=True))
+    plain_convs = [m for m in plain.modules() if isinstance(m, nn.Conv2d)]
+    sn_convs = [m for m in sn.modules() if isinstance(m, nn.Conv2d)]
+    assert len(sn_convs) == len(plain_convs) == 6
+    assert not any(parametrize.is_parametrized(m, "weight") for m in plain_convs)
+    assert all(parametrize.is_parametrized(m, "weight") for m in sn_convs)
+    sn.eval()
+    for conv in sn_convs:  # the effective weight has spectral norm ~1 (15 power iterations at creation)
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert abs(sigma.item() - 1.0) < 0.05
+
+
+def test_bfloat16_autocast_forward_is_finite(small_g):
+    d = PatchDiscriminator(NetOptions(base_width=8, image_size=SIZE, spectral_norm_d=True))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = small_g(*inputs())
+        scores = d(out.tgt, inputs()[3])
+    assert out.tgt.dtype == torch.bfloat16  # the convolutions really ran in bfloat16
+    for name in ("bg", "src_rec", "tgt", "src_attention", "tgt_attention"):
+        assert torch.isfinite(getattr(out, name)).all(), name
+    assert torch.isfinite(scores).all()
+
+
+def test_channels_last_gives_the_same_result(small_g):
+    args = inputs()
+    with torch.no_grad():
+        ref = small_g(*args)
+        g_cl = small_g.to(memory_format=torch.channels_last)
+        cl_args = [a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 and a.shape[-1] != 2
+                   else a for a in args]
+        out = g_cl(*cl_args)
+        small_g.to(memory_format=torch.contiguous_format)
+    assert torch.allclose(out.tgt, ref.tgt, atol=1e-5)
+    assert torch.allclose(out.src_rec, ref.src_rec, atol=1e-5)
+
+
+def test_parameter_counts_at_the_paper_configuration():
+    g, d = Generator(NetOptions()), PatchDiscriminator(NetOptions())
+    assert count_parameters(g.bg) == 31_445_184
+    assert count_parameters(g.sid) == count_parameters(g.tsf) == 33_006_912
+    assert count_parameters(g) == 97_459_008
+    assert count_parameters(d) == 6_963_649
+    assert count_parameters(PatchDiscriminator(NetOptions(spectral_norm_d=True))) == 6_963_649

@@ -11,7 +11,8 @@ skinned vertices, so
 with skinning weights w, template t, shape directions D, pose directions E and SMPL's pose feature
 f = (rotations of joints 1.. minus identity). M and the three parts of P are contracted once here, so a
 forward pass costs O(K J) per body instead of O(V J): exact (to float rounding) for any SMPL-format
-model, pose blend shapes included. The kinematic chain runs one tree level at a time.
+model, pose blend shapes included. The kinematic chain is composed by pointer jumping: log2(depth)
+batched 4 x 4 products instead of one per joint.
 """
 
 from __future__ import annotations
@@ -32,18 +33,24 @@ class Skeleton:
     keypoints: torch.Tensor
 
 
-def _levels(parents: list[int]) -> list[torch.Tensor]:
-    """Joint indices grouped by depth in the tree, the root's level first (the root alone)."""
-    depth = [0] * len(parents)
+def _jumps(parents: list[int]) -> list[torch.Tensor]:
+    """Ancestor index lists for pointer jumping over a tree of J joints (root: parent -1).
+
+    Index J stands for the identity above the root. Round r maps every joint to its 2^r-th ancestor
+    (or J); ceil(log2(depth + 1)) rounds suffice.
+    """
+    count = len(parents)
+    ancestor = []
     for j, parent in enumerate(parents):
-        if j > 0:
-            if not 0 <= parent < j:
-                raise ValueError(f"joint {j} has parent {parent}: joints must follow their parents")
-            depth[j] = depth[parent] + 1
-    return [
-        torch.tensor([j for j in range(len(parents)) if depth[j] == d], dtype=torch.long)
-        for d in range(1, max(depth) + 1)
-    ]
+        if j > 0 and not 0 <= parent < j:
+            raise ValueError(f"joint {j} has parent {parent}: joints must follow their parents")
+        ancestor.append(count if parent < 0 else parent)
+    ancestor.append(count)
+    rounds = []
+    while any(a != count for a in ancestor[:count]):
+        rounds.append(torch.tensor(ancestor, dtype=torch.long))
+        ancestor = [ancestor[a] for a in ancestor]
+    return rounds
 
 
 class KeypointBody(torch.nn.Module):
@@ -82,38 +89,43 @@ class KeypointBody(torch.nn.Module):
         parents = [int(p) for p in body.parents]
         parents[0] = -1
         self.parents = parents
-        self._levels = _levels(parents)
         self.register_buffer("parent_index", torch.tensor([max(p, 0) for p in parents], dtype=torch.long))
+        self.register_buffer("jumps", torch.stack(_jumps(parents)))  # (rounds, J + 1) ancestor indices
 
     @property
     def num_betas(self) -> int:
         return int(self.rest_joint_dirs.shape[-1])
 
     def forward(self, betas: torch.Tensor, rotations: torch.Tensor) -> Skeleton:
-        """betas: (B, S) (or (1, S), shared); rotations: (B, J, 3, 3) per-joint rotation relative to the
-        parent, joint 0 the global orientation. Returns the posed `Skeleton`."""
-        batch = rotations.shape[0]
-        betas = betas.to(rotations.dtype).expand(batch, -1)  # (B, S)
-        rest = self.rest_joints + torch.einsum("jcs,bs->bjc", self.rest_joint_dirs, betas)  # (B, J, 3)
-        bone = rest - rest[:, self.parent_index]  # (B, J, 3) offset from the parent joint
-        root = torch.zeros(1, dtype=torch.long, device=rotations.device)
-        glob = rotations.new_zeros(rotations.shape).index_copy(1, root, rotations[:, :1])  # (B, J, 3, 3)
-        pos = rest.new_zeros(rest.shape).index_copy(1, root, rest[:, :1])  # (B, J, 3)
-        for level in self._levels:
-            level = level.to(rotations.device)
-            parent = self.parent_index[level]
-            parent_rot = glob[:, parent]  # (B, L, 3, 3)
-            level_rot = parent_rot @ rotations[:, level]  # (B, L, 3, 3)
-            level_pos = pos[:, parent] + torch.einsum("blij,blj->bli", parent_rot, bone[:, level])  # (B, L, 3)
-            glob = glob.index_copy(1, level, level_rot)
-            pos = pos.index_copy(1, level, level_pos)
-        points = self.mix_template + torch.einsum("kjcs,bs->bkjc", self.mix_shape, betas)  # (B, K, J, 3)
+        """betas: (B, S), or (1, S) shared by the batch; rotations: (B, J, 3, 3) per-joint rotation relative
+        to the parent, joint 0 the global orientation. Returns the posed `Skeleton`."""
+        batch, joints = rotations.shape[:2]
+        betas = betas.to(rotations.dtype)  # (B or 1, S)
+        rest = self.rest_joints + torch.einsum("jcs,bs->bjc", self.rest_joint_dirs, betas)  # (B or 1, J, 3)
+        bone = torch.cat(
+            (rest[:, :1], rest[:, 1:] - rest[:, self.parent_index[1:]]), dim=1
+        )  # from the parent
+        local = torch.cat((rotations, bone.expand(batch, -1, -1)[..., None]), dim=-1)  # (B, J, 3, 4) [R | t]
+        bottom = local.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(batch, joints + 1, 1, 4)
+        eye = torch.eye(3, 4, dtype=local.dtype, device=local.device).expand(batch, 1, 3, 4)
+        world = torch.cat((torch.cat((local, eye), dim=1), bottom), dim=-2)  # (B, J + 1, 4, 4); J: identity
+        # Pointer jumping: world_j holds the product of the local transforms from ancestor(j) (exclusive)
+        # down to j; each round doubles the span, so log2(depth) rounds reach the root.
+        for ancestor in self.jumps:
+            world = world[:, ancestor] @ world  # (B, J + 1, 4, 4)
+        world = world[:, :joints, :3]  # (B, J, 3, 4): [global rotation | posed joint]
+        points = self.mix_template + torch.einsum("kjcs,bs->bkjc", self.mix_shape, betas)  # (B or 1, K, J, 3)
         if self.mix_pose.numel():
-            eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-            feature = (rotations[:, 1:] - eye).reshape(batch, -1)  # (B, 9 (J - 1))
+            eye3 = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+            feature = (rotations[:, 1:] - eye3).reshape(batch, -1)  # (B, 9 (J - 1))
             points = points + torch.einsum("kjcp,bp->bkjc", self.mix_pose, feature)
-        local = points - self.mix[None, :, :, None] * rest[:, None]  # (B, K, J, 3): P_kj - M_kj J_j
-        keypoints = torch.einsum("bjcd,bkjd->bkc", glob, local) + torch.einsum(
-            "kj,bjc->bkc", self.mix, pos
-        )  # (B, K, 3)
-        return Skeleton(joints=pos, keypoints=keypoints)
+        mix = self.mix.to(points.dtype)[None, :, :, None].expand(
+            points.shape[0], -1, -1, 1
+        )  # (B or 1, K, J, 1)
+        offsets = torch.cat((points - mix * rest[:, None], mix), dim=-1)  # (B or 1, K, J, 4): [P - M J | M]
+        if offsets.shape[0] == 1:
+            flat = world.permute(0, 2, 1, 3).reshape(batch, 3, -1)  # (B, 3, J * 4)
+            keypoints = (flat @ offsets[0].reshape(offsets.shape[1], -1).T).transpose(1, 2)  # (B, K, 3)
+        else:
+            keypoints = torch.einsum("bjcd,bkjd->bkc", world, offsets)  # (B, K, 3)
+        return Skeleton(joints=world[..., 3], keypoints=keypoints)

@@ -66,7 +66,9 @@ def pa_mpjpe(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
 def lsp14(joints: torch.Tensor) -> torch.Tensor:
     """(N, 24, 3) SMPL-tree joints -> (N, 14, 3) LSP joints (`LSP14_NAMES`; root them with `LSP14_HIPS`)."""
     if joints.dim() != 3 or joints.shape[1] != len(SMPL_JOINT_NAMES):
-        raise ValueError(f"expected (N, {len(SMPL_JOINT_NAMES)}, 3) SMPL-tree joints, got {tuple(joints.shape)}")
+        raise ValueError(
+            f"expected (N, {len(SMPL_JOINT_NAMES)}, 3) SMPL-tree joints, got {tuple(joints.shape)}"
+        )
     return joints[:, list(LSP14_FROM_SMPL)]
 
 
@@ -81,7 +83,9 @@ def reprojection_error(
     if confidence is None:
         return distance.mean(dim=-1)
     if confidence.shape != distance.shape:
-        raise ValueError(f"confidence must be (N, K) = {tuple(distance.shape)}, got {tuple(confidence.shape)}")
+        raise ValueError(
+            f"confidence must be (N, K) = {tuple(distance.shape)}, got {tuple(confidence.shape)}"
+        )
     used = (confidence > threshold).to(distance.dtype)
     count = used.sum(dim=-1)
     error = (distance * used).sum(dim=-1) / count.clamp_min(1.0)

@@ -1,0 +1,125 @@
+"""The state `lwgan.body.fit` optimises, and the small pieces both fitting stages share.
+
+Body joints are held as Euler angles in the convention of `lwgan.body.priors`, the global orientation
+as a rotation matrix, the camera as HMR's weak perspective (s, tx, ty) (`lwgan.geometry`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from lwgan.body.poses import matrix_to_axis_angle
+
+REFERENCE_SIZE = 256  # pixel errors are measured as if the image were this many pixels wide
+PX_PER_NDC = REFERENCE_SIZE / 2.0  # NDC -> reference pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class FitState:
+    """Parameters of n frames; any field None = not known yet.
+
+    rotation: (n, 3, 3) global rotation; euler: (n, J - 1, 3) body-joint Euler angles, radians
+    (`lwgan.body.priors`); cam: (n, 3) weak perspective (s, tx, ty); betas: (S,) shared.
+    """
+
+    rotation: torch.Tensor | None = None
+    euler: torch.Tensor | None = None
+    cam: torch.Tensor | None = None
+    betas: torch.Tensor | None = None
+
+    def slice(self, frames: slice) -> FitState:
+        pick = lambda value: None if value is None else value[frames]  # noqa: E731
+        return FitState(pick(self.rotation), pick(self.euler), pick(self.cam), self.betas)
+
+    def last(self) -> FitState:
+        return self.slice(slice(-1, None))
+
+    @staticmethod
+    def cat(states: list[FitState]) -> FitState:
+        """Frames of complete states one after the other; betas of the last."""
+        return FitState(
+            *(torch.cat([getattr(s, name) for s in states]) for name in ("rotation", "euler", "cam")),
+            betas=states[-1].betas,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkFit:
+    """A fitted chunk: its complete `FitState`, the mean keypoint error (n,) in reference pixels over
+    the confident keypoints (0 where there are none), and the loss history."""
+
+    state: FitState
+    error: torch.Tensor
+    loss: dict[str, list[float]]
+
+
+def geman_mcclure(squared: torch.Tensor, scale: float) -> torch.Tensor:
+    """Geman-McClure rho of squared errors: scale^2 e^2 / (scale^2 + e^2); ~e^2 near 0, -> scale^2."""
+    scale2 = scale * scale
+    return scale2 * squared / (scale2 + squared)
+
+
+def so3_exp(vector: torch.Tensor) -> torch.Tensor:
+    """(..., 3) rotation vector -> (..., 3, 3) rotation, with the correct gradient at 0 (where
+    `axis_angle_to_matrix`'s is zero): R = I + a(t) K + b(t) K^2, K = [v]_x, t = |v|, a = sin t / t,
+    b = (1 - cos t) / t^2, both from their Taylor series near 0."""
+    t2 = vector.pow(2).sum(-1, keepdim=True)[..., None]  # (..., 1, 1)
+    small = t2 < 1e-6
+    t = t2.clamp_min(1e-6).sqrt()
+    a = torch.where(small, 1.0 - t2 / 6.0, torch.sin(t) / t)
+    b = torch.where(small, 0.5 - t2 / 24.0, (1.0 - torch.cos(t)) / t2.clamp_min(1e-6))
+    x, y, z = vector.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack((zero, -z, y, z, zero, -x, -y, x, zero), dim=-1).reshape(*vector.shape[:-1], 3, 3)
+    eye = torch.eye(3, dtype=vector.dtype, device=vector.device)
+    return eye + a * skew + b * (skew @ skew)
+
+
+def interpolate_missing(state: FitState, valid: torch.Tensor, anchor: FitState | None) -> FitState:
+    """Fill frames with valid False from their nearest valid neighbours (linear in Euler angles and
+    camera, geodesic in rotation; a copy at the ends). The anchor, if any, is a valid frame before the
+    first. With no valid frame and no anchor, the state is returned unchanged."""
+    if anchor is not None:
+        state = FitState.cat([anchor, state])
+        valid = torch.cat((valid.new_ones(1), valid))
+    n = valid.shape[0]
+    if bool(valid.all()) or not bool(valid.any()):
+        return state.slice(slice(1, None)) if anchor is not None else state
+    index = torch.arange(n, device=valid.device)
+    prev = torch.cummax(torch.where(valid, index, -1), dim=0).values  # (n,) last valid <= i, -1 = none
+    after = torch.where(valid, index, n).flip(0)
+    nxt = torch.cummin(after, dim=0).values.flip(0)  # (n,) first valid >= i, n = none
+    lo = torch.where(prev >= 0, prev, nxt)
+    hi = torch.where(nxt < n, nxt, prev)
+    span = (hi - lo).clamp_min(1).to(state.cam.dtype)
+    t = ((index - lo).to(span.dtype) / span)[:, None]  # (n, 1); 0 where lo == hi
+    euler = torch.lerp(state.euler[lo], state.euler[hi], t[..., None])
+    cam = torch.lerp(state.cam[lo], state.cam[hi], t)
+    r_lo = state.rotation[lo]  # (n, 3, 3)
+    step = matrix_to_axis_angle(r_lo.transpose(-1, -2) @ state.rotation[hi])  # (n, 3)
+    rotation = r_lo @ so3_exp(step * t)
+    keep = valid[:, None]
+    out = FitState(
+        rotation=torch.where(keep[..., None], state.rotation, rotation),
+        euler=torch.where(keep[..., None], state.euler, euler),
+        cam=torch.where(keep, state.cam, cam),
+        betas=state.betas,
+    )
+    return out.slice(slice(1, None)) if anchor is not None else out
+
+
+def camera_from_points(points: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weak perspective (..., 3) putting points (..., k, 2) on target (..., k, 2): scale from the weighted
+    spread, offset from the weighted centroid. weight (..., k); no weight gives (1, 0, 0)."""
+    total = weight.sum(-1, keepdim=True).clamp_min(1e-9)[..., None]  # (..., 1, 1)
+    w = weight[..., None]
+    p_mean = (w * points).sum(-2, keepdim=True) / total
+    y_mean = (w * target).sum(-2, keepdim=True) / total
+    spread_p = (w * (points - p_mean) ** 2).sum((-1, -2))
+    spread_y = (w * (target - y_mean) ** 2).sum((-1, -2))
+    scale = torch.sqrt(spread_y.clamp_min(1e-12) / spread_p.clamp_min(1e-12))
+    scale = torch.where(weight.sum(-1) > 0, scale, torch.ones_like(scale)).clamp(1e-3, 1e3)
+    offset = (y_mean / scale[..., None, None] - p_mean)[..., 0, :]  # (..., 2)
+    return torch.cat((scale[..., None], offset), dim=-1)

@@ -1,0 +1,230 @@
+"""`fit_video` on keypoints projected from known bodies."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from lwgan.body.cameras import axis_angle_to_matrix, facing_camera_orient, weak_perspective_project
+from lwgan.body.fit import (
+    LOW_CONFIDENCE,
+    NO_PERSON,
+    NOT_CONVERGED,
+    FitInit,
+    FitOptions,
+    fit_video,
+    fitted_joints,
+)
+from lwgan.body.model import BodyModel
+from lwgan.body.poses import euler_to_axis_angle, pose_from_angles
+from lwgan.geometry import ndc_to_pixel
+from lwgan.metrics.pose import pa_mpjpe
+from lwgan.render.raster import RasterSettings, rasterize
+
+SIZE = 256
+FAST = FitOptions(camera_iterations=30)
+
+
+@pytest.fixture(scope="module")
+def body() -> BodyModel:
+    return BodyModel.default()
+
+
+@dataclasses.dataclass(frozen=True)
+class Truth:
+    betas: torch.Tensor  # (S,)
+    pose: torch.Tensor  # (N, 72)
+    cam: torch.Tensor  # (N, 3)
+    joints: torch.Tensor  # (N, 24, 3)
+    keypoints: torch.Tensor  # (N, 17, 3) pixels + confidence 1
+    vertices: torch.Tensor  # (N, V, 3) projected
+
+
+def make_truth(body: BodyModel, frames: int, yaw_deg: float = -30.0) -> Truth:
+    """A short clip: the left arm rising sideways and the right knee bending, turned by yaw, with
+    non-zero shape and a camera filling ~60 % of the image height."""
+    t = torch.linspace(0.0, 1.0, frames)
+    poses = []
+    for u in t.tolist():
+        angles = {
+            "left_shoulder": (0.0, -10.0, -70.0 + 80.0 * u), "right_shoulder": (0.0, 10.0, 65.0),
+            "left_elbow": (0.0, -30.0, 0.0), "right_elbow": (0.0, 20.0, 0.0),
+            "right_hip": (-30.0 * u, 0.0, -5.0), "right_knee": (50.0 * u, 0.0, 0.0),
+            "spine2": (5.0, 5.0 * u, 0.0),
+        }  # fmt: skip
+        poses.append(pose_from_angles(angles))
+    pose = torch.stack(poses)  # (N, 72)
+    yaw = torch.deg2rad(torch.full((frames,), yaw_deg))
+    pose[:, :3] = facing_camera_orient(yaw)
+    betas = torch.zeros(body.num_betas)
+    betas[:3] = torch.tensor([0.8, -0.5, 0.3])
+    with torch.no_grad():
+        out = body(betas[None].expand(frames, -1), pose)
+    cam = torch.tensor([0.65, 0.05, 0.1]).repeat(frames, 1)
+    cam[:, 1] += 0.02 * t
+    kp = weak_perspective_project(out.keypoints, cam)[..., :2]  # (N, K, 2) NDC
+    pixels = ndc_to_pixel(kp, SIZE, SIZE)
+    keypoints = torch.cat((pixels, torch.ones(frames, pixels.shape[1], 1)), dim=-1)
+    vertices = weak_perspective_project(out.vertices, cam)
+    return Truth(betas, pose, cam, out.joints, keypoints, vertices)
+
+
+@pytest.fixture(scope="module")
+def truth(body) -> Truth:
+    return make_truth(body, 6)
+
+
+@pytest.fixture(scope="module")
+def fitted(body, truth):
+    return fit_video(truth.keypoints, SIZE, body, FAST)
+
+
+def test_recovers_a_known_pose_shape_and_camera(body, truth, fitted):
+    assert fitted.pose.shape == (6, 72) and fitted.cam.shape == (6, 3) and fitted.betas.shape == (10,)
+    assert fitted.status.dtype == torch.uint8 and int(fitted.status.max()) == 0
+    assert float(fitted.reprojection_px.max()) < 1.0  # pixels
+    error = pa_mpjpe(fitted_joints(body, fitted), truth.joints)  # (N,) metres
+    assert float(error.mean()) < 0.03, error
+    torch.testing.assert_close(fitted.cam[:, 0], truth.cam[:, 0], rtol=0.08, atol=0.0)
+    # The root joint lands where it should in the image (the camera's offset is tied to the shape).
+    root_fit = weak_perspective_project(fitted_joints(body, fitted)[:, :1], fitted.cam)[:, 0, :2]
+    root_true = weak_perspective_project(truth.joints[:, :1], truth.cam)[:, 0, :2]
+    assert float((root_fit - root_true).abs().max()) * SIZE / 2 < 3.0  # pixels
+    # Facing: the body's forward axis (+Z) turned by -30 degrees, seen from the front.
+    forward = axis_angle_to_matrix(fitted.pose[:, :3])[:, :, 2]  # (N, 3) in camera axes
+    yaw = torch.rad2deg(torch.atan2(forward[:, 0], -forward[:, 2]))
+    assert float((yaw + 30.0).abs().max()) < 10.0
+
+
+def test_loss_history_and_fitted_joints_agree_with_the_body_model(body, fitted):
+    assert {"camera/total", "pose/total", "pose/keypoints", "pose/prior"} <= set(fitted.loss)
+    assert len(fitted.loss["pose/total"]) == FAST.pose_iterations
+    assert fitted.loss["pose/keypoints"][-1] < fitted.loss["pose/keypoints"][0]
+    with torch.no_grad():
+        joints = body(fitted.betas[None].expand(6, -1), fitted.pose).joints
+    torch.testing.assert_close(fitted_joints(body, fitted), joints, atol=1e-5, rtol=0.0)
+
+
+def test_a_back_view_is_recognised_from_the_shoulder_order(body):
+    clip = make_truth(body, 4, yaw_deg=160.0)
+    result = fit_video(clip.keypoints, SIZE, body, FAST)
+    forward = axis_angle_to_matrix(result.pose[:, :3])[:, :, 2]
+    yaw = torch.rad2deg(torch.atan2(forward[:, 0], -forward[:, 2]))
+    assert float(((yaw - 160.0 + 180.0) % 360.0 - 180.0).abs().max()) < 20.0
+    assert float(pa_mpjpe(fitted_joints(body, result), clip.joints).mean()) < 0.04
+
+
+def test_a_frame_without_a_person_is_flagged_and_filled_from_its_neighbours(body, truth, fitted):
+    keypoints = truth.keypoints.clone()
+    keypoints[2, :, 2] = 0.0
+    result = fit_video(keypoints, SIZE, body, FAST)
+    assert result.status[2] & NO_PERSON and not (result.status[[0, 1, 3, 4, 5]] & NO_PERSON).any()
+    assert math.isnan(float(result.reprojection_px[2]))
+    assert float(result.reprojection_px[[0, 1, 3, 4, 5]].max()) < 1.0
+    joints = fitted_joints(body, result)
+    neighbours = pa_mpjpe(joints[[1, 3]], truth.joints[[1, 3]])
+    assert float(neighbours.max()) < 0.04
+    # The missing frame lies between its neighbours.
+    gap = (joints[2] - 0.5 * (joints[1] + joints[3])).norm(dim=-1).mean()
+    assert float(gap) < 0.03
+
+
+def test_a_video_without_any_person_is_not_fatal(body, truth):
+    keypoints = truth.keypoints.clone()
+    keypoints[..., 2] = 0.0
+    result = fit_video(keypoints, SIZE, body, FAST)
+    assert bool((result.status & NO_PERSON).all()) and bool((result.status & LOW_CONFIDENCE).all())
+    assert bool(torch.isfinite(result.pose).all()) and bool(torch.isfinite(result.cam).all())
+    assert bool(result.reprojection_px.isnan().all())
+
+
+def test_chunked_fit_matches_the_whole_video_fit(body):
+    clip = make_truth(body, 12)
+    whole = fit_video(clip.keypoints, SIZE, body, FAST)
+    chunked = fit_video(clip.keypoints, SIZE, body, dataclasses.replace(FAST, chunk_size=4))
+    assert chunked.pose.shape == whole.pose.shape
+    assert len(chunked.loss["pose/total"]) == 3 * FAST.pose_iterations  # three chunks
+    difference = (fitted_joints(body, chunked) - fitted_joints(body, whole)).norm(dim=-1).mean(dim=-1)
+    assert float(difference.mean()) < 0.03 and float(difference.max()) < 0.05  # metres, camera axes
+    assert float(pa_mpjpe(fitted_joints(body, chunked), clip.joints).mean()) < 0.035
+    assert float(chunked.reprojection_px.max()) < 1.5
+
+
+def test_fitting_is_deterministic(body, truth, fitted):
+    again = fit_video(truth.keypoints, SIZE, body, FAST)
+    for name in ("betas", "pose", "cam", "status", "reprojection_px"):
+        assert torch.equal(getattr(again, name), getattr(fitted, name)), name
+    assert again.loss == fitted.loss
+
+
+def test_a_start_from_the_truth_stays_near_it(body, truth):
+    init = FitInit(pose=truth.pose, betas=truth.betas, cam=truth.cam)
+    result = fit_video(truth.keypoints, SIZE, body, FAST, init=init)
+    assert "camera/total" not in result.loss  # no orientation search with a given pose
+    error = pa_mpjpe(fitted_joints(body, result), truth.joints)
+    # The prior pulls along what 2D keypoints cannot see (depth), so the fit drifts a little.
+    assert float(error.max()) < 0.03
+
+
+def test_noisy_keypoints_give_a_larger_error_and_a_flag(body, truth):
+    keypoints = truth.keypoints.clone()
+    generator = torch.Generator().manual_seed(0)
+    keypoints[3, :, :2] += 40.0 * torch.randn(17, 2, generator=generator)  # a frame of garbage
+    result = fit_video(keypoints, SIZE, body, dataclasses.replace(FAST, converged_error=8.0))
+    assert result.status[3] & NOT_CONVERGED and float(result.reprojection_px[3]) > 8.0
+    assert not (result.status[[0, 1, 4, 5]] & NOT_CONVERGED).any()
+
+
+def test_the_silhouette_term_pulls_the_camera_towards_the_mask(body, truth):
+    frames = 2
+    masks = rasterize(truth.vertices[:frames], body.faces, RasterSettings(SIZE, SIZE)).face_index >= 0
+    cam = truth.cam[:frames].clone()
+    cam[:, 0] *= 0.9  # 10 % too small
+    options = FitOptions(
+        pose_iterations=0, keypoint_weight=0.0, silhouette_weight=10.0, silhouette_iterations=12,
+        silhouette_size=48, pose_lr=0.01, global_lr=0.02,
+    )  # fmt: skip
+    init = FitInit(pose=truth.pose[:frames], betas=truth.betas, cam=cam)
+    result = fit_video(truth.keypoints[:frames], SIZE, body, options, masks=masks, init=init)
+    history = result.loss["silhouette/silhouette"]
+    assert len(history) == 12 and history[-1] < history[0]
+    assert bool((result.cam[:, 0] > cam[:, 0]).all())
+
+
+def test_bad_inputs_name_the_problem(body, truth):
+    with pytest.raises(ValueError, match="K=16"):
+        fit_video(truth.keypoints[:, :16], SIZE, body)
+    with pytest.raises(ValueError, match="image_size"):
+        fit_video(truth.keypoints, 0, body)
+    with pytest.raises(ValueError, match="FitInit.pose"):
+        fit_video(truth.keypoints, SIZE, body, FAST, init=FitInit(pose=torch.zeros(2, 72)))
+    with pytest.raises(ValueError, match="FitOptions.pose_iterations"):
+        FitOptions(pose_iterations=-1)
+    with pytest.raises(ValueError, match="FitOptions.pose_lr"):
+        FitOptions(pose_lr=0.0)
+
+
+def test_euler_angles_of_the_synthetic_motions_roundtrip():
+    # The fit's joint parametrisation is the motion convention of lwgan.body.poses.
+    from lwgan.body.priors import euler_to_matrix, matrix_to_euler
+
+    degrees = torch.tensor([[10.0, -40.0, 70.0], [-25.0, 80.0, -120.0], [0.0, 0.0, 0.0]])
+    expected = axis_angle_to_matrix(euler_to_axis_angle(degrees))
+    rotation = euler_to_matrix(torch.deg2rad(degrees))
+    torch.testing.assert_close(rotation, expected, atol=1e-5, rtol=0.0)
+    torch.testing.assert_close(torch.rad2deg(matrix_to_euler(rotation)), degrees, atol=1e-3, rtol=0.0)
+
+
+def test_a_first_chunk_without_a_person_leaves_the_shape_to_the_next(body):
+    clip = make_truth(body, 8)
+    keypoints = clip.keypoints.clone()
+    keypoints[:4, :, 2] = 0.0
+    keypoints[5, 3, :2] = float("nan")  # a lost keypoint position, whatever its confidence says
+    result = fit_video(keypoints, SIZE, body, dataclasses.replace(FAST, chunk_size=4))
+    assert bool((result.status[:4] & NO_PERSON).all()) and not (result.status[4:] & NO_PERSON).any()
+    assert float(result.betas.abs().max()) > 0.0  # fitted in the second chunk
+    assert bool(torch.isfinite(result.pose).all()) and float(result.reprojection_px[4:].max()) < 1.5
+    torch.testing.assert_close(result.pose[:4], result.pose[4:5].expand(4, -1))  # the nearest fitted frame

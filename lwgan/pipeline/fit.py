@@ -132,14 +132,9 @@ class FitWorker:
         mask_tensor = torch.from_numpy(masks) if masks is not None else None
         result = fit_video(keypoints, self.image_size, self.body, self.settings.options, masks=mask_tensor)
         n = len(keypoints)
-        verts = project_video(self.body, result.betas.numpy(), result.pose.numpy(), result.cam.numpy())
-        silhouette = rasterize(verts, self.body.faces, RasterSettings(self.image_size, self.image_size))
         quality: dict[str, np.ndarray] = {"found": np.asarray(detections.found, np.float32)}
         if masks is not None:
-            fitted = silhouette.silhouette.numpy()
-            union = (fitted | masks).sum(axis=(1, 2))
-            inter = (fitted & masks).sum(axis=(1, 2))
-            quality["silhouette_iou"] = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+            quality["silhouette_iou"] = self._silhouette_iou(result, masks)
         truth = self._truth(video)
         if truth is not None:
             joints = fitted_joints(self.body, result)  # (N, J, 3) metres
@@ -155,7 +150,7 @@ class FitWorker:
              "image_size": self.image_size, "fit_seconds": time.perf_counter() - start},
             quality,
         )
-        self._overlays(video, verts, silhouette, keypoints, result.status.numpy())
+        self._overlays(video, result, keypoints)
         return {"video": video, "frames": n, "seconds": time.perf_counter() - start,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -168,24 +163,40 @@ class FitWorker:
                     return np.asarray(data["joints3d"], np.float32) if "joints3d" in data.files else None
         return None
 
-    def _overlays(self, video: str, verts: torch.Tensor, frags, keypoints: torch.Tensor,
-                  status: np.ndarray) -> None:
-        """A few frames with the fitted mesh blended over them and the fitted vs input keypoints."""
+    def _project(self, result, frames: np.ndarray) -> torch.Tensor:
+        """(len(frames), V, 3) projected vertices of the fitted body at the given frames."""
+        return project_video(self.body, result.betas.numpy(), result.pose.numpy()[frames],
+                             result.cam.numpy()[frames])
+
+    def _silhouette_iou(self, result, masks: np.ndarray, chunk: int = 32) -> np.ndarray:
+        """(N,) IoU of the fitted silhouette with the person mask, `chunk` frames at a time so that memory
+        does not grow with the video's length; NaN where both are empty."""
+        settings = RasterSettings(self.image_size, self.image_size)
+        out = []
+        for start in range(0, len(masks), chunk):
+            frames = np.arange(start, min(start + chunk, len(masks)))
+            fitted = rasterize(self._project(result, frames), self.body.faces, settings).silhouette.numpy()
+            union = (fitted | masks[frames]).sum(axis=(1, 2))
+            inter = (fitted & masks[frames]).sum(axis=(1, 2))
+            out.append(np.where(union > 0, inter / np.maximum(union, 1), np.nan))
+        return np.concatenate(out)
+
+    def _overlays(self, video: str, result, keypoints: torch.Tensor) -> None:
+        """A few frames with the fitted mesh blended over them and the input keypoints."""
         count = self.settings.overlays_per_video
         if count <= 0:
             return
-        n = verts.shape[0]
-        picks = np.unique(np.linspace(0, n - 1, count).round().astype(int))
+        status = result.status.numpy()
+        picks = np.unique(np.linspace(0, len(status) - 1, count).round().astype(int))
         folder = self.settings.out_dir / "overlays"
         folder.mkdir(parents=True, exist_ok=True)
-        from lwgan.render.raster import Fragments
-
-        for i in picks:
+        verts = self._project(result, picks)  # (P, V, 3)
+        frags = rasterize(verts, self.body.faces, RasterSettings(self.image_size, self.image_size))
+        meshes = to_uint8(shade(frags, verts, self.body.faces))  # (P, H, W, 3)
+        for k, i in enumerate(picks):
             frame = self.cache.frame(video, int(i))
-            one = Fragments(frags.face_index[i : i + 1], frags.bary[i : i + 1], frags.depth[i : i + 1])
-            mesh = to_uint8(shade(one, verts[i : i + 1], self.body.faces))[0]
-            tinted = (mesh.astype(np.float32) * np.array([0.6, 0.8, 1.0])).astype(np.uint8)
-            image = overlay(frame, tinted, one.silhouette[0].numpy(), alpha=0.55)
+            tinted = (meshes[k].astype(np.float32) * np.array([0.6, 0.8, 1.0])).astype(np.uint8)
+            image = overlay(frame, tinted, frags.silhouette[k].numpy(), alpha=0.55)
             for u, v, c in keypoints[i].numpy():
                 if c > 0:
                     cv2.circle(image, (int(round(u)), int(round(v))), 2, (255, 60, 60), -1, cv2.LINE_AA)

@@ -55,10 +55,13 @@ def run(settings: FitSettings, options: parallel.PoolOptions) -> tuple[float, li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short videos (< 2 minutes)")
+    parser.add_argument("--keypoints", choices=("auto", "detector", "ground_truth"), default="auto",
+                        help="auto: the detector when mediapipe is installed")
     args = parser.parse_args()
     frames = 30 if args.quick else 80
-    detector = importlib.util.find_spec("mediapipe") is not None
-    keypoints = "detector" if detector else "ground_truth"
+    keypoints = args.keypoints
+    if keypoints == "auto":
+        keypoints = "detector" if importlib.util.find_spec("mediapipe") is not None else "ground_truth"
     body = BodyModel.default()
     # Chunks of the default video length, so that the 4x longer video runs in 4 chunks and shows that
     # memory does not grow with length.

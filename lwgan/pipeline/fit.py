@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 import torch
 
+from lwgan.body.cameras import facing_camera_orient, fit_weak_perspective, weak_perspective_project
 from lwgan.body.detect import DetectionBatch, GroundTruthKeypoints
 from lwgan.body.fit import NO_PERSON, FitOptions, fit_video, fitted_joints
 from lwgan.body.model import BodyModel
@@ -36,6 +37,7 @@ from lwgan.data.h5util import (
     write_index,
 )
 from lwgan.data.smpl_cache import INDEX_FILE, KIND, SCHEMA_VERSION, SmplCache, write_smpl_shard
+from lwgan.geometry import ndc_to_pixel
 from lwgan.metrics.pose import mpjpe, pa_mpjpe
 from lwgan.parallel import JobFailure, PoolOptions, one_thread, run_jobs
 from lwgan.render.raster import RasterSettings, rasterize
@@ -97,6 +99,25 @@ class FitWorker:
         self.image_size = int(self.cache.attrs["image_size"])
         self._detector = None
         self._ground_truth = None
+        if settings.keypoints == "detector":
+            from lwgan.body.detect import MediaPipeDetector
+
+            self._detector = MediaPipeDetector()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run a two-frame fit once, so that one-off costs (kinematic caches, first allocations) are paid
+        while the worker is built rather than inside its first video (measured: 2.5 s vs 1 s per video)."""
+        pose = torch.zeros(2, 3 * self.body.num_joints)
+        pose[:, :3] = facing_camera_orient(0.0, 2)
+        with torch.no_grad():
+            points = self.body(torch.zeros(2, self.body.num_betas), pose).keypoints  # (2, K, 3)
+        cam = fit_weak_perspective(points, fill=0.6)
+        size = self.image_size
+        pixels = ndc_to_pixel(weak_perspective_project(points, cam)[..., :2], size, size)  # (2, K, 2)
+        keypoints = torch.cat((pixels, torch.ones_like(pixels[..., :1])), dim=-1)  # (2, K, 3)
+        fit_video(keypoints, self.image_size, self.body,
+                  dataclasses.replace(self.settings.options, camera_iterations=1, pose_iterations=1))
 
     # -- keypoints ---------------------------------------------------------------------------------------
     def keypoints(self, video: str) -> DetectionBatch:
@@ -107,10 +128,8 @@ class FitWorker:
                 self._ground_truth = GroundTruthKeypoints(root)
             return self._ground_truth.for_cache(self.cache, video)
         if kind == "detector":
-            from lwgan.body.detect import MediaPipeDetector, detect_video
+            from lwgan.body.detect import detect_video
 
-            if self._detector is None:
-                self._detector = MediaPipeDetector()
             frames = (self.cache.frame(video, i) for i in range(self.cache.num_frames(video)))
             return detect_video(frames, self._detector)
         from lwgan.body.keypoint_io import read_track

@@ -69,10 +69,16 @@ def test_ray_run_on_two_workers_equals_the_in_process_run(prepared):
     assert plan_jobs(local) == ([], sorted(a)), "finished shards are current on a rerun"
 
 
+def shards(out: Path) -> dict[str, int]:
+    """Finished shards (not the hidden temporary files being written) and their modification times."""
+    return {p.stem: p.stat().st_mtime_ns for p in (out / "videos").glob("*.h5") if not p.name.startswith(".")}
+
+
 def test_killed_fit_stage_resumes_with_only_the_missing_videos(prepared, tmp_path):
     root, body_path = prepared
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["fit"].update(pose_iterations=60, camera_iterations=20, overlays_per_video=0)
+    params["fit"].update(keypoints="ground_truth", pose_iterations=60, camera_iterations=20,
+                         overlays_per_video=0)
     params["ray"].update(enabled=False)
     params["tracking"]["enabled"] = False
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -82,16 +88,16 @@ def test_killed_fit_stage_resumes_with_only_the_missing_videos(prepared, tmp_pat
            "--metrics", str(tmp_path / "fit.json")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((out / "videos").glob("*.h5")):
+    while time.time() < deadline and not shards(out):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    first = {p.stem: p.stat().st_mtime_ns for p in (out / "videos").glob("*.h5")}
+    first = shards(out)
     assert 1 <= len(first) < 4, "killed after the first video, before the last"
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert f"{4 - len(first)} videos to fit, {len(first)} already fitted" in done.stderr
-    after = {p.stem: p.stat().st_mtime_ns for p in (out / "videos").glob("*.h5")}
+    after = shards(out)
     assert len(after) == 4 and all(after[v] == first[v] for v in first), "finished shards were kept"
     assert not list((out / "videos").glob(".*")), "no temporary files left"
     clean = tmp_path / "clean"

@@ -5,7 +5,7 @@ A stage script stays thin:
     args = stage.parse_args("body", __doc__, outputs={"out_dir": "folder for ...", "metrics": "..."})
     params = stage.load_params(args.params)
     with stage.tracked_run("body", params, sections=("seed", "body")) as run:
-        ...library calls...
+        metrics = lwgan_function(...)  # the stage's work, in the library
         stage.write_metrics(args.metrics, metrics, run)
 """
 

@@ -141,7 +141,6 @@ class StageRun:
     def _ensure(self):
         if self._client is not None or not self.enabled:
             return self._client
-        from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=self.tracking_uri)
@@ -172,9 +171,7 @@ class StageRun:
         run = client.create_run(exp_id, tags=tags, run_name=tags["mlflow.runName"])
         self._client = client
         self._run_id = run.info.run_id
-        params = [Param(k, str(v)[:_MAX_PARAM_LEN]) for k, v in sorted(self._params.items())]
-        for i in range(0, len(params), 100):
-            client.log_batch(self._run_id, params=params[i : i + 100])
+        self._send_params(dict(sorted(self._params.items())))
         return client
 
     def __enter__(self) -> StageRun:
@@ -202,14 +199,15 @@ class StageRun:
         client.log_batch(self._run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        client = self._ensure()
-        if client is None:
-            return
+        if self._ensure() is not None:
+            self._send_params(params)
+
+    def _send_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)[:_MAX_PARAM_LEN]) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            client.log_batch(self._run_id, params=items[i : i + 100])
+            self._client.log_batch(self._run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0, flush: bool = True) -> None:
         """Log scalar metrics at `step`. Non-finite values are sent as they are (MLflow stores NaN)."""

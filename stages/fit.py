@@ -2,7 +2,6 @@
 one SMPL shard per video (resumable), smpl.h5 linking them, overlays of the fitted mesh, and quality
 metrics (detection rate, reprojection error, silhouette IoU, MPJPE / PA-MPJPE on the synthetic set)."""
 
-import logging
 import sys
 from pathlib import Path
 
@@ -12,8 +11,6 @@ from lwgan.data.smpl_cache import INDEX_FILE, SmplCache
 from lwgan.parallel import PoolOptions
 from lwgan.pipeline.fit import FitSettings, fit_all, summarise
 from lwgan.progress import ProgressLog
-
-log = logging.getLogger("fit")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import torch
 from lwgan.body.model import BodyModel
 from lwgan.body.sequence import project_video
 from lwgan.geometry import pixel_centers
-from lwgan.render.raster import RasterSettings, rasterize
+from lwgan.render.raster import RasterSettings, interpolate_maps, rasterize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,10 +96,8 @@ def conditioning_map(
     surface_coords: (V, 3) in [0, 1], the body model's canonical per-vertex code.
     """
     fg = face_index >= 0  # (B, H, W)
-    corners = faces[face_index.clamp(min=0).long()]  # (B, H, W, 3)
-    codes = surface_coords.to(bary.dtype)[corners]  # (B, H, W, 3 corners, 3 channels)
-    code = torch.einsum("bhwk,bhwkc->bhwc", bary, codes)  # k corners, c channels
-    code = code * fg[..., None]
+    codes = surface_coords.to(bary.dtype).expand(face_index.shape[0], -1, -1)  # (B, V, 3)
+    code = interpolate_maps(face_index, bary, faces, codes)  # (B, H, W, 3), 0 on background
     cond = torch.cat((code, (~fg)[..., None].to(code.dtype)), dim=-1)  # (B, H, W, 4)
     return cond.permute(0, 3, 1, 2).contiguous()  # (B, 4, H, W)
 

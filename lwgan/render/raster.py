@@ -153,14 +153,21 @@ def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Ten
     fragments: from `rasterize` with these faces; faces: (F, 3) integer; attributes: (B, V, C) float.
     Returns (B, H, W, C) in attributes' dtype; 0 on background. Differentiable w.r.t. attributes.
     """
-    n_batch, height, width = fragments.face_index.shape
+    return interpolate_maps(fragments.face_index, fragments.bary, faces, attributes)
+
+
+def interpolate_maps(face_index: torch.Tensor, bary: torch.Tensor, faces: torch.Tensor,
+                     attributes: torch.Tensor) -> torch.Tensor:
+    """`interpolate` from a face-index map (B, H, W) and barycentric map (B, H, W, 3), e.g. as rebuilt
+    from a correspondence cache."""
+    n_batch, height, width = face_index.shape
     if attributes.dim() != 3 or attributes.shape[0] != n_batch:
         raise ValueError(f"attributes must be ({n_batch}, V, C), got {tuple(attributes.shape)}")
-    covered = fragments.face_index >= 0  # (B, H, W)
-    face = fragments.face_index.clamp_min(0).to(torch.int64).flatten(1)  # (B, H*W)
+    covered = face_index >= 0  # (B, H, W)
+    face = face_index.clamp_min(0).to(torch.int64).flatten(1)  # (B, H*W)
     vert = faces.to(device=face.device, dtype=torch.int64)[face]  # (B, H*W, 3)
     channels = attributes.shape[-1]
     index = vert.reshape(n_batch, -1, 1).expand(-1, -1, channels)  # (B, H*W*3, C)
     corner = torch.gather(attributes, 1, index).view(n_batch, height, width, 3, channels)
-    weights = fragments.bary.to(attributes.dtype).unsqueeze(-1)  # (B, H, W, 3, 1)
+    weights = bary.to(attributes.dtype).unsqueeze(-1)  # (B, H, W, 3, 1)
     return (corner * weights).sum(-2) * covered.unsqueeze(-1).to(attributes.dtype)  # (B, H, W, C)

@@ -118,6 +118,76 @@ class FitParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainParams:
+    """LWGAN training (the train stage). Defaults train on two CPU cores in minutes; the paper's
+    configuration is in README "Training" (image_size 256, base_width 64, res_blocks 6, d_layers 4)."""
+
+    # networks
+    image_size: int = _f(64, "side of the training images; data.image_size must be a multiple of it", ge=16,
+                         le=2048)
+    base_width: int = _f(16, "channels of the first G and D layers (the paper: 64)", ge=1, le=512)
+    res_blocks: int = _f(2, "residual blocks at every generator bottleneck (the paper: 6)", ge=0, le=32)
+    d_layers: int = _f(3, "stride-2 layers of the patch discriminator (the paper: 4, 14x14 scores at 256^2)",
+                       ge=1, le=8)
+    norm: str = _f("instance", "normalisation of G and D", choices=("instance", "batch", "none"))
+    spectral_norm: bool = _f(False, "spectral normalisation on every discriminator convolution")
+    # data
+    batch_size: int = _f(4, "pairs per step and process (global batch = batch_size x processes)", ge=1)
+    source_frames: int = _f(15, "the source frame is drawn from the first K usable frames of a video", ge=1)
+    visible_faces: bool = _f(False, "warp only through faces visible in the source (LWGAN+), not all faces")
+    augment: bool = _f(True, "random horizontal flip of the pair and a shared colour jitter")
+    pairs_per_epoch: int = _f(0, "pairs that make one epoch; 0 = every usable target frame once", ge=0)
+    workers: int = _f(2, "DataLoader worker processes (0 = load in the training process)", ge=0, le=64)
+    # optimisation
+    epochs_constant: float = _f(2.0, "epochs at the initial learning rates (the original: 5)", ge=0.0)
+    epochs_decay: float = _f(1.0, "epochs of linear decay to final_lr after them (the original: 25)", ge=0.0)
+    lr_g: float = _f(2e-4, "Adam learning rate of G (TTUR: differs from lr_d)", gt=0.0)
+    lr_d: float = _f(2e-4, "Adam learning rate of D", gt=0.0)
+    final_lr: float = _f(2e-6, "learning rate of G and D at the end of the decay (the paper's eta_F)", ge=0.0)
+    betas_g: tuple[float, float] = _f((0.5, 0.999), "Adam betas of G", ge=0.0, lt=1.0)
+    betas_d: tuple[float, float] = _f((0.5, 0.999), "Adam betas of D", ge=0.0, lt=1.0)
+    g_every: int = _f(1, "G is updated every n-th step", ge=1)
+    d_every: int = _f(1, "D is updated every n-th step", ge=1)
+    # losses
+    lambda_adv: float = _f(1.0, "weight of G's adversarial (LSGAN) loss", ge=0.0)
+    lambda_rec: float = _f(10.0, "weight of the source reconstruction L1", ge=0.0)
+    lambda_tsf: float = _f(10.0, "weight of the transfer VGG19 perceptual loss", ge=0.0)
+    lambda_face: float = _f(5.0, "weight of the face-identity loss on head crops", ge=0.0)
+    lambda_mask: float = _f(1.0, "weight of the attention-mask BCE", ge=0.0)
+    lambda_smooth: float = _f(1.0, "weight of the attention total variation", ge=0.0)
+    lambda_style: float = _f(0.0, "weight of the Gram style loss (0 = off, as the original)", ge=0.0)
+    real_target: float = _f(1.0, "one-sided label smoothing: D's target for reals (e.g. 0.9); 1 = off",
+                            gt=0.0,
+                            le=1.0)
+    gp_weight: float = _f(0.0, "gradient penalty weight (0 = off; the paper tried 2 and 10)", ge=0.0)
+    vgg_weights: str = _f("", "VGG19 weights: a torchvision vgg19 .pth path or URL; empty = a substitute")
+    face_weights: str = _f("", "SphereFace-20a weights (sphere20a .pth path); empty = stated substitute")
+    # run
+    device: str = _f("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
+    bf16: bool = _f(True, "bfloat16 autocast and channels_last on CUDA (ignored on the CPU)")
+    threads: int = _f(0, "torch threads of each process on the CPU; 0 = all cores / processes", ge=0)
+    max_steps: int = _f(0, "stop after this many steps (0 = the epochs decide)", ge=0)
+    checkpoint_every: int = _f(200, "steps between checkpoints (one is always written at the end)", ge=1)
+    log_every: int = _f(1, "steps averaged into one tracked value of every loss term", ge=1)
+    sample_every: int = _f(200, "steps between sample grids", ge=1)
+    samples: int = _f(4, "pairs in a sample grid", ge=1, le=32)
+
+    def validate(self, path: str) -> None:
+        if self.image_size % 8:
+            raise ConfigError(f"{path}.image_size: got {self.image_size}, must be a multiple of 8 (the "
+                              "generator halves it three times)")
+        if self.image_size // 2**self.d_layers < 3:
+            raise ConfigError(f"{path}.d_layers: got {self.d_layers}, leaves no discriminator output at "
+                              f"{path}.image_size={self.image_size} (image_size / 2**d_layers must be >= 3)")
+        if self.epochs_constant + self.epochs_decay <= 0 and self.max_steps == 0:
+            raise ConfigError(f"{path}.epochs_constant + {path}.epochs_decay is 0 and {path}.max_steps is 0: "
+                              "nothing to train")
+        if self.final_lr > min(self.lr_g, self.lr_d):
+            raise ConfigError(f"{path}.final_lr: got {self.final_lr}, must not exceed lr_g ({self.lr_g}) or "
+                              f"lr_d ({self.lr_d}): the schedule decays towards it")
+
+
+@dataclasses.dataclass(frozen=True)
 class RayParams:
     """Where the parallel stages run."""
 
@@ -143,8 +213,15 @@ class Params:
     synth: SynthParams = dataclasses.field(default_factory=SynthParams)
     data: DataParams = dataclasses.field(default_factory=DataParams)
     fit: FitParams = dataclasses.field(default_factory=FitParams)
+    train: TrainParams = dataclasses.field(default_factory=TrainParams)
     ray: RayParams = dataclasses.field(default_factory=RayParams)
     tracking: TrackingParams = dataclasses.field(default_factory=TrackingParams)
+
+    def validate(self, path: str) -> None:
+        if self.data.image_size % self.train.image_size:
+            raise ConfigError(f"train.image_size: got {self.train.image_size}, must divide data.image_size "
+                              f"({self.data.image_size}): training images are the cached frames reduced "
+                              "by an integer factor")
 
 
 # ------------------------------------------------------------------------------------------- validation

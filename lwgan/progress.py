@@ -20,21 +20,24 @@ class ProgressLog:
     Logs at most every `every_s` seconds, and always when the work completes.
     """
 
-    def __init__(self, label: str, unit: str = "frames", every_s: float = 5.0) -> None:
+    def __init__(self, label: str, unit: str = "frames", every_s: float = 5.0, start_done: int = 0) -> None:
+        """start_done: work already done when this starts (a resumed run); the rate counts only the rest."""
         self.label, self.unit, self.every_s = label, unit, every_s
         self.start = time.perf_counter()
         self.last = -float("inf")
+        self.first = start_done
 
-    def __call__(self, done: int, total: int, eta_s: float | None = None) -> None:
+    def __call__(self, done: int, total: int, eta_s: float | None = None, extra: str = "") -> None:
         now = time.perf_counter()
         if done < total and now - self.last < self.every_s:
             return
         self.last = now
         elapsed = now - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
+        rate = (done - self.first) / elapsed if elapsed > 0 else 0.0
         if eta_s is None and rate > 0:
             eta_s = (total - done) / rate
         pct = 100.0 * done / total if total else 100.0
         eta = format_seconds(eta_s) if eta_s is not None else "?"
-        log.info("%s: %d/%d %s (%.0f %%), %.1f %s/s, elapsed %s, ETA %s", self.label, done, total,
-                 self.unit, pct, rate, self.unit, format_seconds(elapsed), eta)
+        log.info("%s: %d/%d %s (%.0f %%), %.1f %s/s, elapsed %s, ETA %s%s", self.label, done, total,
+                 self.unit, pct, rate, self.unit, format_seconds(elapsed), eta,
+                 f" | {extra}" if extra else "")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -64,3 +65,8 @@ def write_metrics(path: Path, metrics: Mapping[str, Any], run: StageRun | None =
         flat = config.flatten(metrics)
         run.log_metrics({k: v for k, v in flat.items() if isinstance(v, int | float) and
                          not isinstance(v, bool)}, step=step)
+
+
+def is_main_process() -> bool:
+    """False on the non-zero ranks of a torchrun job (they compute, rank 0 writes)."""
+    return int(os.environ.get("RANK", "0")) == 0

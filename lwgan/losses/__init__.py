@@ -4,7 +4,7 @@ nothing about logging; the training loop weights and sums them."""
 from lwgan.losses.adversarial import ORIGINAL_LABELS, LSGANLabels, discriminator_loss, generator_loss
 from lwgan.losses.face import FACE_FEATURES, FaceLoss, crop_boxes
 from lwgan.losses.masks import attention_loss, attention_target, total_variation
-from lwgan.losses.penalty import gradient_penalty
+from lwgan.losses.penalty import gradient_penalty, interpolate, penalty_from_scores
 from lwgan.losses.perceptual import (
     VGG_LAYER_WEIGHTS,
     PerceptualLoss,
@@ -29,6 +29,8 @@ __all__ = [
     "discriminator_loss",
     "generator_loss",
     "gradient_penalty",
+    "interpolate",
+    "penalty_from_scores",
     "gram_matrix",
     "perceptual_loss",
     "reconstruction_loss",

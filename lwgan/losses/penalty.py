@@ -21,6 +21,27 @@ from lwgan.losses.terms import LossTerm, detached, wide
 Critic = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def interpolate(real: torch.Tensor, fake: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """x_hat = alpha * real + (1 - alpha) * fake with alpha ~ U[0, 1] per sample, detached from both and
+    requiring grad: (B, 3, H, W) each -> (B, 3, H, W). generator: optional RNG for alpha (on real's
+    device)."""
+    alpha = torch.rand((real.shape[0], 1, 1, 1), generator=generator, device=real.device, dtype=real.dtype)
+    return (alpha * real.detach() + (1.0 - alpha) * fake.detach()).requires_grad_(True)
+
+
+def penalty_from_scores(scores: torch.Tensor, mixed: torch.Tensor, weight: float) -> LossTerm:
+    """weight * GP for scores (B, 1, h, w) that D gave `mixed` (B, 3, H, W) in the current graph.
+
+    This form lets the training loop score reals, fakes and interpolates in one D pass (one forward and
+    one backward per D step, as DistributedDataParallel wants). Stats: gp (unweighted), grad_norm (mean).
+    """
+    (grad,) = torch.autograd.grad(wide(scores).sum(), mixed, create_graph=True)
+    norm = wide(grad).flatten(1).norm(dim=1)  # (B,)
+    penalty = (norm - 1.0).square().mean()
+    return LossTerm(weight * penalty, detached(gp=penalty, grad_norm=norm.mean()))
+
+
 def gradient_penalty(
     critic: Critic,
     real: torch.Tensor,
@@ -39,10 +60,5 @@ def gradient_penalty(
         raise ValueError(f"gradient penalty weight must be >= 0, got {weight}")
     if weight == 0:
         return LossTerm(real.new_zeros((), dtype=torch.float32), {})
-    alpha = torch.rand((real.shape[0], 1, 1, 1), generator=generator, device=real.device, dtype=real.dtype)
-    mixed = (alpha * real.detach() + (1.0 - alpha) * fake.detach()).requires_grad_(True)  # (B, 3, H, W)
-    scores = critic(mixed, cond)  # (B, 1, h, w)
-    (grad,) = torch.autograd.grad(wide(scores).sum(), mixed, create_graph=True)
-    norm = wide(grad).flatten(1).norm(dim=1)  # (B,)
-    penalty = (norm - 1.0).square().mean()
-    return LossTerm(weight * penalty, detached(gp=penalty, grad_norm=norm.mean()))
+    mixed = interpolate(real, fake, generator)  # (B, 3, H, W)
+    return penalty_from_scores(critic(mixed, cond), mixed, weight)

@@ -1,0 +1,67 @@
+"""Training checkpoints: everything a run needs to continue exactly where it stopped.
+
+A checkpoint is one file written atomically (temporary file + `os.replace`), so an interrupted write never
+leaves half a checkpoint, and it is plain data (`torch.load(..., weights_only=True)` reads it; no pickled
+modules). Its keys:
+
+    format, version     "lwgan.train.checkpoint", `VERSION`
+    step                optimiser steps completed (the next step to run)
+    generator           G's state dict (without DDP's "module." prefix)
+    discriminator       D's state dict, spectral-norm vectors included (the original never released D)
+    opt_g, opt_d        the two Adam states
+    config              the resolved options of the run (nested dict), as `lwgan.config.to_dict` gives them
+    run_key             hash of what determines the run's numbers (config without run-time knobs + data)
+    history             tracked rows so far: [{"step": s, "<name>": value, ...}, ...]
+    epochs              per-epoch sums of every loss term: {"<epoch>": {"<name>": [sum, count]}}
+    feature_nets        where the VGG19 and SphereFace weights came from
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lwgan.io import atomic_path
+
+FORMAT = "lwgan.train.checkpoint"
+VERSION = 1
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not belong to this run; the message names the file."""
+
+
+def save(path: str | Path, state: Mapping[str, Any]) -> Path:
+    """Write a checkpoint atomically; `state` holds every key of the module docstring but format/version."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+    return Path(path)
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save`; a damaged or foreign file raises CheckpointError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); it is "
+                              "damaged: delete it to train from scratch") from err
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an lwgan training checkpoint")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint {path} has version {state.get('version')}; this lwgan reads "
+                              f"version {VERSION}")
+    return state
+
+
+def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """G's weights and the run's config from a checkpoint (for inference and evaluation)."""
+    state = load(path)
+    return state["generator"], state["config"]

@@ -1,0 +1,77 @@
+"""Data-parallel training from `torchrun`'s environment (nanoGPT's pattern).
+
+`torchrun --nproc_per_node=N stages/train.py ...` sets RANK, LOCAL_RANK and WORLD_SIZE; without them the
+run is a single process. NCCL on CUDA, gloo on the CPU. Rank 0 alone writes files and tracks; every rank
+gets a different seed offset only where randomness must differ between ranks (the gradient-penalty
+interpolation), while data are split by the step-indexed sampler and weights start equal on every rank.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+
+import torch
+import torch.distributed as dist
+
+
+@dataclasses.dataclass(frozen=True)
+class DistEnv:
+    """rank / world_size / local_rank of this process; `enabled` when launched by torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def from_environment() -> DistEnv:
+    """The process's place in the job, from torchrun's variables (one process when they are absent)."""
+    return DistEnv(rank=int(os.environ.get("RANK", 0)), world_size=int(os.environ.get("WORLD_SIZE", 1)),
+                   local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def pick_device(kind: str, env: DistEnv) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' -> this process's device (cuda:LOCAL_RANK for CUDA)."""
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    if kind == "cpu" or (kind == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", env.local_rank % torch.cuda.device_count())
+
+
+def init(env: DistEnv, device: torch.device) -> None:
+    """Join the process group (no-op for a single process)."""
+    if not env.enabled or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=env.rank,
+                            world_size=env.world_size, timeout=datetime.timedelta(minutes=30))
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean_across(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Element-wise mean of a tensor over all ranks (the tensor itself for one process)."""
+    if not env.enabled:
+        return values
+    values = values.clone()
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values / env.world_size
+
+
+def barrier(env: DistEnv) -> None:
+    if env.enabled:
+        dist.barrier()

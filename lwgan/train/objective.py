@@ -1,0 +1,189 @@
+"""LWGAN's training objective: what one G update and one D update compute, with every stabiliser of the
+paper as an option. The terms (weights from `lwgan.config.TrainParams`, the original's defaults in
+brackets):
+
+    G:  L_G = l_adv * L_adv + l_rec * L_rec + l_tsf * L_tsf + l_face * L_face + l_mask * L_mask
+              + l_smooth * L_smooth + l_style * L_style                       [1, 10, 10, 5, 1, 1, 0]
+        L_adv    LSGAN, G's target 0 for D's scores of the synthesised target       (lwgan.losses.adversarial)
+        L_rec    L1 between the source reconstruction and the source
+        L_tsf    VGG19 perceptual distance between the synthesised and the real target
+        L_face   SphereFace-20a feature distance on the target's head crop
+        L_mask   BCE of the attention maps (source and target) against their eroded rendered backgrounds
+        L_smooth total variation of those attention maps
+        L_style  Gram-matrix distance on the same VGG19 features
+    D:  L_D = (D(real) - s)^2 + (D(fake) + 1)^2  [s = real_target = 1: no label smoothing]
+              + gp_weight * (|| grad D(x_hat) || - 1)^2                        [gp_weight 0: off]
+
+D's real/fake (and, with the penalty, interpolated) inputs are scored in ONE forward pass of the batch
+concatenation, so a D step is one forward and one backward (what DistributedDataParallel expects, and the
+spectral-norm power iteration runs once). Instance norm is per sample, so this changes nothing against
+separate passes; with `norm: batch` the three share batch statistics.
+
+The original's masks were made at 256^2: the background stream's input erodes the rendered background by
+15 px and the attention target by 3 px. They are scaled with the image size here (`scaled_kernel`), so a
+64^2 run erodes by 3 and 1 px.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from lwgan.losses import (
+    FaceLoss,
+    LossTerm,
+    PerceptualLoss,
+    attention_loss,
+    attention_target,
+    discriminator_loss,
+    generator_loss,
+    interpolate,
+    penalty_from_scores,
+    reconstruction_loss,
+    total_variation,
+)
+from lwgan.nets import GeneratorOutput
+from lwgan.nets.masks import BACKGROUND_ERODE, FOREGROUND_ERODE, background
+
+REFERENCE_SIZE = 256  # the resolution the original's mask sizes are given for
+
+
+def scaled_kernel(size_at_256: int, image_size: int) -> int:
+    """An odd morphology kernel that covers the same share of the image as `size_at_256` px at 256^2."""
+    k = max(1, round(size_at_256 * image_size / REFERENCE_SIZE))
+    return k if k % 2 else k + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """lambda of every generator term, the label-smoothing target and the gradient-penalty weight."""
+
+    adv: float = 1.0
+    rec: float = 10.0
+    tsf: float = 10.0
+    face: float = 5.0
+    mask: float = 1.0
+    smooth: float = 1.0
+    style: float = 0.0
+    real_target: float = 1.0
+    gp: float = 0.0
+
+
+# Names of the weighted terms as the original logs them (and the paper's Table 1 compares them).
+G_TERMS = ("L_adv", "L_rec", "L_tsf", "L_face", "L_mask", "L_smooth", "L_style")
+D_TERMS = ("L_D_real", "L_D_fake", "L_GP")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepLoss:
+    """A loss to back-propagate and its named statistics (detached float32 scalars).
+
+    value: scalar tensor. terms: weighted terms by name (G_TERMS / D_TERMS), summing to value.
+    stats: further detached statistics (unweighted terms, D's mean scores, VGG per-layer distances ...).
+    """
+
+    value: torch.Tensor
+    terms: Mapping[str, torch.Tensor]
+    stats: Mapping[str, torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """One batch of pairs on the training device (see `lwgan.data.pairs`): images (B, 3, H, W) in [-1, 1],
+    conditioning maps (B, 4, H, W), flow T (B, H, W, 2), target head boxes (B, 4) NDC."""
+
+    src_img: torch.Tensor
+    tgt_img: torch.Tensor
+    src_cond: torch.Tensor
+    tgt_cond: torch.Tensor
+    flow: torch.Tensor
+    tgt_head_box: torch.Tensor
+
+    @classmethod
+    def from_items(cls, items: Mapping[str, torch.Tensor], device: torch.device,
+                   channels_last: bool = False) -> Batch:
+        fields = {}
+        for f in dataclasses.fields(cls):
+            t = items[f.name].to(device, non_blocking=True)
+            if channels_last and t.dim() == 4 and f.name != "flow":
+                t = t.contiguous(memory_format=torch.channels_last)
+            fields[f.name] = t
+        return cls(**fields)
+
+
+class Objective(nn.Module):
+    """The generator forward and both losses; holds the frozen feature networks.
+
+    perceptual: PerceptualLoss over a frozen VGG19; face: FaceLoss over a frozen SphereFace-20a (None when
+    its weight is 0, so the network is not even run).
+    """
+
+    def __init__(self, weights: LossWeights, image_size: int, perceptual: PerceptualLoss,
+                 face: FaceLoss | None) -> None:
+        super().__init__()
+        self.weights = weights
+        self.perceptual = perceptual
+        self.face = face
+        self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, image_size)
+        self.mask_kernel = scaled_kernel(FOREGROUND_ERODE, image_size)
+
+    def generate(self, generator: nn.Module, batch: Batch) -> GeneratorOutput:
+        """G's outputs for a batch (generator: a `Generator`, possibly wrapped by DDP)."""
+        bg_mask = background(batch.src_cond, self.bg_kernel)  # (B, 1, H, W)
+        return generator(batch.src_img, bg_mask, batch.src_cond, batch.tgt_cond, batch.flow)
+
+    def generator_loss(self, out: GeneratorOutput, batch: Batch, discriminator: nn.Module) -> StepLoss:
+        """L_G for G's outputs; `discriminator` is the bare D (its parameters frozen by the caller)."""
+        w = self.weights
+        terms: dict[str, torch.Tensor] = {}
+        stats: dict[str, torch.Tensor] = {}
+
+        def add(name: str, weight: float, term: LossTerm | None) -> None:
+            if term is None:
+                return
+            terms[name] = weight * term.value
+            stats.update({f"raw/{k}": v for k, v in term.stats.items()})
+
+        add("L_adv", w.adv, generator_loss(discriminator(out.tgt, batch.tgt_cond)) if w.adv else None)
+        add("L_rec", w.rec, reconstruction_loss(out.src_rec, batch.src_img))
+        if w.tsf or w.style:
+            perceptual, style = self.perceptual(out.tgt, batch.tgt_img, with_style=w.style > 0)
+            add("L_tsf", w.tsf, perceptual)
+            add("L_style", w.style, style)
+        if self.face is not None and w.face:
+            add("L_face", w.face, self.face(out.tgt, batch.tgt_img, batch.tgt_head_box))
+        attention = torch.cat((out.src_attention, out.tgt_attention))  # (2B, 1, H, W)
+        target = torch.cat((attention_target(batch.src_cond, self.mask_kernel),
+                            attention_target(batch.tgt_cond, self.mask_kernel)))
+        add("L_mask", w.mask, attention_loss(attention, target))
+        add("L_smooth", w.smooth, total_variation(attention))
+        value = torch.stack(list(terms.values())).sum()
+        return StepLoss(value, {k: v.detach().float() for k, v in terms.items()}, stats)
+
+    def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                           cond: torch.Tensor, generator: torch.Generator | None = None) -> StepLoss:
+        """L_D (+ GP) for real (B, 3, H, W), fake (B, 3, H, W, detached here) and the target's cond."""
+        w = self.weights
+        fake = fake.detach()
+        images, conds = [real, fake], [cond, cond]
+        mixed = None
+        if w.gp > 0:
+            mixed = interpolate(real, fake, generator)
+            images.append(mixed)
+            conds.append(cond)
+        scores = discriminator(torch.cat(images), torch.cat(conds))  # (nB, 1, h, w)
+        parts = scores.chunk(len(images))
+        adv = discriminator_loss(parts[0], parts[1], real_target=w.real_target)
+        stats = dict(adv.stats)
+        terms = {"L_D_real": stats["loss_d_real"], "L_D_fake": stats["loss_d_fake"]}
+        value = adv.value
+        if mixed is not None:
+            gp = penalty_from_scores(parts[2], mixed, w.gp)
+            value = value + gp.value
+            terms["L_GP"] = gp.value.detach().float()
+            stats.update(gp.stats)
+        return StepLoss(value, terms, {f"raw/{k}": v for k, v in stats.items()})
+

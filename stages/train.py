@@ -1,0 +1,33 @@
+"""Stage `train`: LWGAN from the frames, correspondence and SMPL caches. Writes the checkpoint (G, D, both
+optimisers, step, resolved config; resumed when the run is interrupted), sample grids and loss curves to
+the model folder, the curves as a DVC plot, and the last epoch's mean of every loss term as metrics.
+Several processes: `torchrun --nproc_per_node=N stages/train.py ...` (rank 0 writes and tracks)."""
+
+import sys
+
+from lwgan import stage
+from lwgan.train.loop import NonFiniteLoss, TrainPaths, train
+
+
+def main() -> None:
+    args = stage.parse_args("train", __doc__,
+                            inputs={"frames": "frames cache (frames.h5)",
+                                    "maps": "correspondence cache (maps.h5)",
+                                    "smpl": "SMPL cache (smpl.h5)", "body": "resolved body model (.npz)"},
+                            outputs={"out_dir": "model folder (checkpoint, samples, curves)",
+                                     "plots": "folder of the DVC plot files", "metrics": "metrics JSON"})
+    params = stage.load_params(args.params)
+    paths = TrainPaths(frames=args.frames, maps=args.maps, smpl=args.smpl, body=args.body,
+                       out_dir=args.out_dir, plots_dir=args.plots)
+    with stage.tracked_run("train", params, sections=("seed", "train")) as run:
+        try:
+            result = train(params, paths, tracker=run)
+        except NonFiniteLoss as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+        if stage.is_main_process():
+            stage.write_metrics(args.metrics, result.metrics, run, step=result.steps)
+
+
+if __name__ == "__main__":
+    main()

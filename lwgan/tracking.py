@@ -284,6 +284,19 @@ def metric_history(run_id: str, key: str, tracking_uri: str | None = None) -> li
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
+def artifact_dir(run_id: str, tracking_uri: str | None = None) -> Path:
+    """The local folder of a run's artifacts (stores whose artifacts live on this file system)."""
+    from urllib.parse import unquote, urlparse
+
+    from mlflow.tracking import MlflowClient
+
+    uri = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri()).get_run(run_id).info.artifact_uri
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise ValueError(f"artifacts of run {run_id} are at {uri}, not on this file system")
+    return Path(unquote(parsed.path))
+
+
 def serve_ui(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = None) -> int:
     """Run ``mlflow ui`` against the project's store in the foreground; returns its exit code."""
     uri = tracking_uri or default_tracking_uri()

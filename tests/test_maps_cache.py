@@ -84,3 +84,20 @@ def test_stale_or_foreign_file_is_refused(tmp_path):
         handle.attrs.update(kind="something-else", schema_version=1)
     with pytest.raises(Exception, match="something-else"):
         _ = MapsCache(path, torch.zeros(1, 3, dtype=torch.long), torch.zeros(3, 3)).videos
+
+
+def test_barycentrics_of_a_sliver_made_collinear_by_the_fixed_point_stay_finite():
+    # A face of the default body read back from the cache as three collinear points (seen on a real fit):
+    # the weights must be finite, in [0, 1] and sum to 1, never NaN or extrapolated.
+    from lwgan.render.correspond import barycentrics
+
+    verts = torch.tensor([[[0.0154, -0.5508, 0.0], [0.0184, -0.5508, 0.0], [0.0204, -0.5508, 0.0],
+                           [-0.5, -0.5, 0.0], [0.5, -0.5, 0.0], [0.0, 0.5, 0.0]]])
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    face_index = torch.tensor([[[0, 1], [1, -1]]], dtype=torch.int32)
+    bary = barycentrics(face_index, verts, faces)
+    assert torch.isfinite(bary).all()
+    assert torch.allclose(bary[0, 0, 0], torch.full((3,), 1 / 3))
+    covered = face_index[0] >= 0
+    assert torch.allclose(bary[0][covered].sum(-1), torch.ones(int(covered.sum())))
+    assert (bary >= 0).all() and (bary <= 1).all()

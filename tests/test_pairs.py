@@ -4,7 +4,6 @@ against the images, flip augmentation, DataLoader workers, errors; and the step-
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -13,21 +12,16 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _caches import Caches, build_caches
 from torch.utils.data import DataLoader, default_collate
 
-from lwgan.body import load_configured
-from lwgan.body.fit import LOW_CONFIDENCE, NO_PERSON, FitOptions
+from lwgan.body.fit import LOW_CONFIDENCE, NO_PERSON
 from lwgan.body.model import BodyModel
-from lwgan.body.model_io import save_body_model
-from lwgan.data import FRAMES_FILE, FramesCache, PrepareOptions, prepare
+from lwgan.data import FRAMES_FILE, FramesCache
 from lwgan.data.errors import DataError
 from lwgan.data.h5util import shard_path
 from lwgan.data.maps_cache import MapsCache
 from lwgan.data.pairs import ColorJitter, PairDataset, PairOptions, StepBatchSampler
-from lwgan.data.synth import SynthOptions, synthesize
-from lwgan.parallel import PoolOptions
-from lwgan.pipeline.correspond import build_maps
-from lwgan.pipeline.fit import FitSettings, fit_all
 from lwgan.render.correspond import barycentrics
 from lwgan.warp.flow import flow, flow_valid, resize_flow, warp
 
@@ -35,29 +29,9 @@ SIDE = 64  # the caches' side
 TRAIN = ("001_1_1", "001_1_2")
 
 
-@dataclasses.dataclass(frozen=True)
-class Caches:
-    frames: Path
-    maps: Path
-    smpl: Path
-    body: Path
-
-
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory) -> Caches:
-    root = tmp_path_factory.mktemp("pairs")
-    synthesize(SynthOptions(subjects=2, clothes=1, frames_per_action=6, image_size=SIDE, val_subjects=1),
-               BodyModel.default(), root / "synthetic")
-    prepare(PrepareOptions(source="iper", root=root / "synthetic", image_size=SIDE, workers=1),
-            root / "frames")
-    body = root / "body.npz"
-    save_body_model(load_configured("default"), body)
-    fit_all(FitSettings(frames_path=root / "frames" / FRAMES_FILE, body_path=body, out_dir=root / "smpl",
-                        keypoints="ground_truth", keypoints_root=None,
-                        options=FitOptions(camera_iterations=5, pose_iterations=10), overlays_per_video=0),
-            PoolOptions(use_ray=False))
-    build_maps(root / "smpl" / "smpl.h5", body, root / "maps", SIDE)
-    return Caches(root / "frames" / FRAMES_FILE, root / "maps" / "maps.h5", root / "smpl" / "smpl.h5", body)
+    return build_caches(tmp_path_factory.mktemp("pairs"), SIDE)
 
 
 def dataset(c: Caches, image_size: int = SIDE, smpl: Path | None = None, frames: Path | None = None,

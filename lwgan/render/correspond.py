@@ -73,10 +73,17 @@ def barycentrics(
     def cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
 
-    area = cross(b - a, c - a)  # (N,), non-zero: the rasteriser skips degenerate faces
+    # The rasteriser skips degenerate faces, but vertices read back from a fixed-point cache can make a
+    # sliver collinear (area 0) or move the centre just outside it: such weights are clamped to [0, 1]
+    # and renormalised, and a face with no area gets equal weights, so no pixel is ever NaN or extrapolated.
+    area = cross(b - a, c - a)  # (N,)
+    flat = area.abs() < 1e-12
+    area = torch.where(flat, torch.ones_like(area), area)
     w0 = cross(b - centre, c - centre) / area
     w1 = cross(c - centre, a - centre) / area
-    weights = torch.stack((w0, w1, 1.0 - w0 - w1), dim=-1)  # (N, 3)
+    weights = torch.stack((w0, w1, 1.0 - w0 - w1), dim=-1).clamp(0.0, 1.0)  # (N, 3)
+    weights = torch.where(flat[:, None], torch.full_like(weights, 1.0 / 3.0),
+                          weights / weights.sum(dim=-1, keepdim=True).clamp(min=1e-12))
     if perspective_correct:
         weights = weights / corners[:, :, 2]
         weights = weights / weights.sum(dim=-1, keepdim=True)

@@ -1,0 +1,41 @@
+"""Real tiny caches for the training tests, made by the pipeline's own functions: synthesise -> prepare ->
+fit (ground-truth keypoints, a few iterations, in-process) -> correspond."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from lwgan.body import load_configured
+from lwgan.body.fit import FitOptions
+from lwgan.body.model import BodyModel
+from lwgan.body.model_io import save_body_model
+from lwgan.data import FRAMES_FILE, PrepareOptions, prepare
+from lwgan.data.synth import SynthOptions, synthesize
+from lwgan.parallel import PoolOptions
+from lwgan.pipeline.correspond import build_maps
+from lwgan.pipeline.fit import FitSettings, fit_all
+
+
+@dataclasses.dataclass(frozen=True)
+class Caches:
+    frames: Path
+    maps: Path
+    smpl: Path
+    body: Path
+
+
+def build_caches(root: Path, side: int = 64, frames_per_action: int = 6) -> Caches:
+    """Two subjects (one for validation), one outfit, two actions, `frames_per_action` frames at side²."""
+    synthesize(SynthOptions(subjects=2, clothes=1, frames_per_action=frames_per_action, image_size=side,
+                            val_subjects=1), BodyModel.default(), root / "synthetic")
+    prepare(PrepareOptions(source="iper", root=root / "synthetic", image_size=side, workers=1),
+            root / "frames")
+    body = root / "body.npz"
+    save_body_model(load_configured("default"), body)
+    fit_all(FitSettings(frames_path=root / "frames" / FRAMES_FILE, body_path=body, out_dir=root / "smpl",
+                        keypoints="ground_truth", keypoints_root=None,
+                        options=FitOptions(camera_iterations=5, pose_iterations=10), overlays_per_video=0),
+            PoolOptions(use_ray=False))
+    build_maps(root / "smpl" / "smpl.h5", body, root / "maps", side)
+    return Caches(root / "frames" / FRAMES_FILE, root / "maps" / "maps.h5", root / "smpl" / "smpl.h5", body)

@@ -1,0 +1,170 @@
+"""The training loop on real tiny caches: schedule, exact resume, checkpoints, divergence, tracking to a
+real MLflow store, published-layout feature weights, and DDP on two CPU processes against one."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from _caches import Caches, build_caches
+from test_feature_nets import vgg19_checkpoint
+
+from lwgan import config, tracking
+from lwgan.nets import Generator
+from lwgan.train import checkpoint
+from lwgan.train.loop import (
+    CONFIG_FILE,
+    CURVES_FILE,
+    FEATURE_NETS_FILE,
+    NonFiniteLoss,
+    TrainPaths,
+    net_options,
+    train,
+)
+from lwgan.train.schedule import Schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+# A tiny but complete configuration: every loss term on, 32^2 images from the 64^2 caches.
+TINY = {"image_size": 32, "base_width": 4, "res_blocks": 1, "d_layers": 2, "batch_size": 2, "workers": 0,
+        "epochs_constant": 1.0, "epochs_decay": 1.0, "checkpoint_every": 3, "sample_every": 4, "samples": 2,
+        "lambda_style": 1.0}
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory) -> Caches:
+    return build_caches(tmp_path_factory.mktemp("train"), 64, frames_per_action=6)
+
+
+def params(**train) -> config.Params:
+    return config.from_dict({"data": {"image_size": 64}, "train": {**TINY, **train},
+                             "tracking": {"enabled": False}})
+
+
+def paths(c: Caches, out: Path) -> TrainPaths:
+    return TrainPaths(c.frames, c.maps, c.smpl, c.body, out / "models", out / "plots")
+
+
+def losses(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The rows without timings (the only values that differ between equal runs)."""
+    return [{k: v for k, v in row.items() if not k.startswith("perf/")} for row in history]
+
+
+def test_schedule_is_constant_then_linear_to_the_final_rate():
+    s = Schedule(steps_per_epoch=10, epochs_constant=2, epochs_decay=3, final_lr=1e-6)
+    assert s.total_steps == 50
+    assert [s.lr(1e-4, k) for k in (0, 10, 20)] == [1e-4] * 3
+    assert math.isclose(s.lr(1e-4, 35), 1e-4 + (1e-6 - 1e-4) * 0.5)
+    assert math.isclose(s.lr(1e-4, 50), 1e-6) and math.isclose(s.lr(1e-4, 80), 1e-6)
+    assert all(s.lr(1e-4, k) >= s.lr(1e-4, k + 1) for k in range(60))
+    assert Schedule(10, 1, 0, 0.0).lr(3e-4, 99) == 3e-4
+    assert Schedule(10, 2, 3, 1e-6, max_steps=7).total_steps == 7
+
+
+def test_resumed_run_logs_exactly_what_an_uninterrupted_run_logs(caches, tmp_path):
+    whole = train(params(max_steps=8), paths(caches, tmp_path / "whole"))
+    first = train(params(max_steps=5), paths(caches, tmp_path / "split"))
+    assert first.steps == 5 and checkpoint.load(first.checkpoint)["step"] == 5
+    rest = train(params(max_steps=8), paths(caches, tmp_path / "split"))
+    assert rest.resumed_from == 5 and rest.steps == 8
+    assert losses(rest.history) == losses(whole.history)
+    a, b = checkpoint.load(whole.checkpoint), checkpoint.load(rest.checkpoint)
+    for key in ("generator", "discriminator"):
+        assert all(torch.equal(a[key][n], b[key][n]) for n in a[key])
+    # Every loss term of the paper, D's mean scores, gradient norms, learning rates and speed are tracked.
+    row = whole.history[-1]
+    for name in ("loss/L_adv", "loss/L_rec", "loss/L_tsf", "loss/L_face", "loss/L_mask", "loss/L_smooth",
+                 "loss/L_style", "loss/L_D_real", "loss/L_D_fake", "loss/G", "loss/D", "d/real", "d/fake",
+                 "grad_norm/G", "grad_norm/D", "lr/G", "lr/D", "perf/images_per_s"):
+        assert name in row and math.isfinite(row[name]), name
+    assert [r["step"] for r in whole.history] == list(range(1, 9))
+
+
+def test_checkpoint_holds_both_networks_optimisers_and_config(caches, tmp_path):
+    result = train(params(max_steps=2, spectral_norm=True, gp_weight=10.0, real_target=0.9),
+                   paths(caches, tmp_path))
+    state = checkpoint.load(result.checkpoint)
+    assert state["step"] == 2 and state["config"]["train"]["gp_weight"] == 10.0
+    assert state["opt_g"]["state"] and state["opt_d"]["state"]  # Adam moments of both networks
+    assert any(k.endswith("parametrizations.weight.original") for k in state["discriminator"])
+    weights, cfg = checkpoint.generator_state(result.checkpoint)
+    g = Generator(net_options(config.from_dict({"data": {"image_size": 64}, "train": cfg["train"]}).train))
+    g.load_state_dict(weights)
+    assert "loss/L_GP" in result.history[-1] and result.history[-1]["raw/gp"] >= 0
+    out = tmp_path / "models"
+    assert json.loads((out / CONFIG_FILE).read_text())["train"]["spectral_norm"] is True
+    assert (out / CURVES_FILE).is_file() and (out / "samples" / "step_0000002.png").is_file()
+    header = (tmp_path / "plots" / "losses.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "step" and "loss/L_rec" in header
+    # Another configuration does not resume from this checkpoint: it trains from scratch.
+    fresh = train(params(max_steps=1), paths(caches, tmp_path))
+    assert fresh.resumed_from == 0 and checkpoint.load(fresh.checkpoint)["config"]["train"]["gp_weight"] == 0
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(caches, tmp_path):
+    # A learning rate of 1e30 makes D's scores overflow after its first update.
+    p = params(max_steps=6, checkpoint_every=1, lr_d=1e30, final_lr=0.0)
+    with pytest.raises(NonFiniteLoss) as info:
+        train(p, paths(caches, tmp_path))
+    message = str(info.value)
+    assert "step 1" in message and "L_adv" in message and "step 1)" in message and "is kept" in message
+    kept = checkpoint.load(tmp_path / "models" / checkpoint.CHECKPOINT_FILE)
+    assert kept["step"] == 1
+    assert all(torch.isfinite(t).all() for t in kept["generator"].values())
+
+
+def test_a_damaged_checkpoint_is_named(tmp_path):
+    bad = tmp_path / checkpoint.CHECKPOINT_FILE
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match=str(bad)):
+        checkpoint.load(bad)
+
+
+def test_tracked_to_mlflow_with_feature_weights_from_a_published_layout(caches, tmp_path):
+    vgg = tmp_path / "vgg19.pth"
+    torch.save(vgg19_checkpoint(), vgg)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    p = params(max_steps=3, vgg_weights=str(vgg))
+    with tracking.StageRun("train", params={"train.max_steps": 3}, experiment="t", tracking_uri=uri) as run:
+        train(p, paths(caches, tmp_path), tracker=run)
+    (found,) = tracking.search_runs(experiment="t", tracking_uri=uri)
+    assert found["params"]["feature_net.vgg19.substitute"] == "False"
+    assert found["params"]["feature_net.vgg19.source"] == str(vgg)
+    assert found["params"]["feature_net.sphere20a.substitute"] == "True"
+    assert "SUBSTITUTE" in found["tags"]["lwgan.feature_net.sphere20a"]
+    history = tracking.metric_history(found["run_id"], "loss/L_tsf", tracking_uri=uri)
+    assert [s for s, _ in history] == [1, 2, 3]
+    nets = json.loads((tmp_path / "models" / FEATURE_NETS_FILE).read_text())
+    assert nets["vgg19"]["substitute"] is False and nets["sphere20a"]["substitute"] is True
+    artifacts = Path(tracking.artifact_dir(found["run_id"], tracking_uri=uri))
+    assert (artifacts / CURVES_FILE).is_file() and list((artifacts / "samples").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_with_the_global_batch(caches, tmp_path):
+    import yaml
+
+    tree = {"data": {"image_size": 64}, "train": {**TINY, "batch_size": 1, "max_steps": 3},
+            "tracking": {"enabled": False}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           str(ROOT / "stages" / "train.py"), "--params", str(tmp_path / "params.yaml"),
+           "--frames", str(caches.frames), "--maps", str(caches.maps), "--smpl", str(caches.smpl),
+           "--body", str(caches.body), "--out-dir", str(tmp_path / "ddp"), "--plots", str(tmp_path / "plots"),
+           "--metrics", str(tmp_path / "train.json")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "train.json").read_text())
+    assert metrics["global_batch"] == 2 and metrics["steps"] == 3
+    ddp = checkpoint.load(tmp_path / "ddp" / checkpoint.CHECKPOINT_FILE)
+    single = train(params(batch_size=2, max_steps=3, threads=1), paths(caches, tmp_path / "one"))
+    for a, b in zip(losses(ddp["history"]), losses(single.history), strict=True):
+        for key in ("loss/L_rec", "loss/L_tsf", "loss/G", "loss/D"):
+            assert math.isclose(a[key], b[key], rel_tol=2e-3), (key, a[key], b[key])
+    assert ddp["config"]["world_size"] == 2

@@ -12,7 +12,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from _caches import Caches, build_caches
 from torch.utils.data import DataLoader, default_collate
 
 from lwgan.body.fit import LOW_CONFIDENCE, NO_PERSON
@@ -22,6 +21,7 @@ from lwgan.data.errors import DataError
 from lwgan.data.h5util import shard_path
 from lwgan.data.maps_cache import MapsCache
 from lwgan.data.pairs import ColorJitter, PairDataset, PairOptions, StepBatchSampler
+from lwgan.pipeline.small import Caches, build_caches
 from lwgan.render.correspond import barycentrics
 from lwgan.warp.flow import flow, flow_valid, resize_flow, warp
 

@@ -30,6 +30,8 @@ TINY = {
     "fit": {"keypoints": "ground_truth", "pose_iterations": 15, "camera_iterations": 8,
             "overlays_per_video": 1},
     "ray": {"workers": 2},
+    "train": {"image_size": 48, "base_width": 4, "res_blocks": 1, "d_layers": 2, "batch_size": 2,
+              "workers": 1, "max_steps": 3, "checkpoint_every": 2, "sample_every": 2, "samples": 2},
 }
 
 
@@ -109,6 +111,15 @@ def test_repro_then_exp_run_are_tracked(repo):
     maps = json.loads((repo / "metrics" / "correspond.json").read_text())
     assert maps["frames"] == 16 and maps["cache_kb_per_frame"] > 0
     assert len(list((repo / "data" / "cache" / "smpl" / "overlays").glob("*.png"))) == 4
+    trained = json.loads((repo / "metrics" / "train.json").read_text())
+    assert trained["steps"] == 3 and trained["global_batch"] == 2
+    terms = {"L_adv", "L_rec", "L_tsf", "L_face", "L_mask", "L_smooth", "L_D_real", "L_D_fake"}
+    assert terms <= set(trained["loss"])
+    assert (repo / "models" / "checkpoint.pt").is_file() and (repo / "models" / "loss_curves.png").is_file()
+    assert len((repo / "plots" / "train" / "losses.csv").read_text().splitlines()) == 4  # header + 3 steps
+    train_run = next(r for r in runs if r["tags"][tracking.TAG_STAGE] == "train")
+    assert train_run["params"]["train.max_steps"] == "3" and "loss/L_rec" in train_run["metrics"]
+    assert train_run["params"]["feature_net.vgg19.substitute"] == "True"
     body_metrics = json.loads((repo / "metrics" / "body.json").read_text())
     body_run = next(r for r in runs if r["tags"][tracking.TAG_STAGE] == "body")
     assert body_run["params"]["body.preview_size"] == "64"

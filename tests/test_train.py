@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _caches import Caches, build_caches
 from test_feature_nets import vgg19_checkpoint
 
 from lwgan import config, tracking
 from lwgan.nets import Generator
+from lwgan.pipeline.small import Caches, build_caches
 from lwgan.train import checkpoint
 from lwgan.train.loop import (
     CONFIG_FILE,
@@ -168,3 +168,32 @@ def test_two_process_ddp_matches_one_process_with_the_global_batch(caches, tmp_p
         for key in ("loss/L_rec", "loss/L_tsf", "loss/G", "loss/D"):
             assert math.isclose(a[key], b[key], rel_tol=2e-3), (key, a[key], b[key])
     assert ddp["config"]["world_size"] == 2
+
+
+def test_objective_under_bfloat16_autocast_and_channels_last(caches):
+    # The CUDA fast path (bf16 autocast, channels_last) run through CPU autocast: every loss stays a
+    # finite float32 scalar and both networks receive gradients.
+    from lwgan.data.pairs import PairDataset, PairOptions
+    from lwgan.losses import FaceLoss, PerceptualLoss
+    from lwgan.nets import PatchDiscriminator, load_feature_net
+    from lwgan.train.loop import loss_weights
+    from lwgan.train.objective import Batch, Objective
+
+    p = params(gp_weight=10.0, lambda_style=1.0).train
+    data = PairDataset(caches.frames, caches.maps, caches.smpl, caches.body, PairOptions(p.image_size))
+    batch = Batch.from_items(torch.utils.data.default_collate([data[0], data[1]]), torch.device("cpu"),
+                             channels_last=True)
+    g, d = Generator(net_options(p)), PatchDiscriminator(net_options(p))
+    for m in (g, d):
+        m.to(memory_format=torch.channels_last)
+    objective = Objective(loss_weights(p), p.image_size, PerceptualLoss(load_feature_net("vgg19", None)[0]),
+                          FaceLoss(load_feature_net("sphere20a", None)[0]))
+    with torch.autocast("cpu", torch.bfloat16):
+        out = objective.generate(g, batch)
+        loss_g = objective.generator_loss(out, batch, d)
+        loss_d = objective.discriminator_loss(d, batch.tgt_img, out.tgt, batch.tgt_cond)
+    assert out.tgt.dtype == torch.bfloat16
+    for loss in (loss_g, loss_d):
+        assert loss.value.dtype == torch.float32 and torch.isfinite(loss.value)
+    (loss_g.value + loss_d.value).backward()
+    assert all(t.grad is not None for t in (next(g.parameters()), next(d.parameters())))

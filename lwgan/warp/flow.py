@@ -102,7 +102,11 @@ def warp(image: torch.Tensor, flow_map: torch.Tensor) -> torch.Tensor:
     image: (B, C, Hs, Ws), an image in [-1, 1] or a feature map at any resolution.
     flow_map: (B, H, W, 2) NDC. The output has the flow's resolution: to warp a feature map in place,
     first bring the flow to the map's size with `resize_flow`.
-    Returns (B, C, H, W).
+    Returns (B, C, H, W) in the dtype of `image`.
     """
-    return F.grid_sample(image, flow_map.to(image.dtype), mode="bilinear", padding_mode="zeros",
-                         align_corners=ALIGN_CORNERS)
+    # Sampled in float32 whatever the autocast context: NDC positions in bfloat16 would be off by up to a
+    # pixel at 256^2 (8 mantissa bits).
+    with torch.autocast(image.device.type, enabled=False):
+        out = F.grid_sample(image.float(), flow_map.float(), mode="bilinear", padding_mode="zeros",
+                            align_corners=ALIGN_CORNERS)
+    return out.to(image.dtype)

@@ -1,5 +1,6 @@
-"""Real tiny caches for the training tests, made by the pipeline's own functions: synthesise -> prepare ->
-fit (ground-truth keypoints, a few iterations, in-process) -> correspond."""
+"""A small synthetic data set taken through the data stages in one process: synthesise -> prepare -> fit
+(ground-truth keypoints, few iterations) -> correspond. For tests and benchmarks that need real caches
+without running the pipeline; the stages themselves are what `dvc repro` runs."""
 
 from __future__ import annotations
 
@@ -19,17 +20,22 @@ from lwgan.pipeline.fit import FitSettings, fit_all
 
 @dataclasses.dataclass(frozen=True)
 class Caches:
+    """The index files of the three caches and the resolved body model."""
+
     frames: Path
     maps: Path
     smpl: Path
     body: Path
 
 
-def build_caches(root: Path, side: int = 64, frames_per_action: int = 6) -> Caches:
-    """Two subjects (one for validation), one outfit, two actions, `frames_per_action` frames at side²."""
-    synthesize(SynthOptions(subjects=2, clothes=1, frames_per_action=frames_per_action, image_size=side,
-                            val_subjects=1), BodyModel.default(), root / "synthetic")
-    prepare(PrepareOptions(source="iper", root=root / "synthetic", image_size=side, workers=1),
+def build_caches(root: Path, side: int = 64, frames_per_action: int = 6, subjects: int = 2,
+                 workers: int = 1) -> Caches:
+    """`subjects` people (one held out for validation), one outfit, two actions, `frames_per_action`
+    frames at side², under `root`."""
+    synth = SynthOptions(subjects=subjects, clothes=1, frames_per_action=frames_per_action, image_size=side,
+                         val_subjects=1, workers=workers)
+    synthesize(synth, BodyModel.default(), root / "synthetic")
+    prepare(PrepareOptions(source="iper", root=root / "synthetic", image_size=side, workers=workers),
             root / "frames")
     body = root / "body.npz"
     save_body_model(load_configured("default"), body)

@@ -195,6 +195,30 @@ def test_attention_loss_is_binary_cross_entropy():
     assert hard.value.item() == pytest.approx(100.0)  # log clamped at -100, as torch's BCE
 
 
+def test_attention_loss_gradient_is_finite_where_the_sigmoid_saturates():
+    # float32 sigmoids reach exactly 0 and 1; a NaN gradient there once ended a default training run
+    logits = torch.tensor([[[[-200.0, -20.0, 0.0, 20.0, 200.0]]]], requires_grad=True)
+    a = torch.sigmoid(logits)
+    assert a[0, 0, 0, 0] == 0.0 and a[0, 0, 0, -1] == 1.0
+    loss = attention_loss(a, torch.tensor([[[[1.0, 1.0, 0.5, 0.0, 0.0]]]])).value
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    assert loss.item() == pytest.approx(F.binary_cross_entropy(a.detach(), torch.tensor(
+        [[[[1.0, 1.0, 0.5, 0.0, 0.0]]]])).item(), rel=1e-6)
+
+
+def test_gradient_penalty_gradient_is_finite_for_a_flat_critic():
+    from lwgan.losses import interpolate, penalty_from_scores
+
+    weight = torch.zeros(1, requires_grad=True)
+    real, fake = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4)
+    mixed = interpolate(real, fake)
+    scores = (mixed * weight).sum(dim=(1, 2, 3)).reshape(2, 1, 1, 1)  # zero input gradient
+    penalty = penalty_from_scores(scores, mixed, 10.0)
+    penalty.value.backward()
+    assert penalty.value.item() == pytest.approx(10.0, rel=1e-5) and torch.isfinite(weight.grad).all()
+
+
 def test_attention_target_is_the_eroded_background():
     cond = torch.zeros(1, 4, 12, 12)
     cond[:, 3] = 1.0

@@ -5,8 +5,10 @@
                (anisotropic total variation, lambda_smooth 1)
 
 The original applies both to the source and the target attention maps, concatenated along the batch.
-BCE is computed in float32 with log clamped at -100, as `torch.nn.functional.binary_cross_entropy` does
-(which refuses to run under CUDA autocast).
+BCE is computed by hand because `torch.nn.functional.binary_cross_entropy` refuses to run under CUDA
+autocast. Its value is torch's (logs clamped at -100, in float64), and its gradient is finite everywhere: a
+sigmoid that saturates to exactly 0 or 1 takes the constant branch of a `where` whose other branch never
+sees the singular input, where a log clamped after the fact would back-propagate 0 * inf = NaN into G.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ def attention_target(cond: torch.Tensor, size: int = FOREGROUND_ERODE) -> torch.
 def attention_loss(attention: torch.Tensor, target: torch.Tensor) -> LossTerm:
     """Mean binary cross-entropy of attention (B, 1, H, W) in [0, 1] against target (B, 1, H, W) in
     [0, 1]. Stats: mask (the BCE), attention (mean A)."""
-    a, t = wide(attention), wide(target)
-    log_a = torch.log(a).clamp(min=LOG_FLOOR)
-    log_not_a = torch.log1p(-a).clamp(min=LOG_FLOOR)
-    loss = -(t * log_a + (1.0 - t) * log_not_a).mean()
-    return LossTerm(loss, detached(mask=loss, attention=a.mean()))
+    a, t = attention.double(), target.double()
+    zero, one = a <= 0.0, a >= 1.0
+    log_a = torch.where(zero, LOG_FLOOR, torch.log(torch.where(zero, 1.0, a)).clamp(min=LOG_FLOOR))
+    log_not_a = torch.where(one, LOG_FLOOR, torch.log1p(-torch.where(one, 0.0, a)).clamp(min=LOG_FLOOR))
+    loss = -(t * log_a + (1.0 - t) * log_not_a).mean().float()
+    return LossTerm(loss, detached(mask=loss, attention=wide(attention).mean()))
 
 
 def total_variation(attention: torch.Tensor) -> LossTerm:

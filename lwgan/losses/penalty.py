@@ -37,7 +37,8 @@ def penalty_from_scores(scores: torch.Tensor, mixed: torch.Tensor, weight: float
     one backward per D step, as DistributedDataParallel wants). Stats: gp (unweighted), grad_norm (mean).
     """
     (grad,) = torch.autograd.grad(wide(scores).sum(), mixed, create_graph=True)
-    norm = wide(grad).flatten(1).norm(dim=1)  # (B,)
+    # sqrt(|g|^2 + eps): the gradient of a plain norm is NaN where D's input gradient is exactly zero
+    norm = (wide(grad).flatten(1).square().sum(dim=1) + 1e-12).sqrt()  # (B,)
     penalty = (norm - 1.0).square().mean()
     return LossTerm(weight * penalty, detached(gp=penalty, grad_norm=norm.mean()))
 

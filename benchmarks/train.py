@@ -68,10 +68,20 @@ def train_rate(c: Caches, out: Path, train_params: dict, steps: int, skip: int) 
     return stats
 
 
+def _child(queue, args) -> None:
+    queue.put(train_rate(*args))
+
+
 def in_fresh_process(*args) -> dict[str, float]:
-    """`train_rate` in a process of its own, so that its peak memory is the training run's alone."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(train_rate, args)
+    """`train_rate` in a process of its own (not a daemon: it starts loader workers), so that its peak
+    memory is the training run's alone."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, args))
+    proc.start()
+    stats = queue.get()
+    proc.join()
+    return stats
 
 
 def main() -> None:

@@ -197,3 +197,38 @@ def test_objective_under_bfloat16_autocast_and_channels_last(caches):
         assert loss.value.dtype == torch.float32 and torch.isfinite(loss.value)
     (loss_g.value + loss_d.value).backward()
     assert all(t.grad is not None for t in (next(g.parameters()), next(d.parameters())))
+
+
+@pytest.mark.slow
+def test_stage_killed_mid_run_resumes_and_ends_as_an_uninterrupted_run(caches, tmp_path):
+    import signal
+    import time
+
+    import yaml
+
+    tree = {"data": {"image_size": 64}, "tracking": {"enabled": False},
+            "train": {**TINY, "max_steps": 9, "checkpoint_every": 3, "workers": 1, "threads": 1}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree))
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(tmp_path / "params.yaml"),
+           "--frames", str(caches.frames), "--maps", str(caches.maps), "--smpl", str(caches.smpl),
+           "--body", str(caches.body), "--out-dir", str(out / "models"), "--plots", str(out / "plots"),
+           "--metrics", str(out / "train.json")]
+    ckpt = out / "models" / checkpoint.CHECKPOINT_FILE
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (ckpt.is_file() and checkpoint.load(ckpt)["step"] >= 3):
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its loader worker, as a lost machine would
+    proc.wait()
+    interrupted_at = checkpoint.load(ckpt)["step"]
+    assert 3 <= interrupted_at < 9 and not (out / "train.json").exists()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((out / "train.json").read_text())
+    assert metrics["resumed_from_step"] == interrupted_at and metrics["steps"] == 9
+    whole = train(config.from_dict(tree), paths(caches, tmp_path / "whole"))
+    assert losses(checkpoint.load(ckpt)["history"]) == losses(whole.history)

@@ -21,12 +21,14 @@ from lwgan.losses.terms import LossTerm, detached, wide
 Critic = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def interpolate(real: torch.Tensor, fake: torch.Tensor,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def interpolate(real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None,
+                alpha: torch.Tensor | None = None) -> torch.Tensor:
     """x_hat = alpha * real + (1 - alpha) * fake with alpha ~ U[0, 1] per sample, detached from both and
-    requiring grad: (B, 3, H, W) each -> (B, 3, H, W). generator: optional RNG for alpha (on real's
-    device)."""
-    alpha = torch.rand((real.shape[0], 1, 1, 1), generator=generator, device=real.device, dtype=real.dtype)
+    requiring grad: (B, 3, H, W) each -> (B, 3, H, W). alpha: (B,) weights to use, else drawn with
+    `generator` (an optional RNG on real's device)."""
+    if alpha is None:
+        alpha = torch.rand(real.shape[0], generator=generator, device=real.device)
+    alpha = alpha.to(real.device, real.dtype).reshape(-1, 1, 1, 1)  # (B, 1, 1, 1)
     return (alpha * real.detach() + (1.0 - alpha) * fake.detach()).requires_grad_(True)
 
 

@@ -1,9 +1,10 @@
 """Data-parallel training from `torchrun`'s environment (nanoGPT's pattern).
 
 `torchrun --nproc_per_node=N stages/train.py ...` sets RANK, LOCAL_RANK and WORLD_SIZE; without them the
-run is a single process. NCCL on CUDA, gloo on the CPU. Rank 0 alone writes files and tracks; every rank
-gets a different seed offset only where randomness must differ between ranks (the gradient-penalty
-interpolation), while data are split by the step-indexed sampler and weights start equal on every rank.
+run is a single process. NCCL on CUDA, gloo on the CPU. Rank 0 alone writes files and tracks. Nothing
+random depends on the rank: weights start equal on every rank, the step-indexed sampler splits each global
+batch, and the penalty's interpolation weights are drawn for the global batch and sliced, so N processes
+compute what one process with the global batch would.
 """
 
 from __future__ import annotations

@@ -277,9 +277,12 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
             stats.update({f"loss/{k}": v for k, v in loss_g.terms.items()}, **loss_g.stats)
         discriminator.requires_grad_(True)
         if update_d:
-            rng = torch.Generator(device=device).manual_seed(content_int(seed, step, env.rank))
+            # The penalty's weights are drawn for the global batch from (seed, step) and sliced per rank:
+            # N processes compute what one process with the global batch computes, and a resume is exact.
+            rng = torch.Generator().manual_seed(content_int(seed, step))
+            alpha = torch.rand(global_batch, generator=rng)[env.rank * p.batch_size:][:p.batch_size]
             with torch.autocast(device.type, torch.bfloat16, enabled=fast):
-                loss_d = objective.discriminator_loss(d_train, batch.tgt_img, out.tgt, batch.tgt_cond, rng)
+                loss_d = objective.discriminator_loss(d_train, batch.tgt_img, out.tgt, batch.tgt_cond, alpha)
             _check_finite(loss_d, "discriminator", step, env, ckpt_path, saved_step)
             opt_d.zero_grad(set_to_none=True)
             loss_d.value.backward()
@@ -343,7 +346,7 @@ def data_key(maps_path: Path) -> str:
 
 
 def content_int(*parts: Any) -> int:
-    """A 63-bit seed from parts (seed, step, rank), stable across processes and runs."""
+    """A 63-bit seed from parts (seed, step), stable across processes and runs."""
     return int(content_key(*parts)[:15], 16)
 
 

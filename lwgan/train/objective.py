@@ -164,14 +164,15 @@ class Objective(nn.Module):
         return StepLoss(value, {k: v.detach().float() for k, v in terms.items()}, stats)
 
     def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                           cond: torch.Tensor, generator: torch.Generator | None = None) -> StepLoss:
-        """L_D (+ GP) for real (B, 3, H, W), fake (B, 3, H, W, detached here) and the target's cond."""
+                           cond: torch.Tensor, alpha: torch.Tensor | None = None) -> StepLoss:
+        """L_D (+ GP) for real (B, 3, H, W), fake (B, 3, H, W, detached here) and the target's cond;
+        alpha (B,): the penalty's interpolation weights (drawn from the global RNG when None)."""
         w = self.weights
         fake = fake.detach()
         images, conds = [real, fake], [cond, cond]
         mixed = None
         if w.gp > 0:
-            mixed = interpolate(real, fake, generator)
+            mixed = interpolate(real, fake, alpha=alpha)
             images.append(mixed)
             conds.append(cond)
         scores = discriminator(torch.cat(images), torch.cat(conds))  # (nB, 1, h, w)

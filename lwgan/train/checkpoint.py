@@ -23,13 +23,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import h5py
 import torch
 
+from lwgan.data.h5util import content_key, shard_path
 from lwgan.io import atomic_path
 
 FORMAT = "lwgan.train.checkpoint"
 VERSION = 1
 CHECKPOINT_FILE = "checkpoint.pt"
+# Train params that change how a run is executed, not what it computes: a checkpoint made under other
+# values of these is still resumed.
+RUNTIME_KEYS = ("workers", "device", "threads", "max_steps", "checkpoint_every", "log_every",
+                "sample_every", "samples")
 
 
 class CheckpointError(RuntimeError):
@@ -65,3 +71,28 @@ def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     """G's weights and the run's config from a checkpoint (for inference and evaluation)."""
     state = load(path)
     return state["generator"], state["config"]
+
+
+def run_key(train: Mapping[str, Any], seed: int, data: str) -> str:
+    """Hash of everything that determines a run's numbers (the train params as a dict without
+    `RUNTIME_KEYS`, the seed, `data_key`): a checkpoint is resumed only under the same key."""
+    tree = {k: v for k, v in train.items() if k not in RUNTIME_KEYS}
+    return content_key("lwgan.train", VERSION, tree, seed, data)
+
+
+def data_key(maps_path: str | Path) -> str:
+    """Hash of the correspondence shards' producing keys (each covers its SMPL shard, which covers its
+    frames shard): the data a run was trained on, without reading the data."""
+    maps = Path(maps_path)
+    keys = {}
+    with h5py.File(maps, "r") as index:
+        videos = sorted(index.keys())
+    for video in videos:
+        with h5py.File(shard_path(maps.parent, video), "r") as handle:
+            keys[video] = str(handle.attrs["key"])
+    return content_key(keys)
+
+
+def content_int(*parts: Any) -> int:
+    """A 63-bit seed from JSON-able parts (seed, step), stable across processes and runs."""
+    return int(content_key(*parts)[:15], 16)

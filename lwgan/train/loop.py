@@ -21,13 +21,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-import h5py
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lwgan import config
-from lwgan.data.h5util import content_key, shard_path
 from lwgan.data.pairs import PairDataset, PairOptions, StepBatchSampler
 from lwgan.io import write_json
 from lwgan.losses import FaceLoss, PerceptualLoss
@@ -40,10 +38,6 @@ from lwgan.train.visuals import loss_curves, sample_grid, write_curves_csv
 
 log = logging.getLogger(__name__)
 
-# Knobs that change how a run is executed, not what it computes: a checkpoint made under other values of
-# these is still resumed.
-RUNTIME_KEYS = ("workers", "device", "threads", "max_steps", "checkpoint_every", "log_every",
-                "sample_every", "samples")
 SAMPLES_DIR = "samples"
 CURVES_FILE = "loss_curves.png"
 CONFIG_FILE = "config.json"
@@ -97,12 +91,6 @@ def loss_weights(p: config.TrainParams) -> LossWeights:
     return LossWeights(adv=p.lambda_adv, rec=p.lambda_rec, tsf=p.lambda_tsf, face=p.lambda_face,
                        mask=p.lambda_mask, smooth=p.lambda_smooth, style=p.lambda_style,
                        real_target=p.real_target, gp=p.gp_weight)
-
-
-def run_key(p: config.TrainParams, seed: int, data_key: str) -> str:
-    """Hash of everything that determines the run's numbers: a checkpoint is resumed only under it."""
-    tree = {k: v for k, v in config.to_dict(p).items() if k not in RUNTIME_KEYS}
-    return content_key("lwgan.train", checkpoint.VERSION, tree, seed, data_key)
 
 
 def _grad_norm(module: nn.Module) -> torch.Tensor:
@@ -168,17 +156,21 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
                            else (None, None))
     objective = Objective(loss_weights(p), p.image_size, PerceptualLoss(vgg),
                           FaceLoss(face_net) if face_net is not None else None)
+    for module in (generator, discriminator, objective):  # before the optimisers: their state follows
+        module.to(device)
+        if fast:
+            module.to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(generator.parameters(), lr=p.lr_g, betas=p.betas_g)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=p.lr_d, betas=p.betas_d)
     feature_nets = {info.kind: dataclasses.asdict(info) for info in (vgg_info, face_info) if info is not None}
 
-    key = run_key(p, seed, data_key(paths.maps))
+    key = checkpoint.run_key(config.to_dict(p), seed, checkpoint.data_key(paths.maps))
     resolved = {"seed": seed, "train": config.to_dict(p), "world_size": env.world_size,
                 "steps_per_epoch": schedule.steps_per_epoch, "total_steps": total, "pairs": len(dataset)}
     step, history, epochs = 0, [], {}
     saved_step: int | None = None
     if ckpt_path.is_file():
-        state = checkpoint.load(ckpt_path)
+        state = checkpoint.load(ckpt_path, map_location=device)
         if state["run_key"] == key:
             generator.load_state_dict(state["generator"])
             discriminator.load_state_dict(state["discriminator"])
@@ -193,12 +185,6 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
     resumed_from = step
     progress = progress or ProgressLog("train", "steps", every_s=10.0, start_done=step)
 
-    generator.to(device)
-    discriminator.to(device)
-    objective.to(device)
-    if fast:
-        for module in (generator, discriminator, objective):
-            module.to(memory_format=torch.channels_last)
     g_train: nn.Module = generator
     d_train: nn.Module = discriminator
     if env.enabled:
@@ -279,7 +265,7 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
         if update_d:
             # The penalty's weights are drawn for the global batch from (seed, step) and sliced per rank:
             # N processes compute what one process with the global batch computes, and a resume is exact.
-            rng = torch.Generator().manual_seed(content_int(seed, step))
+            rng = torch.Generator().manual_seed(checkpoint.content_int(seed, step))
             alpha = torch.rand(global_batch, generator=rng)[env.rank * p.batch_size:][:p.batch_size]
             with torch.autocast(device.type, torch.bfloat16, enabled=fast):
                 loss_d = objective.discriminator_loss(d_train, batch.tgt_img, out.tgt, batch.tgt_cond, alpha)
@@ -330,24 +316,6 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
     distributed.shutdown()
     return TrainResult(steps=step, resumed_from=resumed_from, metrics=metrics, history=history,
                        checkpoint=ckpt_path)
-
-
-def data_key(maps_path: Path) -> str:
-    """Hash of the correspondence shards' producing keys (each covers its SMPL shard, which covers its
-    frames shard): the data a run was trained on, without reading the data."""
-    maps = Path(maps_path)
-    keys = {}
-    with h5py.File(maps, "r") as index:
-        videos = sorted(index.keys())
-    for video in videos:
-        with h5py.File(shard_path(maps.parent, video), "r") as handle:
-            keys[video] = str(handle.attrs["key"])
-    return content_key(keys)
-
-
-def content_int(*parts: Any) -> int:
-    """A 63-bit seed from parts (seed, step), stable across processes and runs."""
-    return int(content_key(*parts)[:15], 16)
 
 
 def _reduce_window(window: Mapping[str, list[torch.Tensor]], env: distributed.DistEnv) -> dict[str, float]:

@@ -234,3 +234,11 @@ def test_stage_killed_mid_run_resumes_and_ends_as_an_uninterrupted_run(caches, t
     assert metrics["resumed_from_step"] == interrupted_at and metrics["steps"] == 9
     whole = train(config.from_dict(tree), paths(caches, tmp_path / "whole"))
     assert losses(checkpoint.load(ckpt)["history"]) == losses(whole.history)
+
+
+def test_update_ratio_of_g_and_d(caches, tmp_path):
+    rows = train(params(max_steps=4, g_every=1, d_every=2, sample_every=100), paths(caches, tmp_path)).history
+    assert ["loss/D" in r for r in rows] == [True, False, True, False]  # D on steps 0 and 2
+    assert all("loss/G" in r and "grad_norm/G" in r for r in rows)
+    rows = train(params(max_steps=3, g_every=3, sample_every=100), paths(caches, tmp_path / "g")).history
+    assert ["loss/G" in r for r in rows] == [True, False, False] and all("loss/D" in r for r in rows)

@@ -10,7 +10,8 @@ modules). Its keys:
     discriminator       D's state dict, spectral-norm vectors included (the original never released D)
     opt_g, opt_d        the two Adam states
     config              the resolved options of the run (nested dict), as `lwgan.config.to_dict` gives them
-    run_key             hash of what determines the run's numbers (config without run-time knobs + data)
+    run_key             hash of what determines the run's numbers (config without run-time knobs, data,
+                        training code): `run_key`
     history             tracked rows so far: [{"step": s, "<name>": value, ...}, ...]
     epochs              per-epoch sums of every loss term: {"<epoch>": {"<name>": [sum, count]}}
     feature_nets        where the VGG19 and SphereFace weights came from
@@ -18,6 +19,7 @@ modules). Its keys:
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,11 +75,28 @@ def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return state["generator"], state["config"]
 
 
+# The code that computes a run's numbers (what the train stage lists as its code dependencies).
+CODE = ("lwgan/train", "lwgan/nets", "lwgan/losses", "lwgan/warp", "lwgan/data/pairs.py",
+        "lwgan/data/maps_cache.py", "lwgan/render/correspond.py")
+
+
+def code_key() -> str:
+    """Hash of the source files in `CODE`: a changed loss or network is not resumed from an old state."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for entry in CODE:
+        path = package.parent / entry
+        for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(source.relative_to(package.parent).as_posix().encode())
+            digest.update(source.read_bytes())
+    return digest.hexdigest()[:32]
+
+
 def run_key(train: Mapping[str, Any], seed: int, data: str) -> str:
     """Hash of everything that determines a run's numbers (the train params as a dict without
-    `RUNTIME_KEYS`, the seed, `data_key`): a checkpoint is resumed only under the same key."""
+    `RUNTIME_KEYS`, the seed, `data_key`, `code_key`): a checkpoint is resumed only under the same key."""
     tree = {k: v for k, v in train.items() if k not in RUNTIME_KEYS}
-    return content_key("lwgan.train", VERSION, tree, seed, data)
+    return content_key("lwgan.train", VERSION, tree, seed, data, code_key())
 
 
 def data_key(maps_path: str | Path) -> str:

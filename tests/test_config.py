@@ -49,6 +49,10 @@ def test_params_are_frozen():
         ("tracking:\n  enabled: 'yes'\n", ["tracking.enabled", "'yes'", "true or false"]),
         ("body: 3\n", ["body", "3", "mapping"]),
         ("- 1\n- 2\n", ["params.yaml", "mapping at the top level"]),
+        ("train:\n  image_size: 100\n", ["train.image_size", "100", "multiple of 8"]),
+        ("train:\n  image_size: 96\n", ["train.image_size", "96", "divide data.image_size (256)"]),
+        ("train:\n  final_lr: 0.01\n", ["train.final_lr", "0.01", "must not exceed"]),
+        ("train:\n  betas_g: [0.5, 1.5]\n", ["train.betas_g", "1.5", "< 1.0"]),
     ],
 )
 def test_errors_name_key_value_and_allowed(tmp_path, text, fragments):

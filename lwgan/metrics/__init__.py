@@ -1,1 +1,2 @@
-"""Metrics: pose errors (`lwgan.metrics.pose`)."""
+"""Metrics: pose errors (`lwgan.metrics.pose`), full-reference image metrics (`lwgan.metrics.image`:
+SSIM, PSNR, masked L1) and the arithmetic of FID and the Inception Score (`lwgan.metrics.distribution`)."""

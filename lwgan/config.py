@@ -188,6 +188,17 @@ class TrainParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    """The evaluate stage: self-imitation on the validation videos."""
+
+    max_frames_per_video: int = _f(0, "targets per validation video, spread evenly; 0 = every usable frame",
+                                   ge=0)
+    batch_size: int = _f(8, "pairs per generator pass", ge=1)
+    device: str = _f("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
+    fps: float = _f(15.0, "frame rate of the side-by-side videos", gt=0.0, le=120.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class RayParams:
     """Where the parallel stages run."""
 
@@ -214,6 +225,7 @@ class Params:
     data: DataParams = dataclasses.field(default_factory=DataParams)
     fit: FitParams = dataclasses.field(default_factory=FitParams)
     train: TrainParams = dataclasses.field(default_factory=TrainParams)
+    evaluate: EvaluateParams = dataclasses.field(default_factory=EvaluateParams)
     ray: RayParams = dataclasses.field(default_factory=RayParams)
     tracking: TrackingParams = dataclasses.field(default_factory=TrackingParams)
 

@@ -32,6 +32,7 @@ TINY = {
     "ray": {"workers": 2},
     "train": {"image_size": 48, "base_width": 4, "res_blocks": 1, "d_layers": 2, "batch_size": 2,
               "workers": 1, "max_steps": 3, "checkpoint_every": 2, "sample_every": 2, "samples": 2},
+    "evaluate": {"max_frames_per_video": 2, "batch_size": 2},
 }
 
 
@@ -120,6 +121,10 @@ def test_repro_then_exp_run_are_tracked(repo):
     train_run = next(r for r in runs if r["tags"][tracking.TAG_STAGE] == "train")
     assert train_run["params"]["train.max_steps"] == "3" and "loss/L_rec" in train_run["metrics"]
     assert train_run["params"]["feature_net.vgg19.substitute"] == "True"
+    evaluated = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert evaluated["videos"] == 2 and evaluated["pairs"] == 4
+    assert set(evaluated["self_imitation"]) == {"lwgan", "naive"}
+    assert len(list((repo / "data" / "eval" / "videos").glob("*.mp4"))) == 2
     body_metrics = json.loads((repo / "metrics" / "body.json").read_text())
     body_run = next(r for r in runs if r["tags"][tracking.TAG_STAGE] == "body")
     assert body_run["params"]["body.preview_size"] == "64"

@@ -57,6 +57,13 @@ def scaled_kernel(size_at_256: int, image_size: int) -> int:
     return k if k % 2 else k + 1
 
 
+def generate(generator: nn.Module, batch: Batch, bg_kernel: int) -> GeneratorOutput:
+    """G's outputs for a batch; the background stream sees the source's rendered background eroded by
+    `bg_kernel` px (`scaled_kernel(BACKGROUND_ERODE, image_size)`)."""
+    bg_mask = background(batch.src_cond, bg_kernel)  # (B, 1, H, W)
+    return generator(batch.src_img, bg_mask, batch.src_cond, batch.tgt_cond, batch.flow)
+
+
 @dataclasses.dataclass(frozen=True)
 class LossWeights:
     """lambda of every generator term, the label-smoothing target and the gradient-penalty weight."""
@@ -132,8 +139,7 @@ class Objective(nn.Module):
 
     def generate(self, generator: nn.Module, batch: Batch) -> GeneratorOutput:
         """G's outputs for a batch (generator: a `Generator`, possibly wrapped by DDP)."""
-        bg_mask = background(batch.src_cond, self.bg_kernel)  # (B, 1, H, W)
-        return generator(batch.src_img, bg_mask, batch.src_cond, batch.tgt_cond, batch.flow)
+        return generate(generator, batch, self.bg_kernel)
 
     def generator_loss(self, out: GeneratorOutput, batch: Batch, discriminator: nn.Module) -> StepLoss:
         """L_G for G's outputs; `discriminator` is the bare D (its parameters frozen by the caller)."""

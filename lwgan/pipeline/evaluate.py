@@ -1,0 +1,183 @@
+"""The evaluate stage's work: self-imitation on the validation videos, for the trained LWGAN and for a naive
+reference, with pictures and videos a person can look at.
+
+Self-imitation (the paper's protocol): in every validation video the first usable frame is the source and
+every other usable frame (at most `max_frames` of them, spread evenly) the target; the output is compared
+with the real target frame by SSIM, PSNR (whole image) and L1 on the target's body (its rendered
+silhouette). The naive reference needs no network: the source texture warped by T onto the target body,
+over the source's background with the body inpainted (OpenCV's Telea method), so every LWGAN number has a
+baseline beside it.
+
+Cross-imitation metrics (FID, Inception Score) and LPIPS need pretrained Inception / LPIPS networks; they
+are reported as not computed, with the reason, never estimated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from lwgan import config
+from lwgan.data.pairs import PairDataset, PairOptions
+from lwgan.io import atomic_path
+from lwgan.metrics.image import masked_l1, psnr, ssim
+from lwgan.nets import Generator
+from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, dilate
+from lwgan.progress import ProgressLog
+from lwgan.train import checkpoint
+from lwgan.train.loop import net_options
+from lwgan.train.objective import Batch, generate, scaled_kernel
+from lwgan.train.visuals import to_uint8
+from lwgan.warp.flow import flow_valid, warp
+
+log = logging.getLogger(__name__)
+
+METHODS = ("lwgan", "naive")
+NOT_COMPUTED = ("the LPIPS and Inception networks are not part of this version of lwgan; LPIPS, FID and "
+                "the Inception Score are not computed")
+COLUMNS = ("source", "driving = ground truth", "naive reference", "LWGAN")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """Inputs (caches, body model, checkpoint) and outputs (folder of pictures and videos)."""
+
+    frames: Path
+    maps: Path
+    smpl: Path
+    body: Path
+    checkpoint: Path
+    out_dir: Path
+    max_frames: int = 0
+    batch_size: int = 8
+    device: str = "cpu"
+    fps: float = 15.0
+
+
+def load_generator(path: Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
+    """The trained G of a checkpoint, in eval mode, and the train params it was made with."""
+    weights, cfg = checkpoint.generator_state(path)
+    try:
+        tree = {"data": {"image_size": cfg["train"]["image_size"]}, "train": cfg["train"]}
+        train = config.from_dict(tree).train
+    except config.ConfigError as err:
+        raise checkpoint.CheckpointError(f"checkpoint {path} holds a config this lwgan cannot read: "
+                                         f"{err}") from err
+    generator = Generator(net_options(train))
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as err:
+        raise checkpoint.CheckpointError(f"checkpoint {path} does not match its own config: {err}") from err
+    return generator.to(device).eval(), train
+
+
+def naive_reference(batch: Batch) -> torch.Tensor:
+    """The source warped by T on the target body, over the source's inpainted background: (B, 3, H, W)."""
+    warped = warp(batch.src_img, batch.flow)  # (B, 3, H, W)
+    valid = flow_valid(batch.flow)[:, None].to(warped.dtype)  # (B, 1, H, W)
+    body = 1.0 - batch.src_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
+    hole = dilate(body, scaled_kernel(BACKGROUND_ERODE, batch.src_img.shape[-1]))  # the body and a margin
+    images, holes = to_uint8(batch.src_img), (hole[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
+    background = np.stack([cv2.inpaint(im, m, 3, cv2.INPAINT_TELEA)
+                           for im, m in zip(images, holes, strict=True)])
+    bg = torch.from_numpy(background).permute(0, 3, 1, 2).float().to(warped.device) / 127.5 - 1.0
+    return valid * warped + (1.0 - valid) * bg
+
+
+def _scores(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor) -> dict[str, np.ndarray]:
+    return {"ssim": ssim(fake, real).cpu().numpy(), "psnr": psnr(fake, real).cpu().numpy(),
+            "masked_l1": masked_l1(fake, real, body).cpu().numpy()}
+
+
+def _summary(values: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
+    return {name: float(np.mean(np.concatenate(parts))) for name, parts in values.items()}
+
+
+def evaluate(settings: EvalSettings) -> dict[str, Any]:
+    """Self-imitation on every validation video (module docstring); writes `grid.png` and one mp4 per
+    video under `settings.out_dir` and returns the stage's metrics."""
+    device = torch.device(settings.device)
+    generator, train = load_generator(settings.checkpoint, device)
+    bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
+    data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
+                       PairOptions(image_size=train.image_size, split="val", augment=False))
+    out_dir = Path(settings.out_dir)
+    (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    totals: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in METHODS}
+    per_video: dict[str, dict[str, dict[str, float]]] = {}
+    grid_rows = []
+    jobs = []
+    for v, video in enumerate(data.videos):
+        rows = data.targets[data.targets[:, 0] == v, 1]
+        source = int(data.sources[v][0])
+        rows = rows[rows != source]
+        if settings.max_frames and len(rows) > settings.max_frames:
+            rows = rows[np.linspace(0, len(rows) - 1, settings.max_frames).round().astype(int)]
+        jobs.append((video, source, rows))
+    progress = ProgressLog("evaluate", "pairs")
+    done, total = 0, sum(len(rows) for *_, rows in jobs)
+    for video, source, rows in jobs:
+        scores: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in METHODS}
+        frames = []
+        for start in range(0, len(rows), settings.batch_size):
+            items = [data.pair(video, source, int(r)) for r in rows[start:start + settings.batch_size]]
+            batch = Batch.from_items(torch.utils.data.default_collate(items), device)
+            with torch.no_grad():
+                outputs = {"lwgan": generate(generator, batch, bg_kernel).tgt,
+                           "naive": naive_reference(batch)}
+            body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
+            for method, fake in outputs.items():
+                for name, values in _scores(fake, batch.tgt_img, body).items():
+                    scores[method].setdefault(name, []).append(values)
+                    totals[method].setdefault(name, []).append(values)
+            tiles = [to_uint8(t) for t in (batch.src_img, batch.tgt_img, outputs["naive"], outputs["lwgan"])]
+            frames += [np.concatenate(row, axis=1) for row in zip(*tiles, strict=True)]  # (H, 4W, 3) each
+            done += len(items)
+            progress(done, total)
+        if not frames:
+            continue
+        per_video[video] = {m: _summary(scores[m]) for m in METHODS}
+        write_video(out_dir / "videos" / f"{video}.mp4", frames, settings.fps)
+        grid_rows.append(frames[len(frames) // 2])
+    if not grid_rows:
+        raise ValueError(f"no validation pairs to evaluate in {settings.maps}: the validation split needs "
+                         "videos with at least two usable frames")
+    write_grid(out_dir / "grid.png", grid_rows)
+    return {"self_imitation": {m: _summary(totals[m]) for m in METHODS}, "pairs": total,
+            "videos": len(per_video), "per_video": per_video,
+            "not_computed": {"lpips": NOT_COMPUTED, "fid": NOT_COMPUTED, "inception_score": NOT_COMPUTED}}
+
+
+def write_grid(path: Path, rows: list[np.ndarray]) -> None:
+    """One row per video, columns `COLUMNS`, upscaled to at least 128 px per tile, with labels."""
+    height = rows[0].shape[0]
+    scale = max(1, -(-128 // height))
+    big = [cv2.resize(r, (r.shape[1] * scale, height * scale), interpolation=cv2.INTER_NEAREST) for r in rows]
+    tile = big[0].shape[1] // len(COLUMNS)
+    label = np.full((20, big[0].shape[1], 3), 255, np.uint8)
+    for c, name in enumerate(COLUMNS):
+        cv2.putText(label, name, (c * tile + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    sheet = np.concatenate([label, *big])
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {path}")
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    """Frames (H, W, 3) uint8 RGB as an mp4 (MPEG-4 part 2), atomically."""
+    height, width = frames[0].shape[:2]
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise OSError(f"OpenCV cannot write the video {path}")
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()

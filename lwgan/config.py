@@ -196,6 +196,9 @@ class EvaluateParams:
     batch_size: int = _f(8, "pairs per generator pass", ge=1)
     device: str = _f("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
     fps: float = _f(15.0, "frame rate of the side-by-side videos", gt=0.0, le=120.0)
+    lpips_net: str = _f("alex", "LPIPS backbone (the package's default: alex)", choices=("alex", "vgg"))
+    lpips_backbone: str = _f("", "torchvision alexnet / vgg16 checkpoint (path or URL); empty = no LPIPS")
+    lpips_linear: str = _f("", "the lpips package's weights/v0.1/<net>.pth (path); empty = no LPIPS")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,9 @@ def main() -> None:
     settings = EvalSettings(frames=args.frames, maps=args.maps, smpl=args.smpl, body=args.body,
                             checkpoint=args.checkpoint, out_dir=args.out_dir,
                             max_frames=p.max_frames_per_video, batch_size=p.batch_size,
-                            device=str(pick_device(p.device, from_environment())), fps=p.fps)
+                            device=str(pick_device(p.device, from_environment())), fps=p.fps,
+                            lpips_net=p.lpips_net, lpips_backbone=p.lpips_backbone,
+                            lpips_linear=p.lpips_linear)
     with stage.tracked_run("evaluate", params, sections=("evaluate",)) as run:
         metrics = evaluate(settings)
         stage.write_metrics(args.metrics, metrics, run)

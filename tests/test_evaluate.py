@@ -40,6 +40,8 @@ def test_self_imitation_metrics_grid_and_videos(trained):
         scores = metrics["self_imitation"][method]
         assert -1 <= scores["ssim"] <= 1 and scores["psnr"] > 0 and 0 <= scores["masked_l1"] <= 1
     assert "not computed" in metrics["not_computed"]["fid"]
+    assert "no LPIPS weights" in metrics["not_computed"]["lpips"]
+    assert "lpips" not in metrics["self_imitation"]["lwgan"]
     assert cv2.imread(str(out / "grid.png")).shape[1] == 4 * 128
     for video in metrics["per_video"]:
         capture = cv2.VideoCapture(str(out / "videos" / f"{video}.mp4"))
@@ -66,3 +68,16 @@ def test_a_checkpoint_that_does_not_match_its_config_is_named(trained, tmp_path)
     bad = checkpoint.save(tmp_path / "bad.pt", kept)
     with pytest.raises(checkpoint.CheckpointError, match="bad.pt"):
         evaluate(EvalSettings(caches.frames, caches.maps, caches.smpl, caches.body, bad, tmp_path / "eval"))
+
+
+def test_lpips_is_reported_when_its_published_weights_are_given(trained, tmp_path):
+    from test_lpips import published
+
+    caches, ckpt, _ = trained
+    published("alex", tmp_path)
+    metrics = evaluate(EvalSettings(caches.frames, caches.maps, caches.smpl, caches.body, ckpt,
+                                    tmp_path / "e", max_frames=1,
+                                    lpips_backbone=str(tmp_path / "alex_backbone.pth"),
+                                    lpips_linear=str(tmp_path / "alex_lin.pth")))
+    assert "lpips" not in metrics["not_computed"]
+    assert all(metrics["self_imitation"][m]["lpips"] > 0 for m in ("lwgan", "naive"))

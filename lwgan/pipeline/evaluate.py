@@ -8,8 +8,10 @@ silhouette). The naive reference needs no network: the source texture warped by 
 over the source's background with the body inpainted (OpenCV's Telea method), so every LWGAN number has a
 baseline beside it.
 
-Cross-imitation metrics (FID, Inception Score) and LPIPS need pretrained Inception / LPIPS networks; they
-are reported as not computed, with the reason, never estimated.
+LPIPS (`lwgan.metrics.lpips`) is computed when its published weights are given (`lpips_backbone`,
+`lpips_linear`); otherwise it is reported as not computed, with the reason, never estimated or substituted.
+Cross-imitation metrics (FID, Inception Score) need the Inception network, which this version does not
+have yet: they are reported as not computed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lwgan import config
 from lwgan.data.pairs import PairDataset, PairOptions
 from lwgan.io import atomic_path
 from lwgan.metrics.image import masked_l1, psnr, ssim
+from lwgan.metrics.lpips import LPIPS, load_lpips
 from lwgan.nets import Generator
 from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, dilate
 from lwgan.progress import ProgressLog
@@ -40,8 +43,7 @@ from lwgan.warp.flow import flow_valid, warp
 log = logging.getLogger(__name__)
 
 METHODS = ("lwgan", "naive")
-NOT_COMPUTED = ("the LPIPS and Inception networks are not part of this version of lwgan; LPIPS, FID and "
-                "the Inception Score are not computed")
+NOT_COMPUTED = "the Inception network is not part of this version of lwgan; FID and IS are not computed"
 COLUMNS = ("source", "driving = ground truth", "naive reference", "LWGAN")
 
 
@@ -59,6 +61,9 @@ class EvalSettings:
     batch_size: int = 8
     device: str = "cpu"
     fps: float = 15.0
+    lpips_net: str = "alex"
+    lpips_backbone: str = ""
+    lpips_linear: str = ""
 
 
 def load_generator(path: Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
@@ -91,9 +96,25 @@ def naive_reference(batch: Batch) -> torch.Tensor:
     return valid * warped + (1.0 - valid) * bg
 
 
-def _scores(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor) -> dict[str, np.ndarray]:
-    return {"ssim": ssim(fake, real).cpu().numpy(), "psnr": psnr(fake, real).cpu().numpy(),
-            "masked_l1": masked_l1(fake, real, body).cpu().numpy()}
+def _scores(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor,
+            lpips: LPIPS | None) -> dict[str, np.ndarray]:
+    scores = {"ssim": ssim(fake, real).cpu().numpy(), "psnr": psnr(fake, real).cpu().numpy(),
+              "masked_l1": masked_l1(fake, real, body).cpu().numpy()}
+    if lpips is not None:
+        scores["lpips"] = lpips(fake.float(), real.float()).cpu().numpy()
+    return scores
+
+
+def _lpips(settings: EvalSettings, device: torch.device) -> tuple[LPIPS | None, str]:
+    """The LPIPS network when its weights are given and can be had, else None and the reason."""
+    if not (settings.lpips_backbone and settings.lpips_linear):
+        return None, "no LPIPS weights were given (evaluate.lpips_backbone and evaluate.lpips_linear)"
+    try:
+        model = load_lpips(settings.lpips_net, settings.lpips_backbone, settings.lpips_linear)
+    except FileNotFoundError as err:
+        log.warning("LPIPS is not computed: %s", err)
+        return None, str(err)
+    return model.to(device), f"LPIPS v0.1 {settings.lpips_net} from {settings.lpips_backbone}"
 
 
 def _summary(values: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
@@ -105,6 +126,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     video under `settings.out_dir` and returns the stage's metrics."""
     device = torch.device(settings.device)
     generator, train = load_generator(settings.checkpoint, device)
+    lpips, lpips_note = _lpips(settings, device)
     bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
     data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
                        PairOptions(image_size=train.image_size, split="val", augment=False))
@@ -134,7 +156,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
                            "naive": naive_reference(batch)}
             body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
             for method, fake in outputs.items():
-                for name, values in _scores(fake, batch.tgt_img, body).items():
+                for name, values in _scores(fake, batch.tgt_img, body, lpips).items():
                     scores[method].setdefault(name, []).append(values)
                     totals[method].setdefault(name, []).append(values)
             tiles = [to_uint8(t) for t in (batch.src_img, batch.tgt_img, outputs["naive"], outputs["lwgan"])]
@@ -152,7 +174,8 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     write_grid(out_dir / "grid.png", grid_rows)
     return {"self_imitation": {m: _summary(totals[m]) for m in METHODS}, "pairs": total,
             "videos": len(per_video), "per_video": per_video,
-            "not_computed": {"lpips": NOT_COMPUTED, "fid": NOT_COMPUTED, "inception_score": NOT_COMPUTED}}
+            "lpips": lpips_note, "not_computed": {"fid": NOT_COMPUTED, "inception_score": NOT_COMPUTED,
+                                                  **({} if lpips else {"lpips": lpips_note})}}
 
 
 def write_grid(path: Path, rows: list[np.ndarray]) -> None:

@@ -47,6 +47,10 @@ def test_self_imitation_metrics_grid_and_videos(trained):
         capture = cv2.VideoCapture(str(out / "videos" / f"{video}.mp4"))
         assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3
         assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (128, 32)
+    # Cross-imitation: each validation video's source driven by the other one's motion, 3 frames each.
+    assert metrics["cross_imitation_pairs"] == 6 and (out / "cross_grid.png").is_file()
+    crossed = sorted(p.name for p in (out / "videos").glob("cross_*.mp4"))
+    assert crossed == ["cross_002_1_1_by_002_1_2.mp4", "cross_002_1_2_by_002_1_1.mp4"]
 
 
 def test_naive_reference_of_an_identity_pair_is_the_source_on_the_body(trained):

@@ -285,3 +285,16 @@ def test_keys_of_a_step_are_what_iterating_from_zero_yields():
 def test_too_few_items_for_one_global_batch_is_refused():
     with pytest.raises(ValueError, match=r"5 items.*batch_size 3 x world_size 2"):
         StepBatchSampler(5, batch_size=3, world_size=2)
+
+
+def test_a_cross_video_pair_takes_its_source_from_the_other_video(caches):
+    body = BodyModel.from_file(caches.body)
+    maps = MapsCache(caches.maps, body.faces, body.surface_coords)
+    source, target = maps.records("001_1_1", [2]), maps.records("001_1_2", [4])
+    data = dataset(caches)
+    crossed = data.pair("001_1_2", 2, 4, src_video="001_1_1")
+    assert torch.equal(crossed["flow"], flow(target.face_index, target.bary, source.verts, body.faces)[0])
+    assert torch.equal(crossed["src_img"], data.pair("001_1_1", 2, 2)["src_img"])
+    assert torch.equal(crossed["tgt_img"], data.pair("001_1_2", 4, 4)["tgt_img"])
+    assert torch.equal(crossed["src_cond"], source.cond[0])
+    assert torch.equal(crossed["tgt_cond"], target.cond[0])

@@ -232,15 +232,25 @@ class PairDataset(Dataset):
         return item
 
     def pair(self, video: str, src: int, tgt: int, flip: bool = False,
-             jitter: ColorJitter | None = None) -> dict[str, torch.Tensor]:
+             jitter: ColorJitter | None = None, src_video: str | None = None) -> dict[str, torch.Tensor]:
         """The item of a chosen pair (maps rows `src`, `tgt` of `video`, both usable); see the class
-        docstring for the fields. `flip` and `jitter` are the augmentation (module docstring)."""
-        for row in (src, tgt):
-            if row not in self._usable_rows.get(video, ()):
-                raise ValueError(f"row {row} of video {video!r} is not a usable frame of this dataset")
-        rec = self.maps.records(video, [src, tgt])
+        docstring for the fields. `flip` and `jitter` are the augmentation (module docstring).
+        `src_video`: take the source from row `src` of another video (cross-imitation: a person driven by
+        another video's motion)."""
+        src_video = src_video or video
+        for v, row in ((src_video, src), (video, tgt)):
+            if row not in self._usable_rows.get(v, ()):
+                raise ValueError(f"row {row} of video {v!r} is not a usable frame of this dataset")
+        if src_video == video:
+            rec = self.maps.records(video, [src, tgt])
+            images = self.frames.frames(video, self._frame_of[video][[src, tgt]])  # (2, side, side, 3) uint8
+        else:
+            a, b = self.maps.records(src_video, [src]), self.maps.records(video, [tgt])
+            rec = type(a)(*(torch.cat((getattr(a, f.name), getattr(b, f.name)))
+                            for f in dataclasses.fields(a)))
+            images = np.concatenate((self.frames.frames(src_video, self._frame_of[src_video][[src]]),
+                                     self.frames.frames(video, self._frame_of[video][[tgt]])))
         face_index, bary, verts, cond, box = rec.face_index, rec.bary, rec.verts, rec.cond, rec.head_box
-        images = self.frames.frames(video, self._frame_of[video][[src, tgt]])  # (2, side, side, 3) uint8
         if flip:
             face_index, bary, cond = face_index.flip(2), bary.flip(2), cond.flip(3)
             verts = verts * torch.tensor([-1.0, 1.0, 1.0])

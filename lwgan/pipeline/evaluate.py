@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("lwgan", "naive")
 NOT_COMPUTED = "the Inception network is not part of this version of lwgan; FID and IS are not computed"
-COLUMNS = ("source", "driving = ground truth", "naive reference", "LWGAN")
+COLUMNS = ("source", "driving", "naive reference", "LWGAN")  # self-imitation: driving = ground truth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,47 +121,75 @@ def _summary(values: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
     return {name: float(np.mean(np.concatenate(parts))) for name, parts in values.items()}
 
 
+def _spread(rows: np.ndarray, count: int) -> np.ndarray:
+    """At most `count` of `rows`, evenly spread (all of them for count 0)."""
+    if count and len(rows) > count:
+        return rows[np.linspace(0, len(rows) - 1, count).round().astype(int)]
+    return rows
+
+
+def _subject(video: str) -> str:
+    """The person of a video id: iPER's <subject>_<cloth>_<action> (the whole id for other sources)."""
+    return video.split("_")[0]
+
+
+class _Runner:
+    """G and the naive reference over chosen pairs, in batches: yields (batch, outputs) per batch."""
+
+    def __init__(self, settings: EvalSettings) -> None:
+        self.device = torch.device(settings.device)
+        self.generator, train = load_generator(settings.checkpoint, self.device)
+        self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
+        self.data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
+                                PairOptions(image_size=train.image_size, split="val", augment=False))
+        self.batch_size = settings.batch_size
+
+    def __call__(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None):
+        for start in range(0, len(rows), self.batch_size):
+            items = [self.data.pair(video, source, int(r), src_video=src_video)
+                     for r in rows[start:start + self.batch_size]]
+            batch = Batch.from_items(torch.utils.data.default_collate(items), self.device)
+            with torch.no_grad():
+                outputs = {"lwgan": generate(self.generator, batch, self.bg_kernel).tgt,
+                           "naive": naive_reference(batch)}
+            yield batch, outputs
+
+
+def _side_by_side(batch: Batch, outputs: Mapping[str, torch.Tensor]) -> list[np.ndarray]:
+    """(H, 4W, 3) frames: source | driving | naive | LWGAN."""
+    tiles = [to_uint8(t) for t in (batch.src_img, batch.tgt_img, outputs["naive"], outputs["lwgan"])]
+    return [np.concatenate(row, axis=1) for row in zip(*tiles, strict=True)]
+
+
 def evaluate(settings: EvalSettings) -> dict[str, Any]:
-    """Self-imitation on every validation video (module docstring); writes `grid.png` and one mp4 per
-    video under `settings.out_dir` and returns the stage's metrics."""
-    device = torch.device(settings.device)
-    generator, train = load_generator(settings.checkpoint, device)
-    lpips, lpips_note = _lpips(settings, device)
-    bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
-    data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
-                       PairOptions(image_size=train.image_size, split="val", augment=False))
+    """Self-imitation on every validation video (module docstring) with metrics, `grid.png` and one mp4
+    per video; cross-imitation (each validation video's first frame driven by another person's video,
+    or another video when there is one person) as `cross_grid.png` and mp4s. Returns the metrics."""
+    run = _Runner(settings)
+    data = run.data
+    lpips, lpips_note = _lpips(settings, run.device)
     out_dir = Path(settings.out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
+    sources = {video: int(data.sources[v][0]) for v, video in enumerate(data.videos)}
+    usable = {video: data.targets[data.targets[:, 0] == v, 1] for v, video in enumerate(data.videos)}
     totals: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in METHODS}
     per_video: dict[str, dict[str, dict[str, float]]] = {}
-    grid_rows = []
-    jobs = []
-    for v, video in enumerate(data.videos):
-        rows = data.targets[data.targets[:, 0] == v, 1]
-        source = int(data.sources[v][0])
-        rows = rows[rows != source]
-        if settings.max_frames and len(rows) > settings.max_frames:
-            rows = rows[np.linspace(0, len(rows) - 1, settings.max_frames).round().astype(int)]
-        jobs.append((video, source, rows))
+    grid_rows, cross_rows = [], []
+    jobs = [(video, _spread(usable[video][usable[video] != sources[video]], settings.max_frames))
+            for video in data.videos]
     progress = ProgressLog("evaluate", "pairs")
-    done, total = 0, sum(len(rows) for *_, rows in jobs)
-    for video, source, rows in jobs:
+    done, total = 0, sum(len(rows) for _, rows in jobs)
+    for video, rows in jobs:
         scores: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in METHODS}
         frames = []
-        for start in range(0, len(rows), settings.batch_size):
-            items = [data.pair(video, source, int(r)) for r in rows[start:start + settings.batch_size]]
-            batch = Batch.from_items(torch.utils.data.default_collate(items), device)
-            with torch.no_grad():
-                outputs = {"lwgan": generate(generator, batch, bg_kernel).tgt,
-                           "naive": naive_reference(batch)}
+        for batch, outputs in run(video, sources[video], rows):
             body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
             for method, fake in outputs.items():
                 for name, values in _scores(fake, batch.tgt_img, body, lpips).items():
                     scores[method].setdefault(name, []).append(values)
                     totals[method].setdefault(name, []).append(values)
-            tiles = [to_uint8(t) for t in (batch.src_img, batch.tgt_img, outputs["naive"], outputs["lwgan"])]
-            frames += [np.concatenate(row, axis=1) for row in zip(*tiles, strict=True)]  # (H, 4W, 3) each
-            done += len(items)
+            frames += _side_by_side(batch, outputs)
+            done += len(batch.flow)
             progress(done, total)
         if not frames:
             continue
@@ -171,21 +199,33 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     if not grid_rows:
         raise ValueError(f"no validation pairs to evaluate in {settings.maps}: the validation split needs "
                          "videos with at least two usable frames")
-    write_grid(out_dir / "grid.png", grid_rows)
+    write_grid(out_dir / "grid.png", grid_rows, ("source", "driving = truth", *COLUMNS[2:]))
+    cross = 0
+    if len(data.videos) > 1:
+        for i, video in enumerate(data.videos):
+            others = data.videos[i + 1:] + data.videos[:i]
+            driving = next((o for o in others if _subject(o) != _subject(video)), others[0])
+            frames = [f for batch, outputs in run(driving, sources[video],
+                                                  _spread(usable[driving], settings.max_frames), video)
+                      for f in _side_by_side(batch, outputs)]
+            write_video(out_dir / "videos" / f"cross_{video}_by_{driving}.mp4", frames, settings.fps)
+            cross_rows.append(frames[len(frames) // 2])
+            cross += len(frames)
+        write_grid(out_dir / "cross_grid.png", cross_rows, COLUMNS)
     return {"self_imitation": {m: _summary(totals[m]) for m in METHODS}, "pairs": total,
-            "videos": len(per_video), "per_video": per_video,
+            "videos": len(per_video), "per_video": per_video, "cross_imitation_pairs": cross,
             "lpips": lpips_note, "not_computed": {"fid": NOT_COMPUTED, "inception_score": NOT_COMPUTED,
                                                   **({} if lpips else {"lpips": lpips_note})}}
 
 
-def write_grid(path: Path, rows: list[np.ndarray]) -> None:
-    """One row per video, columns `COLUMNS`, upscaled to at least 128 px per tile, with labels."""
+def write_grid(path: Path, rows: list[np.ndarray], columns: tuple[str, ...]) -> None:
+    """One row per video, one labelled column per tile, upscaled to at least 128 px per tile."""
     height = rows[0].shape[0]
     scale = max(1, -(-128 // height))
     big = [cv2.resize(r, (r.shape[1] * scale, height * scale), interpolation=cv2.INTER_NEAREST) for r in rows]
-    tile = big[0].shape[1] // len(COLUMNS)
+    tile = big[0].shape[1] // len(columns)
     label = np.full((20, big[0].shape[1], 3), 255, np.uint8)
-    for c, name in enumerate(COLUMNS):
+    for c, name in enumerate(columns):
         cv2.putText(label, name, (c * tile + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
                     cv2.LINE_AA)
     sheet = np.concatenate([label, *big])

@@ -124,7 +124,9 @@ def test_repro_then_exp_run_are_tracked(repo):
     evaluated = json.loads((repo / "metrics" / "eval.json").read_text())
     assert evaluated["videos"] == 2 and evaluated["pairs"] == 4
     assert set(evaluated["self_imitation"]) == {"lwgan", "naive"}
-    assert len(list((repo / "data" / "eval" / "videos").glob("*.mp4"))) == 2
+    videos = sorted(p.name for p in (repo / "data" / "eval" / "videos").glob("*.mp4"))
+    assert len(videos) == 4 and sum(name.startswith("cross_") for name in videos) == 2  # self and cross
+    assert evaluated["cross_imitation_pairs"] == 4
     body_metrics = json.loads((repo / "metrics" / "body.json").read_text())
     body_run = next(r for r in runs if r["tags"][tracking.TAG_STAGE] == "body")
     assert body_run["params"]["body.preview_size"] == "64"

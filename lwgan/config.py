@@ -199,6 +199,8 @@ class EvaluateParams:
     lpips_net: str = _f("alex", "LPIPS backbone (the package's default: alex)", choices=("alex", "vgg"))
     lpips_backbone: str = _f("", "torchvision alexnet / vgg16 checkpoint (path or URL); empty = no LPIPS")
     lpips_linear: str = _f("", "the lpips package's weights/v0.1/<net>.pth (path); empty = no LPIPS")
+    inception_weights: str = _f("", "FID Inception weights pt_inception-2015-12-05 (path or URL); empty = no "
+                                "FID / Inception Score")
 
 
 @dataclasses.dataclass(frozen=True)

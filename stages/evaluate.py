@@ -21,7 +21,7 @@ def main() -> None:
                             max_frames=p.max_frames_per_video, batch_size=p.batch_size,
                             device=str(pick_device(p.device, from_environment())), fps=p.fps,
                             lpips_net=p.lpips_net, lpips_backbone=p.lpips_backbone,
-                            lpips_linear=p.lpips_linear)
+                            lpips_linear=p.lpips_linear, inception_weights=p.inception_weights)
     with stage.tracked_run("evaluate", params, sections=("evaluate",)) as run:
         metrics = evaluate(settings)
         stage.write_metrics(args.metrics, metrics, run)

@@ -39,7 +39,7 @@ def test_self_imitation_metrics_grid_and_videos(trained):
     for method in ("lwgan", "naive"):
         scores = metrics["self_imitation"][method]
         assert -1 <= scores["ssim"] <= 1 and scores["psnr"] > 0 and 0 <= scores["masked_l1"] <= 1
-    assert "not computed" in metrics["not_computed"]["fid"]
+    assert "no Inception weights" in metrics["not_computed"]["fid"] and metrics["cross_imitation"] == {}
     assert "no LPIPS weights" in metrics["not_computed"]["lpips"]
     assert "lpips" not in metrics["self_imitation"]["lwgan"]
     assert cv2.imread(str(out / "grid.png")).shape[1] == 4 * 128
@@ -85,3 +85,17 @@ def test_lpips_is_reported_when_its_published_weights_are_given(trained, tmp_pat
                                     lpips_linear=str(tmp_path / "alex_lin.pth")))
     assert "lpips" not in metrics["not_computed"]
     assert all(metrics["self_imitation"][m]["lpips"] > 0 for m in ("lwgan", "naive"))
+
+
+def test_fid_and_inception_score_when_the_inception_weights_are_given(trained, tmp_path):
+    from test_inception import published
+
+    caches, ckpt, _ = trained
+    published(tmp_path / "inception.pth")
+    metrics = evaluate(EvalSettings(caches.frames, caches.maps, caches.smpl, caches.body, ckpt,
+                                    tmp_path / "e", max_frames=2,
+                                    inception_weights=str(tmp_path / "inception.pth")))
+    assert "fid" not in metrics["not_computed"] and "inception_score" not in metrics["not_computed"]
+    for method in ("lwgan", "naive"):
+        scores = metrics["cross_imitation"][method]
+        assert scores["fid"] > 0 and scores["inception_score"] >= 1.0

@@ -87,8 +87,10 @@ class LPIPS(nn.Module):
         return total
 
 
-def _check(state: Mapping[str, torch.Tensor], want: Mapping[str, tuple[int, ...]], source: str,
-           ignore_prefix: str) -> None:
+def check_state(state: Mapping[str, torch.Tensor], want: Mapping[str, tuple[int, ...]], source: str,
+                ignore_prefix: str) -> None:
+    """Every key of `state` is wanted with the wanted shape (or starts with `ignore_prefix`), and every
+    wanted key is there; else WeightLayoutError naming `source` and the key."""
     for key, value in state.items():
         if key in want:
             if tuple(value.shape) != want[key]:
@@ -114,7 +116,7 @@ def load_lpips(net: str, backbone: str | os.PathLike, linear: str | os.PathLike)
         state = _read(source)
         if isinstance(state, str):
             raise FileNotFoundError(f"LPIPS {net} {name}: {state}")
-        _check(state, want, source, ignore)
+        check_state(state, want, source, ignore)
         states[name] = state
     model.features.load_state_dict({k.removeprefix("features."): v for k, v in states["backbone"].items()
                                     if k.startswith("features.")})

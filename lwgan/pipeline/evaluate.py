@@ -8,10 +8,11 @@ silhouette). The naive reference needs no network: the source texture warped by 
 over the source's background with the body inpainted (OpenCV's Telea method), so every LWGAN number has a
 baseline beside it.
 
-LPIPS (`lwgan.metrics.lpips`) is computed when its published weights are given (`lpips_backbone`,
-`lpips_linear`); otherwise it is reported as not computed, with the reason, never estimated or substituted.
-Cross-imitation metrics (FID, Inception Score) need the Inception network, which this version does not
-have yet: they are reported as not computed.
+Cross-imitation has no ground truth: its outputs are compared as a set with the real validation frames by
+FID, and scored alone by the Inception Score, both from the FID Inception network (`lwgan.metrics.inception`).
+LPIPS (`lwgan.metrics.lpips`) and the Inception metrics are computed when their published weights are given
+(`lpips_backbone` + `lpips_linear`, `inception_weights`); otherwise they are reported as not computed, with
+the reason, never estimated or substituted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import torch
 from lwgan import config
 from lwgan.data.pairs import PairDataset, PairOptions
 from lwgan.io import atomic_path
+from lwgan.metrics.distribution import feature_statistics, frechet_distance, inception_score
 from lwgan.metrics.image import masked_l1, psnr, ssim
+from lwgan.metrics.inception import FIDInception, load_inception
 from lwgan.metrics.lpips import LPIPS, load_lpips
 from lwgan.nets import Generator
 from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, dilate
@@ -43,7 +46,6 @@ from lwgan.warp.flow import flow_valid, warp
 log = logging.getLogger(__name__)
 
 METHODS = ("lwgan", "naive")
-NOT_COMPUTED = "the Inception network is not part of this version of lwgan; FID and IS are not computed"
 COLUMNS = ("source", "driving", "naive reference", "LWGAN")  # self-imitation: driving = ground truth
 
 
@@ -64,6 +66,7 @@ class EvalSettings:
     lpips_net: str = "alex"
     lpips_backbone: str = ""
     lpips_linear: str = ""
+    inception_weights: str = ""
 
 
 def load_generator(path: Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
@@ -117,6 +120,32 @@ def _lpips(settings: EvalSettings, device: torch.device) -> tuple[LPIPS | None, 
     return model.to(device), f"LPIPS v0.1 {settings.lpips_net} from {settings.lpips_backbone}"
 
 
+def _inception(settings: EvalSettings, device: torch.device) -> tuple[FIDInception | None, str]:
+    """The FID Inception network when its weights are given and can be had, else None and the reason."""
+    if not settings.inception_weights:
+        return None, "no Inception weights were given (evaluate.inception_weights)"
+    try:
+        model = load_inception(settings.inception_weights)
+    except FileNotFoundError as err:
+        log.warning("FID and IS are not computed: %s", err)
+        return None, str(err)
+    return model.to(device), f"FID Inception from {settings.inception_weights}"
+
+
+def _distribution(features: Mapping[str, list[torch.Tensor]], logits: Mapping[str, list[torch.Tensor]]
+                  ) -> dict[str, dict[str, float]]:
+    """FID of every method's cross-imitation outputs against the real frames, and their Inception Score."""
+    real = feature_statistics(torch.cat(features["real"]).numpy())
+    out = {}
+    for method in METHODS:
+        f = feature_statistics(torch.cat(features[method]).numpy())
+        probs = torch.cat(logits[method]).softmax(dim=1).numpy()
+        score, spread = inception_score(probs, splits=min(10, len(probs)))
+        out[method] = {"fid": frechet_distance(*f, *real), "inception_score": score,
+                       "inception_score_std": spread}
+    return out
+
+
 def _summary(values: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
     return {name: float(np.mean(np.concatenate(parts))) for name, parts in values.items()}
 
@@ -168,6 +197,17 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     run = _Runner(settings)
     data = run.data
     lpips, lpips_note = _lpips(settings, run.device)
+    inception, inception_note = _inception(settings, run.device)
+    features: dict[str, list[torch.Tensor]] = {"real": [], **{m: [] for m in METHODS}}
+    logits: dict[str, list[torch.Tensor]] = {m: [] for m in METHODS}
+
+    def describe(images: torch.Tensor, method: str) -> None:
+        if inception is not None:
+            with torch.no_grad():
+                pool, scores = inception(images.float())
+            features[method].append(pool.cpu().double())
+            if method in logits:
+                logits[method].append(scores.cpu().double())
     out_dir = Path(settings.out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     sources = {video: int(data.sources[v][0]) for v, video in enumerate(data.videos)}
@@ -189,6 +229,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
                     scores[method].setdefault(name, []).append(values)
                     totals[method].setdefault(name, []).append(values)
             frames += _side_by_side(batch, outputs)
+            describe(batch.tgt_img, "real")
             done += len(batch.flow)
             progress(done, total)
         if not frames:
@@ -205,17 +246,27 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
         for i, video in enumerate(data.videos):
             others = data.videos[i + 1:] + data.videos[:i]
             driving = next((o for o in others if _subject(o) != _subject(video)), others[0])
-            frames = [f for batch, outputs in run(driving, sources[video],
-                                                  _spread(usable[driving], settings.max_frames), video)
-                      for f in _side_by_side(batch, outputs)]
+            frames = []
+            for batch, outputs in run(driving, sources[video], _spread(usable[driving], settings.max_frames),
+                                      video):
+                frames += _side_by_side(batch, outputs)
+                for method in METHODS:
+                    describe(outputs[method], method)
             write_video(out_dir / "videos" / f"cross_{video}_by_{driving}.mp4", frames, settings.fps)
             cross_rows.append(frames[len(frames) // 2])
             cross += len(frames)
         write_grid(out_dir / "cross_grid.png", cross_rows, COLUMNS)
+    not_computed = {} if lpips else {"lpips": lpips_note}
+    cross_metrics: dict[str, dict[str, float]] = {}
+    if inception is None or cross < 2:
+        not_computed.update(fid=inception_note if inception is None else "fewer than 2 cross-imitation pairs",
+                            inception_score=inception_note)
+    else:
+        cross_metrics = _distribution(features, logits)
     return {"self_imitation": {m: _summary(totals[m]) for m in METHODS}, "pairs": total,
             "videos": len(per_video), "per_video": per_video, "cross_imitation_pairs": cross,
-            "lpips": lpips_note, "not_computed": {"fid": NOT_COMPUTED, "inception_score": NOT_COMPUTED,
-                                                  **({} if lpips else {"lpips": lpips_note})}}
+            "cross_imitation": cross_metrics, "lpips": lpips_note, "inception": inception_note,
+            "not_computed": not_computed}
 
 
 def write_grid(path: Path, rows: list[np.ndarray], columns: tuple[str, ...]) -> None:

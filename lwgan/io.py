@@ -37,6 +37,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def write_png(path: str | Path, image: Any) -> Path:
+    """Write an (H, W, 3) uint8 RGB image as a PNG, atomically; OSError when OpenCV cannot."""
+    import cv2
+
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write the image {path}")
+    return Path(path)
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write `obj` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

@@ -10,7 +10,7 @@ import numpy as np
 
 from lwgan.data.cache import FramesCache
 from lwgan.data.errors import DataError
-from lwgan.io import atomic_path
+from lwgan.io import write_png
 
 LABEL_HEIGHT = 18  # pixels of the label band under each tile
 SPLIT_COLOURS = {"train": (46, 125, 50), "val": (198, 90, 0)}  # RGB band colours
@@ -46,9 +46,10 @@ def contact_sheet(cache: FramesCache, path: str | Path, tile: int = 128, columns
         band[:] = SPLIT_COLOURS.get(split, OTHER_COLOUR)
         _label(band, f"{video} {split}")
         sheet[y + tile:y + tile + LABEL_HEIGHT, x:x + tile] = band
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-            raise DataError(f"cannot write contact sheet {path}")
+    try:
+        write_png(path, sheet)
+    except OSError as err:
+        raise DataError(f"cannot write contact sheet {path}") from err
     return sheet
 
 

@@ -29,7 +29,7 @@ import torch
 
 from lwgan import config
 from lwgan.data.pairs import PairDataset, PairOptions
-from lwgan.io import atomic_path
+from lwgan.io import atomic_path, write_png
 from lwgan.metrics.distribution import feature_statistics, frechet_distance, inception_score
 from lwgan.metrics.image import masked_l1, psnr, ssim
 from lwgan.metrics.inception import FIDInception, load_inception
@@ -279,10 +279,7 @@ def write_grid(path: Path, rows: list[np.ndarray], columns: tuple[str, ...]) -> 
     for c, name in enumerate(columns):
         cv2.putText(label, name, (c * tile + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
                     cv2.LINE_AA)
-    sheet = np.concatenate([label, *big])
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {path}")
+    write_png(path, np.concatenate([label, *big]))
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from lwgan import config
+from lwgan.data.errors import DataError
 from lwgan.data.pairs import PairDataset, PairOptions, StepBatchSampler
 from lwgan.io import write_json
 from lwgan.losses import FaceLoss, PerceptualLoss
@@ -227,6 +228,18 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
             sample_grid(out_dir / SAMPLES_DIR / f"step_{at:07d}.png", samples.src_img, samples.tgt_img, out,
                         title=f"step {at}")
 
+    def update(loss: StepLoss, name: str, optimizer: torch.optim.Optimizer,
+               module: nn.Module) -> dict[str, torch.Tensor]:
+        """One optimiser step of `module` on `loss` (refused when it is not finite on every rank); returns
+        its statistics: the total, every term, the gradient norm."""
+        _check_finite(loss, "generator" if name == "G" else "discriminator", step, env, ckpt_path, saved_step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.value.backward()
+        norm = _grad_norm(module)
+        optimizer.step()
+        return {f"loss/{name}": loss.value.detach().float(), f"grad_norm/{name}": norm,
+                **{f"loss/{k}": v for k, v in loss.terms.items()}, **loss.stats}
+
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=StepBatchSampler(len(dataset), p.batch_size, start_step=step, rank=env.rank,
                                                 world_size=env.world_size, seed=seed, num_steps=total - step),
@@ -254,13 +267,7 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
             if update_g:
                 loss_g = objective.generator_loss(out, batch, discriminator)
         if update_g:
-            _check_finite(loss_g, "generator", step, env, ckpt_path, saved_step)
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.value.backward()
-            stats["grad_norm/G"] = _grad_norm(generator)
-            opt_g.step()
-            stats["loss/G"] = loss_g.value.detach().float()
-            stats.update({f"loss/{k}": v for k, v in loss_g.terms.items()}, **loss_g.stats)
+            stats.update(update(loss_g, "G", opt_g, generator))
         discriminator.requires_grad_(True)
         if update_d:
             # The penalty's weights are drawn for the global batch from (seed, step) and sliced per rank:
@@ -269,13 +276,7 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
             alpha = torch.rand(global_batch, generator=rng)[env.rank * p.batch_size:][:p.batch_size]
             with torch.autocast(device.type, torch.bfloat16, enabled=fast):
                 loss_d = objective.discriminator_loss(d_train, batch.tgt_img, out.tgt, batch.tgt_cond, alpha)
-            _check_finite(loss_d, "discriminator", step, env, ckpt_path, saved_step)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.value.backward()
-            stats["grad_norm/D"] = _grad_norm(discriminator)
-            opt_d.step()
-            stats["loss/D"] = loss_d.value.detach().float()
-            stats.update({f"loss/{k}": v for k, v in loss_d.terms.items()}, **loss_d.stats)
+            stats.update(update(loss_d, "D", opt_d, discriminator))
             stats["d/real"], stats["d/fake"] = loss_d.stats["raw/d_real"], loss_d.stats["raw/d_fake"]
         for name, value in stats.items():
             window.setdefault(name, []).append(value.detach().float())
@@ -338,7 +339,7 @@ def _sample_batch(paths: TrainPaths, opts: PairOptions, count: int, device: torc
     try:
         shown = PairDataset(paths.frames, paths.maps, paths.smpl, paths.body,
                             dataclasses.replace(opts, split="val", augment=False))
-    except Exception as err:  # no validation videos: show training pairs instead
+    except DataError as err:  # no usable validation videos: show training pairs instead
         log.info("sample grids use training pairs (%s)", err)
         shown = PairDataset(paths.frames, paths.maps, paths.smpl, paths.body,
                             dataclasses.replace(opts, augment=False))

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from lwgan.io import atomic_path
+from lwgan.io import atomic_path, write_png
 from lwgan.nets import GeneratorOutput
 
 COLUMNS = ("source", "target", "warped source", "output", "attention", "background")
@@ -57,9 +57,7 @@ def sample_grid(path: str | Path, src: torch.Tensor, tgt: torch.Tensor, out: Gen
     if title:
         cv2.putText(grid, title, (4, LABEL_HEIGHT - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                     cv2.LINE_AA)
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write the sample grid {path}")
+    write_png(path, grid)
     return grid
 
 

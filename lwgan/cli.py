@@ -2,6 +2,9 @@
 
     lwgan params check [FILE]       validate a params file (default params.yaml); non-zero exit on error
     lwgan params show [FILE]        every parameter with its type, range, value and meaning
+    lwgan imitate --source IMG --driving VIDEO -o OUT.mp4   the person of a photo performs a video's motion
+    lwgan transfer --source IMG --reference IMG -o OUT.png  the clothes of one person onto another
+    lwgan view --source IMG -o OUT.mp4                      novel views: a turntable of the person
     lwgan ui [--port N]             MLflow UI on 127.0.0.1 against the project's tracking store
     lwgan body-model build --out F  re-create the default body from the MakeHuman mesh (optional extra)
 """
@@ -68,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     show = params_sub.add_parser("show", help="list every parameter")
     show.add_argument("file", nargs="?", default="params.yaml")
     show.set_defaults(func=_params_show)
+
+    from lwgan.apps.commands import add_commands
+
+    add_commands(sub)
 
     ui = sub.add_parser("ui", help="start the MLflow UI on the project's store")
     ui.add_argument("--host", default="127.0.0.1")

@@ -9,7 +9,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,24 @@ def write_png(path: str | Path, image: Any) -> Path:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
             raise OSError(f"could not write the image {path}")
+    return Path(path)
+
+
+def write_video(path: str | Path, frames: Sequence[Any], fps: float) -> Path:
+    """Frames (H, W, 3) uint8 RGB as a video, atomically: MPEG-4 part 2 (mp4v), or Motion JPEG for .avi."""
+    import cv2
+
+    if not len(frames):
+        raise ValueError(f"no frames to write to {path}")
+    height, width = frames[0].shape[:2]
+    fourcc = "MJPG" if Path(path).suffix.lower() == ".avi" else "mp4v"
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+        if not writer.isOpened():
+            raise OSError(f"OpenCV cannot write the video {path}")
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
     return Path(path)
 
 

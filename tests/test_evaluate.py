@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from lwgan import config
 from lwgan.data.pairs import PairDataset, PairOptions
 from lwgan.metrics.image import masked_l1
 from lwgan.nets.masks import BACKGROUND_CHANNEL
 from lwgan.pipeline.evaluate import EvalSettings, evaluate, naive_reference
-from lwgan.pipeline.small import build_caches
+from lwgan.pipeline.small import build_caches, train_tiny
 from lwgan.train import checkpoint
-from lwgan.train.loop import TrainPaths, train
 from lwgan.train.objective import Batch
 
 
@@ -23,11 +21,7 @@ from lwgan.train.objective import Batch
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     caches = build_caches(root / "data", 64, frames_per_action=5)
-    params = config.from_dict({"data": {"image_size": 64}, "tracking": {"enabled": False},
-                               "train": {"image_size": 32, "base_width": 4, "res_blocks": 1, "d_layers": 2,
-                                         "batch_size": 2, "workers": 0, "max_steps": 2}})
-    result = train(params, TrainPaths(caches.frames, caches.maps, caches.smpl, caches.body, root / "models"))
-    return caches, result.checkpoint, root
+    return caches, train_tiny(caches, root / "models"), root
 
 
 def test_self_imitation_metrics_grid_and_videos(trained):

@@ -263,7 +263,7 @@ class PairDataset(Dataset):
         img = img.permute(0, 3, 1, 2)  # (2, 3, S, S)
         if jitter is not None:
             img = jitter.apply(img)
-        cond = _resize_cond(cond, size)
+        cond = resize_cond(cond, size)
         return {"src_img": img[0].contiguous(), "tgt_img": img[1].contiguous(), "src_cond": cond[0],
                 "tgt_cond": cond[1], "flow": resize_flow(t, size)[0].contiguous(), "src_head_box": box[0],
                 "tgt_head_box": box[1], "index": torch.tensor(-1, dtype=torch.int64)}
@@ -275,7 +275,7 @@ class PairDataset(Dataset):
         return image if size == self.side else cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def _resize_cond(cond: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def resize_cond(cond: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, 4, H, W) conditioning maps -> (B, 4, h, w): background in {0, 1} (body where at least half of
     the footprint is body), surface code averaged over the footprint's body part, 0 on background."""
     if tuple(cond.shape[2:]) == tuple(size):

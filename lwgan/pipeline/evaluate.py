@@ -29,7 +29,7 @@ import torch
 
 from lwgan import config
 from lwgan.data.pairs import PairDataset, PairOptions
-from lwgan.io import atomic_path, write_png
+from lwgan.io import write_png, write_video
 from lwgan.metrics.distribution import feature_statistics, frechet_distance, inception_score
 from lwgan.metrics.image import masked_l1, psnr, ssim
 from lwgan.metrics.inception import FIDInception, load_inception
@@ -280,15 +280,3 @@ def write_grid(path: Path, rows: list[np.ndarray], columns: tuple[str, ...]) -> 
         cv2.putText(label, name, (c * tile + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
                     cv2.LINE_AA)
     write_png(path, np.concatenate([label, *big]))
-
-
-def write_video(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    """Frames (H, W, 3) uint8 RGB as an mp4 (MPEG-4 part 2), atomically."""
-    height, width = frames[0].shape[:2]
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if not writer.isOpened():
-            raise OSError(f"OpenCV cannot write the video {path}")
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()

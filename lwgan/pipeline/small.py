@@ -45,3 +45,20 @@ def build_caches(root: Path, side: int = 64, frames_per_action: int = 6, subject
             PoolOptions(use_ray=False))
     build_maps(root / "smpl" / "smpl.h5", body, root / "maps", side)
     return Caches(root / "frames" / FRAMES_FILE, root / "maps" / "maps.h5", root / "smpl" / "smpl.h5", body)
+
+
+# The smallest networks that are still the real ones (for a checkpoint that tests can use).
+TINY_TRAIN = {"image_size": 32, "base_width": 4, "res_blocks": 1, "d_layers": 2, "batch_size": 2,
+              "workers": 0, "max_steps": 2}
+
+
+def train_tiny(caches: Caches, out_dir: Path, side: int = 64, **train: object) -> Path:
+    """A briefly trained checkpoint on `caches` (frames of side²): `TINY_TRAIN` updated by `train`;
+    returns its path."""
+    from lwgan import config
+    from lwgan.train.loop import TrainPaths
+    from lwgan.train.loop import train as run
+
+    params = config.from_dict({"data": {"image_size": side}, "tracking": {"enabled": False},
+                               "train": {**TINY_TRAIN, **train}})
+    return run(params, TrainPaths(caches.frames, caches.maps, caches.smpl, caches.body, out_dir)).checkpoint

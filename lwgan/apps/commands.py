@@ -1,0 +1,288 @@
+"""`lwgan imitate`, `lwgan transfer` and `lwgan view`: argument parsing, loading, and writing the outputs.
+
+Each command reads a training checkpoint (default models/checkpoint.pt, what `dvc repro train` writes),
+the body model it was trained with (default data/body/body.npz, else the one params.yaml names), fits the
+user's photo and video with the fit stage's detector and fitter (params.yaml's `fit` section and
+`data.crop_margin`), synthesises, and writes the output with a JSON record beside it (OUT.json: inputs,
+crops, fit flags, checkpoint step, camera strategy, personalisation losses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from lwgan import config
+from lwgan.apps import media, tasks
+from lwgan.apps.person import Person, fit_person
+from lwgan.apps.personalize import personalize
+from lwgan.apps.synthesis import Synthesizer
+from lwgan.body.fit import FitOptions
+from lwgan.body.model import BodyModel
+from lwgan.io import write_json, write_png, write_video
+from lwgan.progress import ProgressLog
+from lwgan.train import checkpoint
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = Path("models") / checkpoint.CHECKPOINT_FILE
+DEFAULT_BODY = Path("data") / "body" / "body.npz"
+DEFAULT_PARAMS = Path("params.yaml")
+# Train keys that shape the networks: a checkpoint must agree with the params on every one.
+NET_KEYS = ("image_size", "base_width", "res_blocks", "norm", "d_layers", "spectral_norm")
+
+
+class CommandError(RuntimeError):
+    """A problem the user can fix; printed as one line."""
+
+
+@dataclasses.dataclass
+class Context:
+    synth: Synthesizer
+    detector: Any
+    fit: FitOptions
+    margin: float
+    params_file: str
+    step: int
+
+
+def _params(path: str | None) -> tuple[config.Params, str]:
+    if path:
+        return config.load(path), str(path)
+    if DEFAULT_PARAMS.is_file():
+        return config.load(DEFAULT_PARAMS), str(DEFAULT_PARAMS)
+    return config.from_dict({}), "(built-in defaults)"
+
+
+def check_checkpoint(path: Path, params: config.Params, params_file: str) -> int:
+    """The checkpoint's step; CommandError naming every network key on which it and the params disagree."""
+    state = checkpoint.load(path)
+    cfg = state["config"]["train"]
+    wanted = config.to_dict(params.train)
+    differ = [f"train.{k}: checkpoint {cfg.get(k)!r}, params {wanted[k]!r}" for k in NET_KEYS
+              if cfg.get(k) != wanted[k]]
+    if differ:
+        raise CommandError(f"checkpoint {path} does not match {params_file} (" + "; ".join(differ)
+                           + "): pass the checkpoint trained with these params (dvc repro train), or the "
+                           "params it was trained with (--params FILE)")
+    return int(state["step"])
+
+
+def _body(path: str | None, params: config.Params) -> BodyModel:
+    if path:
+        return BodyModel.from_file(path)
+    if DEFAULT_BODY.is_file():
+        return BodyModel.from_file(DEFAULT_BODY)
+    from lwgan.body import load_configured
+
+    return BodyModel(load_configured(params.body.model, params.body.extras))
+
+
+def _device(kind: str) -> torch.device:
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise CommandError("--device cuda was asked for but no CUDA device is available; use auto or cpu")
+    return torch.device("cuda" if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Context:
+    params, params_file = _params(args.params)
+    ckpt = Path(args.checkpoint)
+    step = check_checkpoint(ckpt, params, params_file)
+    synth = Synthesizer(ckpt, _body(args.body, params), _device(args.device), args.batch_size,
+                        visible_faces=visible_faces)
+    from lwgan.body.detect import MediaPipeDetector
+
+    try:
+        detector = MediaPipeDetector()
+    except ImportError as err:
+        raise CommandError(str(err)) from err
+    f = params.fit
+    fit = FitOptions(pose_iterations=f.pose_iterations, camera_iterations=f.camera_iterations,
+                     silhouette_weight=f.silhouette_weight, chunk_size=f.chunk_frames)
+    return Context(synth, detector, fit, params.data.crop_margin, params_file, step)
+
+
+def _fit(ctx: Context, clip: media.Clip) -> Person:
+    return fit_person(clip, ctx.detector, ctx.synth.body, ctx.synth.side, ctx.margin, ctx.fit)
+
+
+def _tile(ctx: Context, frames: np.ndarray) -> np.ndarray:
+    """Crops (N, side, side, 3) -> (N, S, S, 3), as G sees them."""
+    size = ctx.synth.size
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def _side_by_side(columns: list[np.ndarray], count: int) -> np.ndarray:
+    """Columns of (1 or count, S, S, 3) frames -> (count, S, S * columns, 3); single frames are held."""
+    held = [np.repeat(c, count, axis=0) if len(c) == 1 else c for c in columns]
+    return np.concatenate(held, axis=2)
+
+
+def _personalize(ctx: Context, args: argparse.Namespace, *people: Person) -> dict[str, Any]:
+    if not args.personalize:
+        return {"steps": 0}
+    synth = ctx.synth
+    sources = [synth.source(p.frames[0], synth.vertices(p.betas, p.pose[:1], p.cam[:1])) for p in people]
+    tuned = personalize(synth, sources, args.personalize, args.personalize_lr)
+    history = tuned.history
+    return {"steps": args.personalize, "lr": args.personalize_lr, "feature_nets": tuned.feature_nets,
+            "first": {k: v[0] for k, v in history.items()}, "last": {k: v[-1] for k, v in history.items()}}
+
+
+def _write(out: Path, frames: np.ndarray, fps: float, record: dict[str, Any], ctx: Context,
+           started: float) -> None:
+    if out.suffix.lower() in (".mp4", ".avi"):
+        write_video(out, list(frames), fps)
+    else:
+        write_png(out, frames[0])
+    record.update(output=str(out), frames=len(frames), width=int(frames.shape[2]),
+                  height=int(frames.shape[1]), fps=fps, checkpoint=str(ctx.synth.checkpoint),
+                  checkpoint_step=ctx.step, image_size=ctx.synth.size, render_side=ctx.synth.side,
+                  params=ctx.params_file, device=str(ctx.synth.device),
+                  visible_faces=ctx.synth.visible_faces, seconds=round(time.perf_counter() - started, 2))
+    write_json(Path(f"{out}.json"), record)
+    print(f"wrote {out}: {len(frames)} frame(s) of {frames.shape[2]}x{frames.shape[1]}"
+          + (f" at {fps:g} fps" if len(frames) > 1 or out.suffix.lower() in (".mp4", ".avi") else ""))
+
+
+def _progress(label: str) -> ProgressLog:
+    return ProgressLog(label, "frames")
+
+
+def _imitate(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    out = media.check_output(args.output, "video")
+    source_clip = media.read_image(args.source)
+    driving_clip = media.read_video(args.driving, args.frame_step, args.max_frames)
+    ctx = _context(args)
+    source, driving = _fit(ctx, source_clip), _fit(ctx, driving_clip)
+    tuned = _personalize(ctx, args, source)
+    frames = tasks.imitate(ctx.synth, source, driving, args.camera, _progress("imitate"))
+    if args.side_by_side:
+        columns = [_tile(ctx, source.frames[:1]), _tile(ctx, driving.frames), frames]
+        frames = _side_by_side(columns, len(frames))
+    record = {"command": "imitate", "source": source.summary(), "driving": driving.summary(),
+              "camera": args.camera, "personalization": tuned}
+    _write(out, frames, driving.fps, record, ctx, started)
+    return record
+
+
+def _transfer(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    out = media.check_output(args.output, "video" if args.driving else "image")
+    clothes_clip, reference_clip = media.read_image(args.source), media.read_image(args.reference)
+    driving_clip = media.read_video(args.driving, args.frame_step, args.max_frames) if args.driving else None
+    ctx = _context(args)
+    clothes, reference = _fit(ctx, clothes_clip), _fit(ctx, reference_clip)
+    driving = _fit(ctx, driving_clip) if driving_clip is not None else None
+    tuned = _personalize(ctx, args, clothes, reference)
+    frames = tasks.transfer(ctx.synth, clothes, reference, driving, args.camera, _progress("transfer"))
+    if args.side_by_side:
+        columns = [_tile(ctx, clothes.frames[:1]), _tile(ctx, reference.frames[:1])]
+        if driving is not None:
+            columns.append(_tile(ctx, driving.frames))
+        frames = _side_by_side([*columns, frames], len(frames))
+    record = {"command": "transfer", "clothes": clothes.summary(), "reference": reference.summary(),
+              "driving": driving.summary() if driving else None, "camera": args.camera,
+              "personalization": tuned}
+    _write(out, frames, driving.fps if driving else media.DEFAULT_FPS, record, ctx, started)
+    return record
+
+
+def _view(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    out = media.check_output(args.output, "video")
+    clip = media.read_image(args.source)
+    ctx = _context(args, visible_faces=not args.all_faces)
+    source = _fit(ctx, clip)
+    tuned = _personalize(ctx, args, source)
+    frames = tasks.view(ctx.synth, source, args.frames, args.degrees, args.elevation, _progress("view"))
+    if args.side_by_side:
+        frames = _side_by_side([_tile(ctx, source.frames[:1]), frames], len(frames))
+    record = {"command": "view", "source": source.summary(), "degrees": args.degrees,
+              "elevation": args.elevation, "personalization": tuned}
+    _write(out, frames, args.fps, record, ctx, started)
+    return record
+
+
+def _run(handler):
+    def run(args: argparse.Namespace) -> int:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            handler(args)
+        except (media.InputError, CommandError, checkpoint.CheckpointError, config.ConfigError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
+    return run
+
+
+def _common(parser: argparse.ArgumentParser, personalize_default: int = 0) -> None:
+    parser.add_argument("-o", "--output", required=True, help="output file")
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                        help=f"training checkpoint (default {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--body", default=None,
+                        help=f"body model the checkpoint was trained with (default {DEFAULT_BODY}, else "
+                             "params.yaml's body section)")
+    parser.add_argument("--params", default=None,
+                        help="params file: its fit section and data.crop_margin are used, and its train "
+                             "section must match the checkpoint's networks (default params.yaml if present)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--batch-size", type=int, default=8, help="target frames per generator pass")
+    parser.add_argument("--personalize", type=int, default=personalize_default, metavar="N",
+                        help="fine-tune G on the source photo for N steps first (0 = off)")
+    parser.add_argument("--personalize-lr", type=float, default=1e-4, help="its Adam step size")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="write the inputs beside the output in every frame")
+
+
+def _driving(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--driving", required=required, default=None,
+                        help="driving video: a video file or a folder of numbered images")
+    parser.add_argument("--frame-step", type=int, default=1, help="use every N-th driving frame")
+    parser.add_argument("--max-frames", type=int, default=0, help="at most N driving frames (0 = all)")
+    parser.add_argument("--camera", default="smooth", choices=tasks.CAMERA_STRATEGIES,
+                        help="where the person is placed in each frame (see lwgan.apps.tasks)")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add imitate, transfer and view to the `lwgan` command's subparsers."""
+    imitate = sub.add_parser("imitate", help="a photo of a person performs the motion of a video",
+                             description="Motion imitation: the person of --source performs the motion of "
+                                         "--driving; writes a video.")
+    imitate.add_argument("--source", required=True, help="photo of the person (one person, seen whole)")
+    _driving(imitate, required=True)
+    _common(imitate)
+    imitate.set_defaults(func=_run(_imitate))
+
+    transfer = sub.add_parser("transfer", help="the clothes of one person onto another, head kept",
+                              description="Appearance transfer: the person of --reference wearing the "
+                                          "clothes of --source, with the reference's head and background; "
+                                          "an image, or with --driving a video of the motion.")
+    transfer.add_argument("--source", required=True, help="photo of the person whose clothes are taken")
+    transfer.add_argument("--reference", required=True, help="photo of the person who gets them")
+    _driving(transfer, required=False)
+    _common(transfer)
+    transfer.set_defaults(func=_run(_transfer))
+
+    view = sub.add_parser("view", help="novel views of a photo: a turntable video",
+                          description="Novel view synthesis: the person of --source turned about the "
+                                      "vertical axis; writes a video.")
+    view.add_argument("--source", required=True, help="photo of the person")
+    view.add_argument("--frames", type=int, default=36, help="views in the video")
+    view.add_argument("--degrees", type=float, default=360.0, help="total turn (360 = a full turntable)")
+    view.add_argument("--elevation", type=float, default=0.0, help="tilt of the camera in degrees")
+    view.add_argument("--fps", type=float, default=15.0)
+    view.add_argument("--all-faces", action="store_true",
+                      help="also take texture for faces the photo does not show (default: leave them to G)")
+    _common(view)
+    view.set_defaults(func=_run(_view))

@@ -1,0 +1,255 @@
+"""`lwgan imitate`, `lwgan transfer` and `lwgan view` from a briefly trained checkpoint, on photos and
+videos of the tiny synthetic set (real detector, real fit, real generator): output files with the right
+frame count and size, the errors a user meets, and the synthesis against the generator's own forward."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from lwgan import cli
+from lwgan.apps import tasks
+from lwgan.apps.personalize import mirrored, personalize, self_pairs
+from lwgan.apps.synthesis import Synthesizer
+from lwgan.body.model import BodyModel
+from lwgan.data.cache import FramesCache
+from lwgan.data.pairs import PairDataset, PairOptions
+from lwgan.data.smpl_cache import SmplCache
+from lwgan.geometry import OUTSIDE
+from lwgan.io import write_video
+from lwgan.metrics.image import masked_l1
+from lwgan.nets.masks import BACKGROUND_CHANNEL
+from lwgan.pipeline.small import TINY_TRAIN, build_caches, train_tiny
+from lwgan.train.objective import Batch, generate
+from lwgan.warp.flow import flow_valid, warp
+
+pytest.importorskip("mediapipe")
+pytestmark = pytest.mark.slow
+
+SIZE = TINY_TRAIN["image_size"]
+DRIVING_FRAMES = 5
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Caches, checkpoint, params file, and the user's files: a non-square photo of each person and a
+    driving mp4 (frames of the synthetic set, as a person would bring them)."""
+    root = tmp_path_factory.mktemp("apps")
+    caches = build_caches(root / "data", 64, frames_per_action=DRIVING_FRAMES)
+    ckpt = train_tiny(caches, root / "models")
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"image_size": 64}, "train": TINY_TRAIN,
+                                      "fit": {"pose_iterations": 20, "camera_iterations": 8}}))
+    images = root / "data" / "synthetic" / "images"
+    user = root / "user"
+    user.mkdir()
+    photos = {}
+    for subject in ("001", "002"):
+        frame = cv2.imread(str(images / subject / "1" / "1" / "0000.jpg"))
+        wide = np.concatenate((frame, np.full((64, 32, 3), 90, np.uint8)), axis=1)  # 64 x 96, off-centre
+        photos[subject] = user / f"person_{subject}.png"
+        cv2.imwrite(str(photos[subject]), wide)
+    frames = [cv2.imread(str(p))[..., ::-1] for p in sorted((images / "001" / "1" / "2").glob("*.jpg"))]
+    driving = write_video(user / "driving.mp4", frames, 10.0)
+    common = ["--checkpoint", str(ckpt), "--body", str(caches.body), "--params", str(params)]
+    return {"root": root, "caches": caches, "ckpt": ckpt, "params": params, "photos": photos,
+            "driving": driving, "common": common}
+
+
+def _video(path):
+    capture = cv2.VideoCapture(str(path))
+    size = (int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    return frames, size
+
+
+def test_imitate_writes_one_frame_per_driving_frame(setup, tmp_path):
+    out = tmp_path / "imitate.mp4"
+    code = cli.main(["imitate", "--source", str(setup["photos"]["002"]), "--driving", str(setup["driving"]),
+                     "-o", str(out), *setup["common"]])
+    assert code == 0
+    assert _video(out) == (DRIVING_FRAMES, (SIZE, SIZE))
+    record = json.loads((tmp_path / "imitate.mp4.json").read_text())
+    assert record["frames"] == DRIVING_FRAMES and record["driving"]["frames"] == DRIVING_FRAMES
+    assert record["checkpoint_step"] == TINY_TRAIN["max_steps"] and record["camera"] == "smooth"
+    assert record["source"]["frames_without_person"] == 0
+
+
+def test_imitate_side_by_side_with_personalisation_and_a_frame_folder(setup, tmp_path):
+    folder = setup["root"] / "data" / "synthetic" / "images" / "001" / "1" / "2"
+    out = tmp_path / "imitate.avi"
+    code = cli.main(["imitate", "--source", str(setup["photos"]["002"]), "--driving", str(folder),
+                     "--max-frames", "3", "--camera", "driving", "--personalize", "2", "--side-by-side",
+                     "-o", str(out), *setup["common"]])
+    assert code == 0
+    assert _video(out) == (3, (3 * SIZE, SIZE))  # source | driving | output
+    tuned = json.loads((tmp_path / "imitate.avi.json").read_text())["personalization"]
+    assert tuned["steps"] == 2 and np.isfinite(tuned["last"]["L_G"]) and "vgg19" in tuned["feature_nets"]
+
+
+def test_transfer_writes_an_image_and_with_driving_a_video(setup, tmp_path):
+    photos = setup["photos"]
+    image = tmp_path / "transfer.png"
+    assert cli.main(["transfer", "--source", str(photos["001"]), "--reference", str(photos["002"]),
+                     "-o", str(image), *setup["common"]]) == 0
+    assert cv2.imread(str(image)).shape == (SIZE, SIZE, 3)
+    video = tmp_path / "transfer.mp4"
+    assert cli.main(["transfer", "--source", str(photos["001"]), "--reference", str(photos["002"]),
+                     "--driving", str(setup["driving"]), "--side-by-side", "-o", str(video),
+                     *setup["common"]]) == 0
+    assert _video(video) == (DRIVING_FRAMES, (4 * SIZE, SIZE))  # clothes | reference | driving | output
+
+
+def test_view_writes_a_turntable(setup, tmp_path):
+    out = tmp_path / "view.mp4"
+    assert cli.main(["view", "--source", str(setup["photos"]["002"]), "--frames", "6", "-o", str(out),
+                     *setup["common"]]) == 0
+    assert _video(out) == (6, (SIZE, SIZE))
+    assert json.loads((tmp_path / "view.mp4.json").read_text())["visible_faces"] is True
+
+
+def test_errors_name_the_file(setup, tmp_path, capsys):
+    common, photo = setup["common"], str(setup["photos"]["002"])
+    blank = tmp_path / "empty_room.png"
+    cv2.imwrite(str(blank), np.full((64, 64, 3), 128, np.uint8))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    cases = [
+        (["view", "--source", str(blank), "-o", str(tmp_path / "a.mp4")],
+         f"no person was found in the image {blank}"),
+        (["view", "--source", str(broken), "-o", str(tmp_path / "b.mp4")],
+         f"cannot read {broken} as an image"),
+        (["imitate", "--source", photo, "--driving", str(broken), "-o", str(tmp_path / "c.mp4")],
+         f"video {broken} has no frame that could be decoded"),
+        (["view", "--source", photo, "-o", str(tmp_path / "d.gif")], "must end in .mp4 or .avi"),
+    ]
+    for argv, message in cases:
+        assert cli.main([*argv, *common]) == 2
+        assert message in capsys.readouterr().err
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"data": {"image_size": 64}, "train": {**TINY_TRAIN, "base_width": 8}}))
+    argv = ["view", "--source", photo, "-o", str(tmp_path / "e.mp4"), "--checkpoint", str(setup["ckpt"]),
+            "--params", str(other)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"checkpoint {setup['ckpt']} does not match {other}" in err
+    assert "train.base_width: checkpoint 4, params 8" in err
+    assert not list(tmp_path.glob("*.mp4"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_a_device_is_refused(setup, tmp_path, capsys):
+    argv = ["view", "--source", str(setup["photos"]["002"]), "-o", str(tmp_path / "v.mp4")]
+    assert cli.main([*argv, "--device", "cuda", *setup["common"]]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_imitate_on_cuda(setup, tmp_path):
+    out = tmp_path / "cuda.mp4"
+    assert cli.main(["imitate", "--source", str(setup["photos"]["002"]), "--driving", str(setup["driving"]),
+                     "--device", "cuda", "-o", str(out), *setup["common"]]) == 0
+    assert _video(out) == (DRIVING_FRAMES, (SIZE, SIZE))
+
+
+# -- the synthesis itself ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def synth(setup):
+    return Synthesizer(setup["ckpt"], BodyModel.from_file(setup["caches"].body))
+
+
+def _pair(setup, synth):
+    caches = setup["caches"]
+    data = PairDataset(caches.frames, caches.maps, caches.smpl, caches.body, PairOptions(SIZE, split="val"))
+    rows = data.sources[0]
+    item = data.pair(data.videos[0], int(rows[0]), int(rows[-1]))
+    return Batch.from_items(torch.utils.data.default_collate([item]), torch.device("cpu"))
+
+
+def test_one_source_synthesis_is_the_generators_forward(setup, synth):
+    batch = _pair(setup, synth)
+    from lwgan.apps.synthesis import Source
+
+    source = Source(batch.src_img, batch.src_cond, None)
+    with torch.no_grad():
+        ours = synth.render([source], [synth.encode(source)], [batch.flow], batch.tgt_cond,
+                            synth.inpaint(source))
+        forward = generate(synth.generator, batch, synth.bg_kernel).tgt
+    torch.testing.assert_close(ours, forward)
+
+
+def test_transfer_takes_the_head_from_the_reference_only(setup, synth):
+    body = synth.body
+    pose = np.zeros((1, 3 * body.num_joints), np.float32)
+    pose[0, 0] = np.pi  # upright, facing the camera
+    cam = np.array([[0.8, 0.0, 0.0]], np.float32)
+    verts = synth.vertices(np.zeros(body.num_betas, np.float32), pose, cam)
+    frame = np.zeros((synth.side, synth.side, 3), np.uint8)
+    source = synth.source(frame, verts)
+    target = source.record
+    head = synth.head_faces
+    whole = synth.flow(target, source)
+    t_clothes, t_head = synth.split([whole, whole], target, [~head, head])
+    both = flow_valid(t_clothes) & flow_valid(t_head)
+    assert flow_valid(t_head).any() and flow_valid(t_clothes).any() and not both.any()
+    # Together they cover exactly the body that the whole flow covers, and the head pixels are the head's.
+    assert torch.equal(flow_valid(t_clothes) | flow_valid(t_head), flow_valid(whole))
+    face = target.face_index.long()
+    share = F.adaptive_avg_pool2d((head[face.clamp(min=0)] & (face >= 0)).float()[:, None], SIZE)[:, 0]
+    assert flow_valid(t_head)[flow_valid(whole) & (share > 0.5)].all()
+    assert not flow_valid(t_head)[share == 0].any()
+
+
+def test_camera_strategies():
+    src = np.array([0.9, 0.1, -0.2], np.float32)
+    drv = np.array([[0.5, 0.0, 0.0], [0.6, 0.3, 0.1]], np.float32)
+    np.testing.assert_allclose(tasks.drive_cameras(src, drv, "driving"), drv)
+    np.testing.assert_allclose(tasks.drive_cameras(src, drv, "source"), [src, src])
+    np.testing.assert_allclose(tasks.drive_cameras(src, drv, "smooth"), [src, [0.9, 0.4, -0.1]], rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown camera strategy 'x'"):
+        tasks.drive_cameras(src, drv, "x")
+
+
+def test_turn_is_a_rotation_about_the_pivot():
+    verts = torch.tensor([[[1.0, 2.0, 3.0], [0.0, -1.0, 0.5]]])
+    pivot = torch.tensor([0.5, 0.0, 1.0])
+    turned = tasks.turn(verts, pivot, np.array([0.0, 180.0, 360.0]))
+    torch.testing.assert_close(turned[0], verts[0])
+    torch.testing.assert_close(turned[2], verts[0], atol=1e-5, rtol=0)
+    x, y, z = verts[0].unbind(-1)
+    half_turn = torch.stack((2 * pivot[0] - x, y, 2 * pivot[2] - z), dim=-1)
+    torch.testing.assert_close(turned[1], half_turn, atol=1e-5, rtol=0)
+
+
+def test_the_mirrored_pair_is_exact_and_personalisation_fits_it(setup, synth, tmp_path):
+    caches = setup["caches"]
+    smpl, frames = SmplCache(caches.smpl), FramesCache(caches.frames)
+    video = smpl.videos[0]
+    fit = smpl.params(video)
+    image = frames.frame(video, int(fit["frame"][0]))
+    big = cv2.resize(image, (synth.side, synth.side), interpolation=cv2.INTER_LINEAR)
+    source = synth.source(big, synth.vertices(fit["betas"], fit["pose"][:1], fit["cam"][:1]))
+    batch = self_pairs(synth, source)
+    body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
+    valid = flow_valid(batch.flow)[:, None].float()
+    error = masked_l1(warp(batch.src_img, batch.flow), batch.tgt_img, body * valid)
+    assert error.max().item() < 0.05  # both the identity and the mirrored pair re-create their target
+    assert torch.equal(mirrored(mirrored(source.record)).face_index, source.record.face_index)
+    assert (batch.flow[1][..., 0] != OUTSIDE).any()
+    tuned = Synthesizer(setup["ckpt"], synth.body)
+    before = [p.detach().clone() for p in tuned.generator.parameters()]
+    tuned_run = personalize(tuned, [source], steps=8, lr=1e-3)
+    history = tuned_run.history
+    assert "SUBSTITUTE" in tuned_run.feature_nets["vgg19"]  # no published weights here, and it says so
+    assert len(history["L_G"]) == 8 and history["L_G"][-1] < history["L_G"][0]
+    assert any(not torch.equal(a, b) for a, b in zip(before, tuned.generator.parameters(), strict=True))
+    assert not tuned.generator.training

@@ -27,7 +27,7 @@ from lwgan.metrics.image import masked_l1
 from lwgan.nets.masks import BACKGROUND_CHANNEL
 from lwgan.pipeline.small import TINY_TRAIN, build_caches, train_tiny
 from lwgan.train.objective import Batch, generate
-from lwgan.warp.flow import flow_valid, warp
+from lwgan.warp.flow import flow_valid, visible_faces, warp
 
 pytest.importorskip("mediapipe")
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def test_imitate_writes_one_frame_per_driving_frame(setup, tmp_path):
     record = json.loads((tmp_path / "imitate.mp4.json").read_text())
     assert record["frames"] == DRIVING_FRAMES and record["driving"]["frames"] == DRIVING_FRAMES
     assert record["checkpoint_step"] == TINY_TRAIN["max_steps"] and record["camera"] == "smooth"
-    assert record["source"]["frames_without_person"] == 0
+    assert record["sources"][0]["frames_without_person"] == 0
 
 
 def test_imitate_side_by_side_with_personalisation_and_a_frame_folder(setup, tmp_path):
@@ -114,6 +114,29 @@ def test_view_writes_a_turntable(setup, tmp_path):
                      *setup["common"]]) == 0
     assert _video(out) == (6, (SIZE, SIZE))
     assert json.loads((tmp_path / "view.mp4.json").read_text())["visible_faces"] is True
+
+
+def test_several_photos_of_one_person(setup, tmp_path):
+    later = setup["root"] / "data" / "synthetic" / "images" / "002" / "1" / "2" / "0003.jpg"
+    out = tmp_path / "view2.mp4"
+    assert cli.main(["view", "--source", str(setup["photos"]["002"]), "--source", str(later), "--frames", "4",
+                     "--degrees", "180", "-o", str(out), *setup["common"]]) == 0
+    assert _video(out) == (4, (SIZE, SIZE))
+    assert len(json.loads((tmp_path / "view2.mp4.json").read_text())["sources"]) == 2
+
+
+def test_visibility_parts_give_every_face_to_exactly_one_photo(setup, synth):
+    smpl, frames = SmplCache(setup["caches"].smpl), FramesCache(setup["caches"].frames)
+    sources = []
+    for video in smpl.videos[:2]:
+        fit = smpl.params(video)
+        image = cv2.resize(frames.frame(video, int(fit["frame"][0])), (synth.side, synth.side))
+        sources.append(synth.source(image, synth.vertices(fit["betas"], fit["pose"][:1], fit["cam"][:1])))
+    assert tasks.visibility_parts(synth, sources[:1]) == [None]
+    parts = tasks.visibility_parts(synth, sources)
+    assert not (parts[0] & parts[1]).any() and (parts[0] | parts[1]).all()
+    seen = [visible_faces(s.record.face_index, len(synth.faces))[0] for s in sources]
+    assert torch.equal(parts[1], seen[1] & ~seen[0]) and seen[0][parts[0]].sum() == seen[0].sum()
 
 
 def test_errors_name_the_file(setup, tmp_path, capsys):

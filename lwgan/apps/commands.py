@@ -161,16 +161,16 @@ def _progress(label: str) -> ProgressLog:
 def _imitate(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     out = media.check_output(args.output, "video")
-    source_clip = media.read_image(args.source)
+    source_clips = [media.read_image(path) for path in args.source]
     driving_clip = media.read_video(args.driving, args.frame_step, args.max_frames)
     ctx = _context(args)
-    source, driving = _fit(ctx, source_clip), _fit(ctx, driving_clip)
-    tuned = _personalize(ctx, args, source)
-    frames = tasks.imitate(ctx.synth, source, driving, args.camera, _progress("imitate"))
+    sources, driving = [_fit(ctx, clip) for clip in source_clips], _fit(ctx, driving_clip)
+    tuned = _personalize(ctx, args, *sources)
+    frames = tasks.imitate(ctx.synth, sources, driving, args.camera, _progress("imitate"))
     if args.side_by_side:
-        columns = [_tile(ctx, source.frames[:1]), _tile(ctx, driving.frames), frames]
+        columns = [_tile(ctx, sources[0].frames[:1]), _tile(ctx, driving.frames), frames]
         frames = _side_by_side(columns, len(frames))
-    record = {"command": "imitate", "source": source.summary(), "driving": driving.summary(),
+    record = {"command": "imitate", "sources": [s.summary() for s in sources], "driving": driving.summary(),
               "camera": args.camera, "personalization": tuned}
     _write(out, frames, driving.fps, record, ctx, started)
     return record
@@ -201,14 +201,14 @@ def _transfer(args: argparse.Namespace) -> dict[str, Any]:
 def _view(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     out = media.check_output(args.output, "video")
-    clip = media.read_image(args.source)
+    clips = [media.read_image(path) for path in args.source]
     ctx = _context(args, visible_faces=not args.all_faces)
-    source = _fit(ctx, clip)
-    tuned = _personalize(ctx, args, source)
-    frames = tasks.view(ctx.synth, source, args.frames, args.degrees, args.elevation, _progress("view"))
+    sources = [_fit(ctx, clip) for clip in clips]
+    tuned = _personalize(ctx, args, *sources)
+    frames = tasks.view(ctx.synth, sources, args.frames, args.degrees, args.elevation, _progress("view"))
     if args.side_by_side:
-        frames = _side_by_side([_tile(ctx, source.frames[:1]), frames], len(frames))
-    record = {"command": "view", "source": source.summary(), "degrees": args.degrees,
+        frames = _side_by_side([_tile(ctx, sources[0].frames[:1]), frames], len(frames))
+    record = {"command": "view", "sources": [s.summary() for s in sources], "degrees": args.degrees,
               "elevation": args.elevation, "personalization": tuned}
     _write(out, frames, args.fps, record, ctx, started)
     return record
@@ -259,7 +259,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     imitate = sub.add_parser("imitate", help="a photo of a person performs the motion of a video",
                              description="Motion imitation: the person of --source performs the motion of "
                                          "--driving; writes a video.")
-    imitate.add_argument("--source", required=True, help="photo of the person (one person, seen whole)")
+    imitate.add_argument("--source", required=True, action="append",
+                         help="photo of the person (one person, seen whole); repeat it for more photos of "
+                              "the same person (e.g. front and back), each face taken from the first "
+                              "photo that shows it")
     _driving(imitate, required=True)
     _common(imitate)
     imitate.set_defaults(func=_run(_imitate))
@@ -277,7 +280,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     view = sub.add_parser("view", help="novel views of a photo: a turntable video",
                           description="Novel view synthesis: the person of --source turned about the "
                                       "vertical axis; writes a video.")
-    view.add_argument("--source", required=True, help="photo of the person")
+    view.add_argument("--source", required=True, action="append",
+                      help="photo of the person; repeat it for more photos (e.g. the back) that fill what "
+                           "the first does not show")
     view.add_argument("--frames", type=int, default=36, help="views in the video")
     view.add_argument("--degrees", type=float, default=360.0, help="total turn (360 = a full turntable)")
     view.add_argument("--elevation", type=float, default=0.0, help="tilt of the camera in degrees")

@@ -2,6 +2,8 @@
 (N, S, S, 3) uint8 RGB at G's image size.
 
 Motion imitation: the source's body shape in the driving video's poses, over the source's background.
+Several photos of the source (front and back, say) can share the work, as the paper's Liquid Warping
+Block allows: each body face is textured from the first photo that shows it.
 The camera follows `CAMERA_STRATEGIES`, as in the original's ``swap_smpl``:
     smooth   the source's scale; the source's offset plus the driving person's displacement since its
              first frame (the person stays where the photo has them and moves as the driver moves)
@@ -20,15 +22,16 @@ side is left to G.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 from lwgan.apps.person import Person
-from lwgan.apps.synthesis import Synthesizer
+from lwgan.apps.synthesis import Source, Synthesizer
 from lwgan.body.cameras import weak_perspective_project
 from lwgan.body.sequence import pose_body
+from lwgan.warp.flow import visible_faces
 
 CAMERA_STRATEGIES = ("smooth", "source", "driving")
 Progress = Callable[[int, int], None] | None
@@ -48,23 +51,44 @@ def drive_cameras(source_cam: np.ndarray, driving_cam: np.ndarray, strategy: str
     return cams
 
 
-def imitate(synth: Synthesizer, source: Person, driving: Person, camera: str = "smooth",
+def _sources(synth: Synthesizer, people: Sequence[Person]) -> list[Source]:
+    return [synth.source(p.frames[0], synth.vertices(p.betas, p.pose[:1], p.cam[:1])) for p in people]
+
+
+def imitate(synth: Synthesizer, sources: Person | Sequence[Person], driving: Person, camera: str = "smooth",
             progress: Progress = None) -> np.ndarray:
-    """The source person performing the driving video's motion: one frame per driving frame."""
-    src = synth.source(source.frames[0], synth.vertices(source.betas, source.pose[:1], source.cam[:1]))
-    targets = synth.vertices(source.betas, driving.pose, drive_cameras(source.cam[0], driving.cam, camera))
-    return synth.run([src], targets, [None], progress=progress)
+    """The source person performing the driving video's motion: one frame per driving frame. Several
+    photos of the person (e.g. front and back) share the work by `visibility_parts`; the first gives the
+    body shape, the camera and the background."""
+    people = [sources] if isinstance(sources, Person) else list(sources)
+    first = people[0]
+    src = _sources(synth, people)
+    targets = synth.vertices(first.betas, driving.pose, drive_cameras(first.cam[0], driving.cam, camera))
+    return synth.run(src, targets, visibility_parts(synth, src), progress=progress)
+
+
+def visibility_parts(synth: Synthesizer, sources: Sequence[Source]) -> list[torch.Tensor | None]:
+    """Face masks (F,) bool for several photos of one person: each face goes to the first photo that shows
+    it, faces none shows to the first photo. One photo takes every face (None)."""
+    if len(sources) == 1:
+        return [None]
+    taken = torch.zeros(len(synth.faces), dtype=torch.bool)
+    parts = []
+    for source in sources:
+        seen = visible_faces(source.record.face_index, len(synth.faces))[0]  # (F,)
+        parts.append(seen & ~taken)
+        taken |= seen
+    parts[0] = parts[0] | ~taken
+    return parts
 
 
 def transfer(synth: Synthesizer, clothes: Person, reference: Person, driving: Person | None = None,
              camera: str = "smooth", progress: Progress = None) -> np.ndarray:
     """The reference person wearing the clothes of `clothes`, head kept: one frame, or one per driving
     frame."""
-    a = synth.source(clothes.frames[0], synth.vertices(clothes.betas, clothes.pose[:1], clothes.cam[:1]))
-    b_verts = synth.vertices(reference.betas, reference.pose[:1], reference.cam[:1])
-    b = synth.source(reference.frames[0], b_verts)
+    a, b = _sources(synth, [clothes, reference])
     if driving is None:
-        targets = b_verts
+        targets = b.record.verts
     else:
         targets = synth.vertices(reference.betas, driving.pose,
                                  drive_cameras(reference.cam[0], driving.cam, camera))
@@ -85,15 +109,18 @@ def turn(vertices: torch.Tensor, pivot: torch.Tensor, yaw_deg: np.ndarray, eleva
     return (vertices - pivot) @ rotation.transpose(1, 2) + pivot
 
 
-def view(synth: Synthesizer, source: Person, frames: int = 36, degrees: float = 360.0,
+def view(synth: Synthesizer, sources: Person | Sequence[Person], frames: int = 36, degrees: float = 360.0,
          elevation: float = 0.0, progress: Progress = None) -> np.ndarray:
-    """`frames` views of the source turned by 0 .. `degrees` (a full turn does not repeat its start)."""
+    """`frames` views of the first photo's person turned by 0 .. `degrees` (a full turn does not repeat
+    its start); further photos (e.g. the back) fill what the first does not show (`visibility_parts`)."""
     if frames < 1:
         raise ValueError(f"a turntable needs at least one frame, got {frames}")
-    posed = pose_body(synth.body, source.betas, source.pose[:1])
-    cam = torch.from_numpy(np.asarray(source.cam[:1], np.float32))
-    src = synth.source(source.frames[0], weak_perspective_project(posed.vertices, cam))
+    people = [sources] if isinstance(sources, Person) else list(sources)
+    first = people[0]
+    src = _sources(synth, people)
+    posed = pose_body(synth.body, first.betas, first.pose[:1])
+    cam = torch.from_numpy(np.asarray(first.cam[:1], np.float32))
     yaw = np.linspace(0.0, degrees, frames, endpoint=abs(degrees) % 360.0 != 0.0 or frames == 1)
     turned = turn(posed.vertices, posed.joints[0, 0], yaw, elevation)  # (N, V, 3)
     targets = weak_perspective_project(turned, cam.expand(len(yaw), -1))
-    return synth.run([src], targets, [None], progress=progress)
+    return synth.run(src, targets, visibility_parts(synth, src), progress=progress)

@@ -111,7 +111,7 @@ def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Con
     return Context(synth, detector, fit, params.data.crop_margin, params_file, step)
 
 
-def _fit(ctx: Context, clip: media.Clip) -> Person:
+def _fit(ctx: Context, clip: media.Footage) -> Person:
     return fit_person(clip, ctx.detector, ctx.synth.body, ctx.synth.side, ctx.margin, ctx.fit)
 
 

@@ -1,11 +1,18 @@
 """The user's own files: a photo, a video (a file FFmpeg decodes, or a folder of numbered images) and the
-outputs, with errors that name the file and say what to do."""
+outputs, with errors that name the file and say what to do.
+
+A `Footage` is opened and checked at once (a missing, unreadable or empty input fails before any work)
+but decoded only when its frames are iterated, one at a time and anew on every pass, so memory does not
+grow with the length or resolution of a video.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -15,7 +22,7 @@ from lwgan.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FramePlan, Vide
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FPS = 25.0  # for frame folders, which carry no rate
+DEFAULT_FPS = 25.0  # for photos and frame folders, which carry no rate
 
 
 class InputError(ValueError):
@@ -23,56 +30,79 @@ class InputError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Clip:
-    """Decoded frames of one input: (N, H, W, 3) uint8 RGB, the frame numbers kept, frames per second."""
+class Footage:
+    """A photo or a video; `frames()` decodes it. step / max_frames: every step-th frame, at most
+    max_frames of them (0 = all)."""
 
     path: Path
-    frames: np.ndarray
-    numbers: tuple[int, ...]
-    fps: float
+    kind: Literal["image", "video"]
+    step: int = 1
+    max_frames: int = 0
+
+    @property
+    def fps(self) -> float:
+        if self.kind == "image":
+            return DEFAULT_FPS
+        try:
+            rate = self._source().fps
+        except DataError:
+            rate = 0.0
+        return (rate or DEFAULT_FPS) / self.step
+
+    def _source(self):
+        kind = "frames" if self.path.is_dir() else "file"
+        return open_source(VideoEntry(self.path.name, "val", self.path, kind))
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """(H, W, 3) uint8 RGB frames in order; unreadable frames of a folder are skipped with a warning,
+        a frame of another size than the first is an InputError."""
+        if self.kind == "image":
+            image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise InputError(f"cannot read {self.path} as an image: it is damaged or not in a format "
+                                 f"OpenCV reads ({', '.join(IMAGE_EXTENSIONS)})")
+            yield np.ascontiguousarray(image[..., ::-1])
+            return
+        first: tuple[int, ...] | None = None
+        try:
+            for frame in self._source().frames(FramePlan(self.step, self.max_frames)):
+                if frame.image is None:
+                    log.warning("frame %d of %s is skipped: %s", frame.number, self.path, frame.problem)
+                    continue
+                if first is None:
+                    first = frame.image.shape
+                elif frame.image.shape != first:
+                    raise InputError(f"frame {frame.number} of {self.path} is {frame.image.shape[:2]}, but "
+                                     f"its first frame is {first[:2]}: all frames of a video must be one "
+                                     "size")
+                yield np.ascontiguousarray(frame.image[..., ::-1])
+        except DataError as err:
+            raise InputError(str(err)) from err
 
 
-def read_image(path: str | Path) -> Clip:
-    """One photo as a one-frame clip."""
+def read_image(path: str | Path) -> Footage:
+    """A photo, checked to exist and decode."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image {path} does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputError(f"cannot read {path} as an image: it is damaged or not in a format OpenCV reads "
-                         f"({', '.join(IMAGE_EXTENSIONS)})")
-    return Clip(path, image[None, ..., ::-1].copy(), (0,), DEFAULT_FPS)
+    footage = Footage(path, "image")
+    next(footage.frames())
+    return footage
 
 
-def read_video(path: str | Path, step: int = 1, max_frames: int = 0) -> Clip:
-    """A video file or a folder of numbered images; every `step`-th frame, at most `max_frames` (0 = all).
-    Unreadable frames of a folder are skipped with a warning; a clip with no readable frame is an error."""
+def read_video(path: str | Path, step: int = 1, max_frames: int = 0) -> Footage:
+    """A video file or a folder of numbered images, checked to exist and to have a decodable frame."""
     path = Path(path)
     if step < 1 or max_frames < 0:
         raise ValueError(f"step must be >= 1 and max_frames >= 0, got {step} and {max_frames}")
     if not path.exists():
         raise InputError(f"video {path} does not exist")
-    kind = "frames" if path.is_dir() else "file"
-    try:
-        source = open_source(VideoEntry(path.name, "val", path, kind))
-        frames, numbers = [], []
-        for frame in source.frames(FramePlan(step, max_frames)):
-            if frame.image is None:
-                log.warning("frame %d of %s is skipped: %s", frame.number, path, frame.problem)
-                continue
-            if frames and frame.image.shape != frames[0].shape:
-                raise InputError(f"frame {frame.number} of {path} is {frame.image.shape[:2]}, but its first "
-                                 f"frame is {frames[0].shape[:2]}: all frames of a video must be one size")
-            frames.append(frame.image[..., ::-1])
-            numbers.append(frame.number)
-        fps = source.fps
-    except DataError as err:
-        raise InputError(str(err)) from err
-    if not frames:
-        what = "no image files" if kind == "frames" else "no frame that could be decoded"
+    footage = Footage(path, "video", step, max_frames)
+    if next(footage.frames(), None) is None:
+        what = "no image files" if path.is_dir() else "no frame that could be decoded"
         raise InputError(f"video {path} has {what} ({', '.join(VIDEO_EXTENSIONS[:4])}, ... or a folder "
                          "of numbered images)")
-    return Clip(path, np.stack(frames), tuple(numbers), (fps or DEFAULT_FPS) / step)
+    return footage
 
 
 def check_output(path: str | Path, kind: str) -> Path:

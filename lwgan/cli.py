@@ -3,6 +3,8 @@
     lwgan params check [FILE]       validate a params file (default params.yaml); non-zero exit on error
     lwgan params show [FILE]        every parameter with its type, range, value and meaning
     lwgan ui [--port N]             MLflow UI on 127.0.0.1 against the project's tracking store
+    lwgan experiments list|queue    the paper's experiments as DVC experiments (lwgan.experiments)
+    lwgan report [--out DIR]        the paper's Table 1, stability measures and curves from MLflow
     lwgan body-model build --out F  re-create the default body from the MakeHuman mesh (optional extra)
 """
 
@@ -12,6 +14,7 @@ import argparse
 import sys
 
 from lwgan import config
+from lwgan.experiments import cli as experiments_cli
 
 
 def _params_check(args: argparse.Namespace) -> int:
@@ -81,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Arguments go to the converter: --out PATH [--num-betas N] [--seed N] "
                     "[--num-samples N] [--target-faces N]")
     build.set_defaults(func=_body_model_build, passthrough=True)
+    experiments_cli.add_commands(sub)
     return parser
 
 

@@ -38,7 +38,8 @@ def overlay(path: str | Path, series: Mapping[str, tuple[np.ndarray, np.ndarray]
         ax.plot(steps, moving_average(values, max(1, len(values) // 50)), color=colour, linewidth=1.6,
                 label=name)
     if shade_from is not None:
-        ax.axvspan(shade_from, ax.get_xlim()[1], color="0.9", zorder=0)
+        last = max(float(steps[-1]) for steps, _ in series.values() if len(steps))
+        ax.axvspan(shade_from, last, color="0.9", zorder=0)
     ax.set_title(title)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)

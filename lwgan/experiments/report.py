@@ -309,7 +309,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], selection: Selection, pictures: 
               "ΔL_tsf", "ΔL_rec", "paper", "SSIM", "PSNR", "body L1", *(label for _, label, _ in optional)]
     body = []
     for r in rows:
-        paper = " / ".join(_fmt(r[f"paper_dL_{n}"], "+.2f") for n in TABLE_LOSSES)
+        paper = " / ".join(_fmt(r[f"paper_dL_{n}"], "+.2f").replace("-", "−") for n in TABLE_LOSSES)
         body.append([
             r["variant"], "✓" if r["spectral_norm"] else "–", _fmt(r["gp_weight"], "g"),
             f"({_rate(r['lr_g'])}, {_rate(r['lr_d'])}, {_rate(r['final_lr'])})",

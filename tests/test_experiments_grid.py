@@ -64,8 +64,8 @@ def test_queue_names_the_variants_and_refuses_a_taken_name(grid):
                      "dvc exp run --queue -n E3 -S tracking.variant=E3 -S train.spectral_norm=true "
                      "-S train.lr_g=0.0004 -S train.lr_d=0.0001 -S train.final_lr=0.00001 "
                      "-S train.epochs_decay=0.6 -S train.lambda_rec=15"]
-    proc = subprocess.run([sys.executable, "-m", "lwgan.cli", "experiments", "queue", "E3"], cwd=repo, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "lwgan.cli", "experiments", "queue", "E3"], cwd=repo,
+                          env=env, capture_output=True, text=True)
     assert proc.returncode == 2 and "E3 already exist" in proc.stderr and "--suffix" in proc.stderr
 
 

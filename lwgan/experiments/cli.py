@@ -61,7 +61,7 @@ def _report(args: argparse.Namespace) -> int:
     names = ", ".join(r["variant"] for r in report.rows)
     print(f"{report.markdown}, {report.table} and {len(report.pictures)} curve overlays: {names}")
     for name, why in report.selection.passed_over.items():
-        print(f"  not in the table: {name}: {why}")
+        print(f"  passed over: {name}: {why}")
     return 0
 
 

@@ -76,7 +76,7 @@ class Entry:
 @dataclasses.dataclass(frozen=True)
 class Selection:
     """entries: the baseline first, then the variants found, in the registry's order; passed_over: variant
-    name -> why its newest run(s) did not match the baseline (variants with runs but no match)."""
+    name -> why its newest run(s) were passed over (another baseline's, other data)."""
 
     entries: tuple[Entry, ...]
     passed_over: Mapping[str, str]
@@ -167,10 +167,11 @@ def select(runs: Sequence[Mapping[str, Any]], baseline_run: str | None = None) -
                 entries.append(Entry(variant, run, _evaluation(run, evals.get(name, []))))
                 break
             reasons.append(why)
-        else:
-            if reasons:
-                passed_over[name] = (f"{len(reasons)} run(s), none of this baseline; the newest "
-                                     f"({trains[name][0]['run_id'][:8]}): {reasons[0]}")
+        if reasons:
+            found = len(reasons) < len(trains[name])
+            what = (f"{len(reasons)} newer run(s) not of this baseline passed over, an older one is in the "
+                    "table" if found else f"{len(reasons)} run(s), none of this baseline")
+            passed_over[name] = f"{what}; the newest ({trains[name][0]['run_id'][:8]}): {reasons[0]}"
     return Selection(tuple(entries), passed_over)
 
 
@@ -344,7 +345,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], selection: Selection, pictures: 
                      quarters["real"], quarters["fake"], _fmt(r["d_margin"], ".2f"), r["d_state"] or "–"])
     lines += _table(header, body)
     if selection.passed_over:
-        lines += ["", "## Not in the table", ""]
+        lines += ["", "## Runs passed over", ""]
         lines += [f"- `{name}`: {why}" for name, why in selection.passed_over.items()]
     missing = [n for n in variants.VARIANT_NAMES if n not in {r["variant"] for r in rows}
                and n not in selection.passed_over]

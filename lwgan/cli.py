@@ -3,9 +3,9 @@
     lwgan params check [FILE]       validate a params file (default params.yaml); non-zero exit on error
     lwgan params show [FILE]        every parameter with its type, range, value and meaning
     lwgan ui [--port N]             MLflow UI on 127.0.0.1 against the project's tracking store
+    lwgan body-model build --out F  re-create the default body from the MakeHuman mesh (optional extra)
     lwgan experiments list|queue    the paper's experiments as DVC experiments (lwgan.experiments)
     lwgan report [--out DIR]        the paper's Table 1, stability measures and curves from MLflow
-    lwgan body-model build --out F  re-create the default body from the MakeHuman mesh (optional extra)
 """
 
 from __future__ import annotations

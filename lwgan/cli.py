@@ -7,6 +7,8 @@
     lwgan view --source IMG -o OUT.mp4                      novel views: a turntable of the person
     lwgan ui [--port N]             MLflow UI on 127.0.0.1 against the project's tracking store
     lwgan body-model build --out F  re-create the default body from the MakeHuman mesh (optional extra)
+    lwgan experiments list|queue    the paper's experiments as DVC experiments (lwgan.experiments)
+    lwgan report [--out DIR]        the paper's Table 1, stability measures and curves from MLflow
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import sys
 
 from lwgan import config
+from lwgan.experiments import cli as experiments_cli
 
 
 def _params_check(args: argparse.Namespace) -> int:
@@ -88,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Arguments go to the converter: --out PATH [--num-betas N] [--seed N] "
                     "[--num-samples N] [--target-faces N]")
     build.set_defaults(func=_body_model_build, passthrough=True)
+    experiments_cli.add_commands(sub)
     return parser
 
 

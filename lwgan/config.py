@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
+
+from lwgan.experiments.variants import VARIANT_NAMES
 
 
 class ConfigError(ValueError):
@@ -218,6 +221,9 @@ class TrackingParams:
 
     experiment: str = _f("lwgan", "MLflow experiment that every stage run is logged to")
     enabled: bool = _f(True, "log to MLflow at all (metrics files are written either way)")
+    variant: str = _f("", "the paper's experiment this run belongs to (`lwgan experiments list`; empty = "
+                      "none): tags every MLflow run lwgan.variant; a param of the train and evaluate stages",
+                      choices=("", *VARIANT_NAMES))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,13 +370,35 @@ def from_dict(data: Mapping[str, Any]) -> Params:
     return _build(Params, data, "")
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading floats as YAML 1.2 does: DVC's ``-S train.final_lr=0.00001`` writes
+    ``1e-05``, which YAML 1.1 (PyYAML's default) reads as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file as plain data, floats read as YAML 1.2 reads them (``1e-05`` is a number)."""
+    with open(path) as handle:
+        return yaml.load(handle, Loader=_Loader)
+
+
 def load(path: str | Path = "params.yaml", overrides: Mapping[str, Any] | None = None) -> Params:
     """Read a params YAML file (plus dotted-key overrides, e.g. ``{"train.lr_g": 1e-4}``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(data, dict):

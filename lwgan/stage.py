@@ -21,7 +21,7 @@ from typing import Any
 
 from lwgan import config
 from lwgan.io import write_json
-from lwgan.tracking import StageRun
+from lwgan.tracking import TAG_DATA, TAG_VARIANT, StageRun
 
 
 def parse_args(
@@ -51,11 +51,28 @@ def load_params(path: str | Path) -> config.Params:
 
 
 def tracked_run(stage: str, params: config.Params, sections: Sequence[str]) -> StageRun:
-    """The MLflow run of this stage execution, logging the flattened `sections` of `params`."""
+    """The MLflow run of this stage execution, logging the flattened `sections` of `params`; tagged
+    ``lwgan.variant`` when ``tracking.variant`` names one of the paper's experiments."""
     tree = config.to_dict(params)
     logged = config.flatten({name: tree[name] for name in sections})
+    tags = {TAG_VARIANT: params.tracking.variant} if params.tracking.variant else {}
     return StageRun(stage, params=logged, experiment=params.tracking.experiment,
-                    enabled=params.tracking.enabled)
+                    enabled=params.tracking.enabled, tags=tags)
+
+
+def record_training(run: StageRun, history: Sequence[Mapping[str, float]], resumed_from: int,
+                    maps: Path) -> None:
+    """What a train run carries for comparing runs (`lwgan report`) beyond its metrics: the data it trained
+    on (tag ``lwgan.data_key``, `lwgan.train.checkpoint.data_key` of the correspondence cache `maps`) and,
+    when it resumed a checkpoint at step `resumed_from` > 0, the tracked rows restored with it (`history`,
+    ``{"step": s, name: value}``) at their steps, so that the run holds its checkpoint's whole curve."""
+    from lwgan.train.checkpoint import data_key
+
+    run.set_tags({TAG_DATA: data_key(maps)})
+    for row in history:
+        if row["step"] <= resumed_from:
+            run.log_metrics({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]), flush=False)
+    run.flush()
 
 
 def write_metrics(path: Path, metrics: Mapping[str, Any], run: StageRun | None = None, step: int = 0) -> None:

@@ -5,7 +5,8 @@ Each stage execution is one MLflow run. A run carries
     tags       ``lwgan.stage``, ``lwgan.git_commit``, ``lwgan.dvc_exp`` (the DVC experiment name, or
                ``workspace`` for a plain ``dvc repro``) and ``lwgan.run_group``, shared by every stage of one
                ``dvc repro`` / ``dvc exp run`` so that a whole pipeline run can be selected together:
-               ``mlflow.search_runs(filter_string="tags.`lwgan.run_group` = '...'")``;
+               ``mlflow.search_runs(filter_string="tags.`lwgan.run_group` = '...'")``; runs of one of the
+               paper's experiments also carry ``lwgan.variant`` (`lwgan.experiments`);
     metrics    every value with its step;
     artifacts  pictures and small files a stage wants a person to see.
 
@@ -34,6 +35,8 @@ TAG_STAGE = "lwgan.stage"
 TAG_COMMIT = "lwgan.git_commit"
 TAG_EXP = "lwgan.dvc_exp"
 TAG_GROUP = "lwgan.run_group"
+TAG_VARIANT = "lwgan.variant"  # the paper's experiment (params tracking.variant), when the run is one
+TAG_DATA = "lwgan.data_key"  # train runs: hash of the correspondence shards' producing keys
 _MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
 
 
@@ -256,7 +259,8 @@ def search_runs(
     experiment: str = "lwgan",
     tracking_uri: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Runs of `experiment` as plain dicts: ``{"run_id", "status", "tags", "params", "metrics"}``."""
+    """Runs of `experiment` as plain dicts: ``{"run_id", "status", "start_time", "end_time", "tags",
+    "params", "metrics"}`` (times in ms since the epoch; end_time None while running), newest first."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
@@ -268,6 +272,8 @@ def search_runs(
         {
             "run_id": r.info.run_id,
             "status": r.info.status,
+            "start_time": r.info.start_time,
+            "end_time": r.info.end_time,
             "tags": dict(r.data.tags),
             "params": dict(r.data.params),
             "metrics": dict(r.data.metrics),
@@ -282,6 +288,15 @@ def metric_history(run_id: str, key: str, tracking_uri: str | None = None) -> li
 
     client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
     return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def metric_histories(run_id: str, keys: Iterable[str],
+                     tracking_uri: str | None = None) -> dict[str, list[tuple[int, float]]]:
+    """`metric_history` of several metrics of one run through one client; a key the run lacks maps to []."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run_id, key)) for key in keys}
 
 
 def artifact_dir(run_id: str, tracking_uri: str | None = None) -> Path:

@@ -27,6 +27,7 @@ def main() -> None:
             raise SystemExit(1) from None
         if stage.is_main_process():
             stage.write_metrics(args.metrics, result.metrics, run, step=result.steps)
+            stage.record_training(run, result.history, result.resumed_from, args.maps)
 
 
 if __name__ == "__main__":

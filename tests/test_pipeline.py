@@ -51,6 +51,7 @@ def _env(repo: Path) -> dict[str, str]:
         GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.com",
         GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.com",
         HOME=str(repo.parent),
+        PYTHONPATH=str(repo),  # the stages import the copy's lwgan, whichever checkout is installed
     )
     return env
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-import yaml
-from test_pipeline import BIN, ROOT, TINY, _env, _merge, _run, _tracked_files
+from test_pipeline import BIN, TINY, _env, _merge, _run, copy_repo
 
 from lwgan import tracking
 
@@ -36,17 +34,8 @@ def _close(a: float, b: float) -> bool:
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("grid") / "repo"
-    for rel in _tracked_files():
-        dest = repo / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, dest)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, GRID), sort_keys=False))
+    repo = copy_repo(tmp_path_factory.mktemp("grid") / "repo", GRID, "grid")
     env = _env(repo)
-    _run(["git", "init", "-q", "-b", "main"], repo, env)
-    _run(["git", "add", "-A"], repo, env)
-    _run(["git", "commit", "-qm", "grid"], repo, env)
     # The data stages once, in the workspace: every experiment of the grid checks them out of the cache.
     _run([str(BIN / "dvc"), "repro", "correspond"], repo, env)
     _run(["git", "add", "dvc.lock"], repo, env)

@@ -72,20 +72,25 @@ def _merge(tree: dict, patch: dict) -> dict:
     return tree
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+def copy_repo(repo: Path, params: dict, message: str) -> Path:
+    """This repository's files in `repo` as a fresh git repo of one commit, params.yaml merged with
+    `params`."""
     for rel in _tracked_files():
         dest = repo / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
+    tree = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(_merge(tree, params), sort_keys=False))
     env = _env(repo)
     _run(["git", "init", "-q", "-b", "main"], repo, env)
     _run(["git", "add", "-A"], repo, env)
-    _run(["git", "commit", "-qm", "test pipeline"], repo, env)
+    _run(["git", "commit", "-qm", message], repo, env)
     return repo
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return copy_repo(tmp_path_factory.mktemp("pipeline") / "repo", TINY, "test pipeline")
 
 
 def test_repro_then_exp_run_are_tracked(repo):

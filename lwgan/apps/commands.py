@@ -52,7 +52,6 @@ class Context:
     fit: FitOptions
     margin: float
     params_file: str
-    step: int
 
 
 def _params(path: str | None) -> tuple[config.Params, str]:
@@ -63,10 +62,9 @@ def _params(path: str | None) -> tuple[config.Params, str]:
     return config.from_dict({}), "(built-in defaults)"
 
 
-def check_checkpoint(path: Path, params: config.Params, params_file: str) -> int:
-    """The checkpoint's step; CommandError naming every network key on which it and the params disagree."""
-    state = checkpoint.load(path)
-    cfg = state["config"]["train"]
+def check_checkpoint(synth: Synthesizer, params: config.Params, params_file: str) -> None:
+    """CommandError naming every network key on which the checkpoint and the params disagree."""
+    path, cfg = synth.checkpoint, config.to_dict(synth.train)
     wanted = config.to_dict(params.train)
     differ = [f"train.{k}: checkpoint {cfg.get(k)!r}, params {wanted[k]!r}" for k in NET_KEYS
               if cfg.get(k) != wanted[k]]
@@ -74,7 +72,6 @@ def check_checkpoint(path: Path, params: config.Params, params_file: str) -> int
         raise CommandError(f"checkpoint {path} does not match {params_file} (" + "; ".join(differ)
                            + "): pass the checkpoint trained with these params (dvc repro train), or the "
                            "params it was trained with (--params FILE)")
-    return int(state["step"])
 
 
 def _body(path: str | None, params: config.Params) -> BodyModel:
@@ -95,10 +92,9 @@ def _device(kind: str) -> torch.device:
 
 def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Context:
     params, params_file = _params(args.params)
-    ckpt = Path(args.checkpoint)
-    step = check_checkpoint(ckpt, params, params_file)
-    synth = Synthesizer(ckpt, _body(args.body, params), _device(args.device), args.batch_size,
-                        visible_faces=visible_faces)
+    synth = Synthesizer(Path(args.checkpoint), _body(args.body, params), _device(args.device),
+                        args.batch_size, visible_faces=visible_faces)
+    check_checkpoint(synth, params, params_file)
     from lwgan.body.detect import MediaPipeDetector
 
     try:
@@ -108,7 +104,7 @@ def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Con
     f = params.fit
     fit = FitOptions(pose_iterations=f.pose_iterations, camera_iterations=f.camera_iterations,
                      silhouette_weight=f.silhouette_weight, chunk_size=f.chunk_frames)
-    return Context(synth, detector, fit, params.data.crop_margin, params_file, step)
+    return Context(synth, detector, fit, params.data.crop_margin, params_file)
 
 
 def _fit(ctx: Context, clip: media.Footage) -> Person:
@@ -146,7 +142,7 @@ def _write(out: Path, frames: np.ndarray, fps: float, record: dict[str, Any], ct
         write_png(out, frames[0])
     record.update(output=str(out), frames=len(frames), width=int(frames.shape[2]),
                   height=int(frames.shape[1]), fps=fps, checkpoint=str(ctx.synth.checkpoint),
-                  checkpoint_step=ctx.step, image_size=ctx.synth.size, render_side=ctx.synth.side,
+                  checkpoint_step=ctx.synth.step, image_size=ctx.synth.size, render_side=ctx.synth.side,
                   params=ctx.params_file, device=str(ctx.synth.device),
                   visible_faces=ctx.synth.visible_faces, seconds=round(time.perf_counter() - started, 2))
     write_json(Path(f"{out}.json"), record)

@@ -69,10 +69,11 @@ def personalize(synth: Synthesizer, sources: Sequence[Source], steps: int, lr: f
     if steps == 0:
         return Personalized(history, {})
     train = synth.train
-    state = checkpoint.load(synth.checkpoint, map_location=synth.device)
     discriminator = PatchDiscriminator(net_options(train))
     try:
-        discriminator.load_state_dict(state["discriminator"])
+        if synth.discriminator_state is None:
+            raise KeyError("discriminator")
+        discriminator.load_state_dict(synth.discriminator_state)
     except (KeyError, RuntimeError) as err:
         raise checkpoint.CheckpointError(f"checkpoint {synth.checkpoint} has no usable discriminator for "
                                          f"personalisation: {err}") from err

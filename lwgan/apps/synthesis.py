@@ -32,9 +32,10 @@ from lwgan.data.pairs import resize_cond
 from lwgan.geometry import OUTSIDE
 from lwgan.nets.generator import compose, liquid_warping_block
 from lwgan.nets.masks import BACKGROUND_ERODE, background, foreground
-from lwgan.pipeline.evaluate import load_generator
+from lwgan.pipeline.evaluate import generator_from_state
 from lwgan.render.correspond import Correspondence, correspond
 from lwgan.render.raster import RasterSettings
+from lwgan.train.checkpoint import load as load_checkpoint
 from lwgan.train.objective import scaled_kernel
 from lwgan.train.visuals import to_uint8
 from lwgan.warp.flow import flow, resize_flow, warp
@@ -66,7 +67,10 @@ class Synthesizer:
                  batch_size: int = 8, visible_faces: bool | None = None) -> None:
         self.device = torch.device(device)
         self.checkpoint = Path(checkpoint)
-        self.generator, self.train = load_generator(self.checkpoint, self.device)
+        state = load_checkpoint(self.checkpoint)
+        self.generator, self.train = generator_from_state(state, self.checkpoint, self.device)
+        self.step = int(state["step"])
+        self.discriminator_state = state.get("discriminator")  # for personalisation; the rest is dropped
         self.size = self.train.image_size
         self.side = self.size * max(1, round(RENDER_SIDE / self.size))
         self.body = body

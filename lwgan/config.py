@@ -154,7 +154,7 @@ class TrainParams:
     # losses
     lambda_adv: float = _f(1.0, "weight of G's adversarial (LSGAN) loss", ge=0.0)
     lambda_rec: float = _f(10.0, "weight of the source reconstruction L1", ge=0.0)
-    lambda_tsf: float = _f(10.0, "weight of the transfer VGG19 perceptual loss", ge=0.0)
+    lambda_tsf: float = _f(10.0, "weight of the transfer perceptual loss (VGG relu1_1..relu5_1)", ge=0.0)
     lambda_face: float = _f(5.0, "weight of the face-identity loss on head crops", ge=0.0)
     lambda_mask: float = _f(1.0, "weight of the attention-mask BCE", ge=0.0)
     lambda_smooth: float = _f(1.0, "weight of the attention total variation", ge=0.0)
@@ -163,8 +163,17 @@ class TrainParams:
                             gt=0.0,
                             le=1.0)
     gp_weight: float = _f(0.0, "gradient penalty weight (0 = off; the paper tried 2 and 10)", ge=0.0)
-    vgg_weights: str = _f("", "VGG19 weights: a torchvision vgg19 .pth path or URL; empty = a substitute")
-    face_weights: str = _f("", "SphereFace-20a weights (sphere20a .pth path); empty = stated substitute")
+    perceptual_net: str = _f("vgg16", "network of the perceptual loss: vgg16 (weights from `make weights`) "
+                             "or vgg19 (the original's; give its torchvision weights)",
+                             choices=("vgg16", "vgg19"))
+    vgg_weights: str = _f("data/weights/vgg16.pth", "torchvision vgg16 / vgg19 .pth of perceptual_net "
+                          "(path or URL)")
+    face_net: str = _f("dlib", "network of the face-identity loss: dlib (face ResNet, from `make weights`) "
+                       "or sphere20a (the original's SphereFace; give its weights)",
+                       choices=("dlib", "sphere20a"))
+    face_weights: str = _f("data/weights/dlib_face.pth", "weights of face_net (path)")
+    substitute_nets: bool = _f(False, "train on randomly initialised feature networks where weights are "
+                               "missing (stated in every record); false = a missing network is an error")
     # run
     device: str = _f("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
     bf16: bool = _f(True, "bfloat16 autocast and channels_last on CUDA (ignored on the CPU)")
@@ -200,8 +209,13 @@ class EvaluateParams:
     device: str = _f("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
     fps: float = _f(15.0, "frame rate of the side-by-side videos", gt=0.0, le=120.0)
     lpips_net: str = _f("alex", "LPIPS backbone (the package's default: alex)", choices=("alex", "vgg"))
-    lpips_backbone: str = _f("", "torchvision alexnet / vgg16 checkpoint (path or URL); empty = no LPIPS")
-    lpips_linear: str = _f("", "the lpips package's weights/v0.1/<net>.pth (path); empty = no LPIPS")
+    lpips_backbone: str = _f("data/weights/alexnet.pth", "torchvision alexnet / vgg16 checkpoint (path or "
+                             "URL); empty = no LPIPS, said in eval.json")
+    lpips_linear: str = _f("data/weights/lpips_alex.pth", "LPIPS v0.1 linear layers of lpips_net (the lpips "
+                           "package's weights/v0.1/<net>.pth layout); empty = no LPIPS")
+    feature_weights: str = _f("data/weights/efficientnet_lite0.pth", "EfficientNet-Lite0 (ImageNet) whose "
+                              "pooled features give the Frechet distance and KID of cross-imitation; empty = "
+                              "not computed")
     inception_weights: str = _f("", "FID Inception weights pt_inception-2015-12-05 (path or URL); empty = no "
                                 "FID / Inception Score")
 

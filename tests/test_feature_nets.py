@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from lwgan.nets import SphereFace20a, VGG19Features, WeightLayoutError, load_feature_net
 from lwgan.nets.pretrained import SUBSTITUTE_SEED, check_layout
+from lwgan.weights import WeightsError
 
 # torchvision's vgg19 `features`: the indices of its 16 convolutions, written out, and their widths
 VGG_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
@@ -99,7 +100,8 @@ def checkpoints(tmp_path_factory):
 def test_vgg19_from_a_torchvision_layout_file(checkpoints):
     path, state = checkpoints["vgg19"]
     net, info = load_feature_net("vgg19", path)
-    assert not info.substitute and info.source == str(path) and "published" in info.note
+    assert not info.substitute and info.source == str(path) and "weights from" in info.note
+    assert len(info.sha256) == 64
     images = torch.rand(2, 3, 48, 48) * 2 - 1
     with torch.no_grad():
         got = net(images)
@@ -145,22 +147,31 @@ def test_a_wrong_file_is_refused_not_substituted(tmp_path):
 
 
 @pytest.mark.parametrize(("kind", "cls"), [("vgg19", VGG19Features), ("sphere20a", SphereFace20a)])
-def test_absent_weights_give_a_stated_deterministic_substitute(kind, cls, tmp_path):
+def test_absent_weights_give_a_stated_deterministic_substitute_only_when_asked(kind, cls, tmp_path):
     rng_before = torch.random.get_rng_state()
-    net, info = load_feature_net(kind, None)
-    again, _ = load_feature_net(kind, tmp_path / "nowhere.pth")
+    net, info = load_feature_net(kind, None, substitute=True)
+    again, _ = load_feature_net(kind, tmp_path / "nowhere.pth", substitute=True)
     assert torch.equal(torch.random.get_rng_state(), rng_before)  # the global RNG is left alone
     assert isinstance(net, cls)
     assert info.substitute and info.source == f"random-init(seed={SUBSTITUTE_SEED})"
     assert "SUBSTITUTE" in info.note and kind in info.note and "random" in info.note
-    missing_info = load_feature_net(kind, tmp_path / "nowhere.pth")[1]
+    missing_info = load_feature_net(kind, tmp_path / "nowhere.pth", param="train.x", substitute=True)[1]
     assert missing_info.substitute and "nowhere.pth does not exist" in missing_info.note
     for (name, a), b in zip(net.state_dict().items(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
 
+@pytest.mark.parametrize("kind", ["vgg16", "vgg19", "dlib", "sphere20a"])
+def test_a_missing_network_is_an_error_naming_the_param_and_the_fetch_command(kind, tmp_path):
+    with pytest.raises(WeightsError, match=r"train\.face_weights: the weights file .*nowhere\.pth does not "
+                                           r"exist.*make weights.*train\.substitute_nets"):
+        load_feature_net(kind, tmp_path / "nowhere.pth", param="train.face_weights")
+    with pytest.raises(WeightsError, match=r"train\.vgg_weights is empty.*make weights"):
+        load_feature_net(kind, "", param="train.vgg_weights")
+
+
 def test_feature_nets_are_frozen_but_pass_gradients_to_their_input():
-    net, _ = load_feature_net("vgg19", None)
+    net, _ = load_feature_net("vgg19", None, substitute=True)
     net.train()
     assert not any(p.requires_grad for p in net.parameters())
     images = (torch.rand(1, 3, 32, 32) * 2 - 1).requires_grad_(True)
@@ -168,14 +179,16 @@ def test_feature_nets_are_frozen_but_pass_gradients_to_their_input():
     assert images.grad.abs().sum() > 0
 
 
-def test_vgg19_by_url_uses_torch_hub_and_falls_back_when_offline(monkeypatch):
+def test_vgg19_by_url_uses_torch_hub_and_falls_back_when_offline_only_when_asked(monkeypatch):
     url = "https://example.invalid/vgg19.pth"
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    _, info = load_feature_net("vgg19", url)
+    with pytest.raises(WeightsError, match="train.vgg_weights: could not fetch"):
+        load_feature_net("vgg19", url, param="train.vgg_weights")
+    _, info = load_feature_net("vgg19", url, substitute=True)
     assert info.substitute and url in info.note and "URLError" in info.note
 
     state = vgg19_checkpoint()
@@ -187,7 +200,7 @@ def test_vgg19_by_url_uses_torch_hub_and_falls_back_when_offline(monkeypatch):
 
 def test_unknown_kind_and_sphere_urls_are_refused():
     with pytest.raises(ValueError, match="'resnet50'"):
-        load_feature_net("resnet50", None)
+        load_feature_net("resnet50", None, substitute=True)
     with pytest.raises(ValueError, match="local file only"):
         load_feature_net("sphere20a", "https://example.invalid/sphere.pth")
 

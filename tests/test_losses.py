@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,7 @@ from lwgan.losses import (
     style_loss,
     total_variation,
 )
+from lwgan.losses.face import CHIP_SCALE, EYE_ROW, aligned_crops
 from lwgan.nets import Generator, PatchDiscriminator, load_feature_net
 
 
@@ -136,12 +139,12 @@ def test_gram_matrix_and_style():
 
 @pytest.fixture(scope="module")
 def vgg():
-    return load_feature_net("vgg19", None)[0]
+    return load_feature_net("vgg19", None, substitute=True)[0]
 
 
 @pytest.fixture(scope="module")
 def sphere():
-    return load_feature_net("sphere20a", None)[0]
+    return load_feature_net("sphere20a", None, substitute=True)[0]
 
 
 def test_perceptual_module_compares_vgg_features_and_trains_only_the_fake(vgg):
@@ -183,6 +186,81 @@ def test_face_loss_on_head_crops(sphere):
     assert fake.grad.abs().sum() > 0
     assert fake.grad[..., :21].abs().sum() == 0  # pixels left of the box (x0 = -0.3 is column 21.9)
     assert fake.grad[..., 23:, :].abs().sum() == 0  # and below it (y1 = -0.3 is row 21.9)
+
+
+def dots(centres: list[tuple[float, float]], size: int = 96, sigma: float = 1.2) -> torch.Tensor:
+    """(1, 1, size, size) image with a Gaussian dot at each NDC (x, y) centre (pixel centres at
+    (i + 0.5) / size * 2 - 1, as lwgan.geometry)."""
+    grid = (torch.arange(size) + 0.5) / size * 2 - 1
+    y, x = torch.meshgrid(grid, grid, indexing="ij")
+    image = torch.zeros(size, size)
+    for cx, cy in centres:
+        image += torch.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * (sigma * 2 / size) ** 2))
+    return image[None, None]
+
+
+def centroid(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(x, y) pixel centroid (column, row) of `image` (h, w) where `mask`."""
+    h, w = image.shape
+    rows, cols = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    wgt = image * mask
+    return torch.stack(((wgt * cols).sum() / wgt.sum(), (wgt * rows).sum() / wgt.sum()))
+
+
+@pytest.mark.parametrize("degrees", [0.0, 20.0, -35.0])
+def test_aligned_crops_level_the_eyes_at_the_template_row(degrees):
+    """Two eye dots rotated by an angle about their midpoint: in the aligned crop they are level, at row
+    EYE_ROW of the crop, symmetric about its centre column, and their distance keeps the crop's scale."""
+    a = math.radians(degrees)
+    mid, half = torch.tensor([0.1, -0.2]), 0.12
+    direction = torch.tensor([math.cos(a), math.sin(a)])
+    left, right = mid + half * direction, mid - half * direction  # the person's left eye on image right
+    image = dots([tuple(left.tolist()), tuple(right.tolist())])
+    box = torch.tensor([[mid[0] - 0.4, mid[1] - 0.4, mid[0] + 0.4, mid[1] + 0.4]])  # side 0.8 NDC
+    kp = torch.zeros(1, 5, 3)
+    kp[0, 1, :2], kp[0, 2, :2] = left, right
+    crop = aligned_crops(image, box, kp, (60, 60))[0, 0]
+    cols = torch.arange(60).float()[None, :].expand(60, 60)
+    l_c, r_c = centroid(crop, cols >= 30), centroid(crop, cols < 30)
+    assert abs(float(l_c[1] - r_c[1])) < 0.1  # level
+    assert float(0.5 * (l_c[1] + r_c[1])) == pytest.approx(EYE_ROW * 60 - 0.5, abs=0.15)
+    assert float(0.5 * (l_c[0] + r_c[0])) == pytest.approx(29.5, abs=0.15)
+    side = CHIP_SCALE * 0.8  # NDC units covered by the crop
+    assert float(l_c[0] - r_c[0]) == pytest.approx(2 * half / side * 60, rel=0.02)
+
+
+def test_aligned_crops_fall_back_to_the_box_for_faces_not_seen_from_the_front():
+    image = torch.rand(2, 3, 64, 64)
+    box = torch.tensor([[-0.5, -0.5, 0.5, 0.5]] * 2)
+    kp = torch.zeros(2, 5, 3)
+    kp[0, 1, 0], kp[0, 2, 0] = -0.1, 0.1  # back view: the left eye on the image's left
+    kp[1, 1, 0], kp[1, 2, 0] = 0.01, -0.01  # profile: the eyes nearly on top of each other
+    crops = aligned_crops(image, box, kp, (32, 32))
+    side = CHIP_SCALE
+    square = crop_boxes(image, torch.tensor([[-side / 2, -side / 2, side / 2, side / 2]] * 2), (32, 32))
+    assert torch.allclose(crops, square, atol=1e-5)
+
+
+def test_face_loss_with_the_dlib_network_compares_aligned_crops():
+    from lwgan.nets.dlib_face import FEATURE_NAMES, DlibFaceResNet
+
+    net = load_feature_net("dlib", None, substitute=True)[0]
+    assert isinstance(net, DlibFaceResNet)
+    loss = FaceLoss(net)
+    assert loss.size == (150, 150) and loss.names == FEATURE_NAMES
+    real = torch.rand(1, 3, 64, 64) * 2 - 1
+    box = torch.tensor([[-0.2, -0.9, 0.2, -0.5]])
+    kp = torch.tensor([[[0.0, -0.7, 0], [0.06, -0.75, 0], [-0.06, -0.75, 0], [0.12, -0.72, 0],
+                        [-0.12, -0.72, 0]]])
+    assert loss(real, real, box, kp).value.item() == 0
+    fake = real.clone()
+    fake[..., 40:, :] = 0  # the body below the head: outside the crop, no change
+    assert loss(fake, real, box, kp).value.item() == 0
+    fake = real.clone().requires_grad_(True)
+    term = loss(fake * 0.5, real, box, kp)
+    assert term.value.item() > 0 and set(term.stats) == set(FEATURE_NAMES)
+    term.value.backward()
+    assert fake.grad[..., 40:, :].abs().sum() == 0 and fake.grad.abs().sum() > 0
 
 
 # ---------------------------------------------------------------------------------------- masks

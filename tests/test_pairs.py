@@ -63,7 +63,7 @@ def test_items_have_the_documented_shapes_ranges_and_dtypes(caches):
     item = ds[(2, 5)]
     shapes = {"src_img": (3, 32, 32), "tgt_img": (3, 32, 32), "src_cond": (4, 32, 32),
               "tgt_cond": (4, 32, 32), "flow": (32, 32, 2), "src_head_box": (4,), "tgt_head_box": (4,),
-              "index": ()}
+              "tgt_face_kp": (5, 3), "index": ()}
     assert {k: tuple(v.shape) for k, v in item.items()} == shapes
     assert all(v.dtype == torch.float32 for k, v in item.items() if k != "index")
     assert item["index"].dtype == torch.int64 and int(item["index"]) == 5
@@ -187,6 +187,12 @@ def test_flipping_the_pair_commutes_with_the_flow(caches, size):
     assert torch.equal(flipped["tgt_cond"][3], plain["tgt_cond"][3].flip(-1))
     x0, y0, x1, y1 = plain["tgt_head_box"]
     assert torch.equal(flipped["tgt_head_box"], torch.stack((-x1, y0, -x0, y1)))
+    # Face keypoints (nose, left eye, right eye, left ear, right ear) lie in the head box; in the mirror
+    # image x changes sign and the person's left and right swap.
+    kp = plain["tgt_face_kp"]
+    assert ((kp[:, 0] >= x0) & (kp[:, 0] <= x1) & (kp[:, 1] >= y0) & (kp[:, 1] <= y1)).all()
+    mirror_kp = kp[[0, 2, 1, 4, 3]] * torch.tensor([-1.0, 1.0, 1.0])
+    assert torch.allclose(flipped["tgt_face_kp"], mirror_kp, atol=1e-6)
     valid = flow_valid(plain["flow"][None])[0]
     assert valid.sum() > 20 and torch.equal(flow_valid(flipped["flow"][None])[0], valid.flip(-1))
     mirrored = plain["flow"].flip(1) * torch.tensor([-1.0, 1.0])

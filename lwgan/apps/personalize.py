@@ -19,13 +19,12 @@ from collections.abc import Sequence
 import torch
 
 from lwgan.apps.synthesis import Source, Synthesizer
-from lwgan.losses import FaceLoss, PerceptualLoss
-from lwgan.nets import PatchDiscriminator, load_feature_net
+from lwgan.nets import PatchDiscriminator
 from lwgan.progress import ProgressLog
-from lwgan.render.correspond import Correspondence
+from lwgan.render.correspond import Correspondence, face_keypoints, face_regressor
 from lwgan.train import checkpoint
 from lwgan.train.loop import loss_weights, net_options
-from lwgan.train.objective import Batch, Objective
+from lwgan.train.objective import Batch, Objective, feature_losses
 from lwgan.warp.flow import flow, resize_flow
 
 log = logging.getLogger(__name__)
@@ -44,11 +43,13 @@ def self_pairs(synth: Synthesizer, source: Source) -> Batch:
     rec, mirror = source.record, mirrored(source.record)
     size = (synth.size, synth.size)
     t = [resize_flow(flow(r.face_index, r.bary, rec.verts, synth.faces), size) for r in (rec, mirror)]
+    face_kp = [face_keypoints(r.verts, face_regressor(synth.body)) for r in (rec, mirror)]  # (1, 5, 3) each
     img, cond = source.img, source.cond
     return Batch(src_img=img.expand(2, -1, -1, -1), tgt_img=torch.cat((img, img.flip(3))),
                  src_cond=cond.expand(2, -1, -1, -1), tgt_cond=torch.cat((cond, cond.flip(3))),
                  flow=torch.cat(t).to(synth.device),
-                 tgt_head_box=torch.cat((rec.head_box, mirror.head_box)).to(synth.device))
+                 tgt_head_box=torch.cat((rec.head_box, mirror.head_box)).to(synth.device),
+                 tgt_face_kp=torch.cat(face_kp).to(synth.device))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,14 +79,9 @@ def personalize(synth: Synthesizer, sources: Sequence[Source], steps: int, lr: f
         raise checkpoint.CheckpointError(f"checkpoint {synth.checkpoint} has no usable discriminator for "
                                          f"personalisation: {err}") from err
     discriminator.to(synth.device).eval().requires_grad_(False)
-    vgg, vgg_info = load_feature_net("vgg19", train.vgg_weights or None)
-    notes = {vgg_info.kind: vgg_info.note}
-    face = None
-    if train.lambda_face > 0:
-        face_net, face_info = load_feature_net("sphere20a", train.face_weights or None)
-        face = FaceLoss(face_net)
-        notes[face_info.kind] = face_info.note
-    objective = Objective(loss_weights(train), synth.size, PerceptualLoss(vgg), face).to(synth.device)
+    perceptual, face, infos = feature_losses(train)
+    notes = {info.kind: info.note for info in infos}
+    objective = Objective(loss_weights(train), synth.size, perceptual, face).to(synth.device)
     pairs = [self_pairs(synth, s) for s in sources]
     batch = Batch(**{f.name: torch.cat([getattr(p, f.name) for p in pairs])
                      for f in dataclasses.fields(Batch)})

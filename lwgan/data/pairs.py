@@ -53,6 +53,7 @@ from lwgan.data.errors import DataError
 from lwgan.data.maps_cache import MapsCache
 from lwgan.data.smpl_cache import SmplCache
 from lwgan.nets.masks import BACKGROUND_CHANNEL
+from lwgan.render.correspond import MIRROR_FACE, face_keypoints, face_regressor
 from lwgan.warp.flow import flow, resize_flow
 
 SPLITS = ("train", "val", "all")
@@ -128,6 +129,8 @@ class PairDataset(Dataset):
         flow                      (S, S, 2) NDC positions in the source image per target pixel, OUTSIDE
                                   where nothing corresponds
         src_head_box, tgt_head_box (4,) NDC (x0, y0, x1, y1)
+        tgt_face_kp               (5, 3) the target's face keypoints (nose, left/right eye, left/right ear:
+                                  NDC x, y, depth) from the body model's regressor, for aligned head crops
         index                     () int64 item index, -1 for a pair chosen with `pair`
 
     Attributes: `videos` (the split's videos with usable frames), `targets` (N, 2) int64 rows of
@@ -143,6 +146,7 @@ class PairDataset(Dataset):
         self.frames = FramesCache(frames_path)
         self.maps = MapsCache(maps_path, body.faces, body.surface_coords)
         self.faces = self.maps.faces  # (F, 3) int64
+        self.face_regressor = face_regressor(body)  # (5, V)
         self.smpl = SmplCache(smpl_path)
         try:
             self.side = self._check_side()
@@ -253,7 +257,7 @@ class PairDataset(Dataset):
         face_index, bary, verts, cond, box = rec.face_index, rec.bary, rec.verts, rec.cond, rec.head_box
         if flip:
             face_index, bary, cond = face_index.flip(2), bary.flip(2), cond.flip(3)
-            verts = verts * torch.tensor([-1.0, 1.0, 1.0])
+            verts = verts * torch.tensor([-1.0, 1.0, 1.0])  # the mirror's keypoints follow from these
             box = torch.stack((-box[:, 2], box[:, 1], -box[:, 0], box[:, 3]), dim=1)  # (2, 4)
             images = images[:, :, ::-1]
         source_faces = face_index[0:1] if self.options.visible_faces else None
@@ -264,9 +268,13 @@ class PairDataset(Dataset):
         if jitter is not None:
             img = jitter.apply(img)
         cond = resize_cond(cond, size)
+        kp = face_keypoints(verts[1:2], self.face_regressor)[0]  # (5, 3)
+        if flip:
+            kp = kp[list(MIRROR_FACE)]  # the mirror image's left eye is the flipped right eye
         return {"src_img": img[0].contiguous(), "tgt_img": img[1].contiguous(), "src_cond": cond[0],
                 "tgt_cond": cond[1], "flow": resize_flow(t, size)[0].contiguous(), "src_head_box": box[0],
-                "tgt_head_box": box[1], "index": torch.tensor(-1, dtype=torch.int64)}
+                "tgt_head_box": box[1], "tgt_face_kp": kp.float(),
+                "index": torch.tensor(-1, dtype=torch.int64)}
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
         """(side, side, 3) uint8 -> (S, S, 3) uint8 by area averaging."""

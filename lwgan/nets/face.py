@@ -47,6 +47,9 @@ class SphereFace20a(nn.Module):
     """Face crops (B, 3, 112, 96) in [-1, 1] -> (stage1 (B, 64, 56, 48), stage2 (B, 128, 28, 24),
     stage3 (B, 256, 14, 12), stage4 (B, 512, 7, 6), fc5 (B, 512))."""
 
+    CROP_SIZE = CROP_SIZE
+    FEATURE_NAMES = ("stage1", "stage2", "stage3", "stage4", "fc5")
+
     def __init__(self) -> None:
         super().__init__()
         for stage, (c_in, c_out, units) in enumerate(STAGES, start=1):

@@ -120,6 +120,27 @@ def head_box(verts: torch.Tensor, head_mask: torch.Tensor, margin: float = 0.1) 
     return torch.cat((lo - pad, hi + pad), dim=-1).float()
 
 
+FACE_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")  # COCO-17's face points
+MIRROR_FACE = (0, 2, 1, 4, 3)  # the same points in a mirror image: left and right swap
+
+
+def face_regressor(body: BodyModel) -> torch.Tensor:
+    """(5, V) rows of the body model's keypoint regressor for `FACE_KEYPOINTS`, in that order."""
+    names = tuple(body.keypoint_names)
+    missing = [n for n in FACE_KEYPOINTS if n not in names]
+    if missing:
+        raise ValueError(f"{body.source}: the keypoint regressor has no {missing[0]!r} keypoint "
+                         f"(the face loss aligns head crops on {FACE_KEYPOINTS})")
+    return body.kp_regressor[[names.index(n) for n in FACE_KEYPOINTS]].clone()
+
+
+def face_keypoints(verts: torch.Tensor, regressor: torch.Tensor) -> torch.Tensor:
+    """verts (B, V, 3) projected (NDC x, y, depth), regressor (5, V) -> (B, 5, 3) face keypoints: NDC x, y
+    and depth (a weak-perspective projection is affine, so regressing projected vertices is projecting
+    the regressed 3D points)."""
+    return torch.einsum("kv,bvc->bkc", regressor.to(verts), verts)  # (B, 5, 3)
+
+
 def correspond(
     verts: torch.Tensor,
     faces: torch.Tensor,

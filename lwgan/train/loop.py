@@ -29,11 +29,10 @@ from lwgan import config
 from lwgan.data.errors import DataError
 from lwgan.data.pairs import PairDataset, PairOptions, StepBatchSampler
 from lwgan.io import write_json
-from lwgan.losses import FaceLoss, PerceptualLoss
-from lwgan.nets import Generator, NetOptions, PatchDiscriminator, load_feature_net
+from lwgan.nets import Generator, NetOptions, PatchDiscriminator
 from lwgan.progress import ProgressLog
 from lwgan.train import checkpoint, distributed
-from lwgan.train.objective import Batch, LossWeights, Objective, StepLoss
+from lwgan.train.objective import Batch, LossWeights, Objective, StepLoss, feature_losses
 from lwgan.train.schedule import Schedule
 from lwgan.train.visuals import loss_curves, sample_grid, write_curves_csv
 
@@ -152,18 +151,15 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
     torch.manual_seed(seed)  # equal initial weights on every rank (DDP also broadcasts rank 0's)
     generator = Generator(net_options(p))
     discriminator = PatchDiscriminator(net_options(p))
-    vgg, vgg_info = load_feature_net("vgg19", p.vgg_weights or None)
-    face_net, face_info = (load_feature_net("sphere20a", p.face_weights or None) if p.lambda_face > 0
-                           else (None, None))
-    objective = Objective(loss_weights(p), p.image_size, PerceptualLoss(vgg),
-                          FaceLoss(face_net) if face_net is not None else None)
+    perceptual, face, infos = feature_losses(p)
+    objective = Objective(loss_weights(p), p.image_size, perceptual, face)
     for module in (generator, discriminator, objective):  # before the optimisers: their state follows
         module.to(device)
         if fast:
             module.to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(generator.parameters(), lr=p.lr_g, betas=p.betas_g)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=p.lr_d, betas=p.betas_d)
-    feature_nets = {info.kind: dataclasses.asdict(info) for info in (vgg_info, face_info) if info is not None}
+    feature_nets = {info.kind: dataclasses.asdict(info) for info in infos}
 
     key = checkpoint.run_key(config.to_dict(p), seed, checkpoint.data_key(paths.maps))
     resolved = {"seed": seed, "train": config.to_dict(p), "world_size": env.world_size,

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from lwgan.config import TrainParams
 from lwgan.losses import (
     FaceLoss,
     LossTerm,
@@ -45,7 +46,7 @@ from lwgan.losses import (
     reconstruction_loss,
     total_variation,
 )
-from lwgan.nets import GeneratorOutput
+from lwgan.nets import FeatureNetInfo, GeneratorOutput, load_feature_net
 from lwgan.nets.masks import BACKGROUND_ERODE, FOREGROUND_ERODE, background
 
 REFERENCE_SIZE = 256  # the resolution the original's mask sizes are given for
@@ -100,7 +101,8 @@ class StepLoss:
 @dataclasses.dataclass(frozen=True)
 class Batch:
     """One batch of pairs on the training device (see `lwgan.data.pairs`): images (B, 3, H, W) in [-1, 1],
-    conditioning maps (B, 4, H, W), flow T (B, H, W, 2), target head boxes (B, 4) NDC."""
+    conditioning maps (B, 4, H, W), flow T (B, H, W, 2), target head boxes (B, 4) NDC and target face
+    keypoints (B, 5, 3) (`lwgan.render.correspond.FACE_KEYPOINTS`: NDC x, y, depth)."""
 
     src_img: torch.Tensor
     tgt_img: torch.Tensor
@@ -108,6 +110,7 @@ class Batch:
     tgt_cond: torch.Tensor
     flow: torch.Tensor
     tgt_head_box: torch.Tensor
+    tgt_face_kp: torch.Tensor
 
     @classmethod
     def from_items(cls, items: Mapping[str, torch.Tensor], device: torch.device,
@@ -119,6 +122,19 @@ class Batch:
                 t = t.contiguous(memory_format=torch.channels_last)
             fields[f.name] = t
         return cls(**fields)
+
+
+def feature_losses(p: TrainParams) -> tuple[PerceptualLoss, FaceLoss | None, list[FeatureNetInfo]]:
+    """The perceptual loss on `p.perceptual_net` and, when `p.lambda_face` > 0, the face loss on
+    `p.face_net`, with where their weights came from; one rule for train and personalisation
+    (`lwgan.nets.pretrained.load_feature_net`: a missing network is an error unless `p.substitute_nets`)."""
+    vgg, vgg_info = load_feature_net(p.perceptual_net, p.vgg_weights, param="train.vgg_weights",
+                                     substitute=p.substitute_nets)
+    if p.lambda_face <= 0:
+        return PerceptualLoss(vgg), None, [vgg_info]
+    face_net, face_info = load_feature_net(p.face_net, p.face_weights, param="train.face_weights",
+                                           substitute=p.substitute_nets)
+    return PerceptualLoss(vgg), FaceLoss(face_net), [vgg_info, face_info]
 
 
 class Objective(nn.Module):
@@ -160,7 +176,7 @@ class Objective(nn.Module):
             add("L_tsf", w.tsf, perceptual)
             add("L_style", w.style, style)
         if self.face is not None and w.face:
-            add("L_face", w.face, self.face(out.tgt, batch.tgt_img, batch.tgt_head_box))
+            add("L_face", w.face, self.face(out.tgt, batch.tgt_img, batch.tgt_head_box, batch.tgt_face_kp))
         attention = torch.cat((out.src_attention, out.tgt_attention))  # (2B, 1, H, W)
         target = torch.cat((attention_target(batch.src_cond, self.mask_kernel),
                             attention_target(batch.tgt_cond, self.mask_kernel)))

@@ -1,0 +1,156 @@
+"""Cost of the pretrained feature networks on the CPU, and their share of a default training step.
+
+    python benchmarks/features.py [--quick]
+
+Per network, ms for one batch of 4 at 64² and 256² (the default and the paper's training sizes):
+  vgg16          the perceptual loss's network: forward + backward to the input (as for the fake image)
+  dlib_face      the face loss's network on 150² aligned head crops: crop + forward + backward
+  lpips_alex     LPIPS v0.1 AlexNet (evaluation): forward of both images
+  effnet_lite0   EfficientNet-Lite0 pooled features at 224² (evaluation): forward
+step_ms / step_ms_without_feature_nets: one default training step (G forward, L_G, backward, Adam; D
+forward, L_D, backward, Adam) on a batch of the default configuration (params.yaml's train section) with
+the real networks, and with lambda_tsf = lambda_face = 0 (the networks not run);
+feature_share = 1 - without / with (target <= 0.35). Random inputs: the cost does not depend on them.
+Needs the converted weights (`make weights`). The last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from lwgan import config
+from lwgan.losses import FaceLoss
+from lwgan.metrics.efficientnet import load_efficientnet_lite0
+from lwgan.metrics.lpips import load_lpips
+from lwgan.nets import Generator, PatchDiscriminator, load_feature_net
+from lwgan.train.loop import loss_weights, net_options
+from lwgan.train.objective import Batch, Objective, feature_losses
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "data" / "weights"
+
+
+def timed(fn, repeats: int) -> float:
+    """Median ms of `fn()` over `repeats` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def random_batch(batch: int, size: int, gen: torch.Generator) -> Batch:
+    def img() -> torch.Tensor:
+        return torch.rand(batch, 3, size, size, generator=gen) * 2 - 1
+
+    def cond() -> torch.Tensor:
+        c = torch.rand(batch, 4, size, size, generator=gen)
+        c[:, 3] = (c[:, 3] > 0.5).float()
+        return c
+
+    kp = torch.tensor([[0.0, -0.7, 0.0], [0.06, -0.75, 0.0], [-0.06, -0.75, 0.0], [0.12, -0.72, 0.0],
+                       [-0.12, -0.72, 0.0]]).expand(batch, 5, 3).contiguous()
+    return Batch(src_img=img(), tgt_img=img(), src_cond=cond(), tgt_cond=cond(),
+                 flow=torch.rand(batch, size, size, 2, generator=gen) * 2 - 1,
+                 tgt_head_box=torch.tensor([[-0.2, -0.9, 0.2, -0.5]]).expand(batch, 4).contiguous(),
+                 tgt_face_kp=kp)
+
+
+def _vgg_step(vgg: torch.nn.Module, batch: Batch) -> None:
+    x = batch.tgt_img.clone().requires_grad_(True)
+    sum(f.mean() for f in vgg(x)).backward()
+
+
+def _face_step(face: FaceLoss, batch: Batch) -> None:
+    x = batch.tgt_img.clone().requires_grad_(True)
+    crops = face.crops(x, batch.tgt_head_box, batch.tgt_face_kp)
+    sum(f.mean() for f in face.net(crops)).backward()
+
+
+@torch.no_grad()
+def _lpips_step(lpips: torch.nn.Module, batch: Batch) -> None:
+    lpips(batch.tgt_img, batch.src_img)
+
+
+@torch.no_grad()
+def _effnet_step(effnet: torch.nn.Module, batch: Batch) -> None:
+    effnet.features(batch.tgt_img)
+
+
+def network_costs(sizes: tuple[int, ...], repeats: int) -> dict[str, float]:
+    nets = {"vgg16": (_vgg_step, load_feature_net("vgg16", WEIGHTS / "vgg16.pth", param="vgg16")[0]),
+            "dlib_face": (_face_step,
+                          FaceLoss(load_feature_net("dlib", WEIGHTS / "dlib_face.pth", param="dlib")[0])),
+            "lpips_alex": (_lpips_step,
+                           load_lpips("alex", WEIGHTS / "alexnet.pth", WEIGHTS / "lpips_alex.pth")),
+            "effnet_lite0": (_effnet_step, load_efficientnet_lite0(WEIGHTS / "efficientnet_lite0.pth"))}
+    gen = torch.Generator().manual_seed(0)
+    out: dict[str, float] = {}
+    for size in sizes:
+        batch = random_batch(4, size, gen)
+        for name, (step, net) in nets.items():
+            out[f"{name}_ms_{size}"] = round(timed(functools.partial(step, net, batch), repeats), 2)
+    return out
+
+
+def _train_step(objective: Objective, generator: torch.nn.Module, discriminator: torch.nn.Module,
+                opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, batch: Batch) -> None:
+    discriminator.requires_grad_(False)
+    out = objective.generate(generator, batch)
+    loss = objective.generator_loss(out, batch, discriminator)
+    opt_g.zero_grad(set_to_none=True)
+    loss.value.backward()
+    opt_g.step()
+    discriminator.requires_grad_(True)
+    d_loss = objective.discriminator_loss(discriminator, batch.tgt_img, out.tgt, batch.tgt_cond)
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.value.backward()
+    opt_d.step()
+
+
+def step_cost(p: config.TrainParams, repeats: int) -> dict[str, float]:
+    """ms of one training step with and without the feature networks, at p's configuration."""
+    gen = torch.Generator().manual_seed(1)
+    batch = random_batch(p.batch_size, p.image_size, gen)
+    perceptual, face, _ = feature_losses(p)
+    result = {}
+    without = dataclasses.replace(loss_weights(p), tsf=0.0, face=0.0)
+    for label, weights in (("", loss_weights(p)), ("_without_feature_nets", without)):
+        torch.manual_seed(0)
+        generator, discriminator = Generator(net_options(p)), PatchDiscriminator(net_options(p))
+        objective = Objective(weights, p.image_size, perceptual, face)
+        opt_g = torch.optim.Adam(generator.parameters(), lr=p.lr_g, betas=p.betas_g)
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=p.lr_d, betas=p.betas_d)
+        step = functools.partial(_train_step, objective, generator, discriminator, opt_g, opt_d, batch)
+        result[f"step_ms{label}"] = round(timed(step, repeats), 2)
+    result["feature_share"] = round(1.0 - result["step_ms_without_feature_nets"] / result["step_ms"], 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    repeats = 3 if args.quick else 10
+    params = config.load(ROOT / "params.yaml")
+    train = dataclasses.replace(params.train, vgg_weights=str(WEIGHTS / "vgg16.pth"),
+                                face_weights=str(WEIGHTS / "dlib_face.pth"))
+    result = {"threads": torch.get_num_threads(), "batch": 4, **network_costs((64, 256), repeats),
+              "default_config": {k: getattr(train, k) for k in ("image_size", "batch_size", "base_width",
+                                                                 "res_blocks", "perceptual_net", "face_net")},
+              **step_cost(train, repeats), "target_feature_share": 0.35}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

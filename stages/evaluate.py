@@ -1,10 +1,15 @@
 """Stage `evaluate`: self-imitation on the validation videos for the trained LWGAN and a naive reference
-(warped source over an inpainted background): SSIM, PSNR and body L1 in metrics, a side-by-side grid and
-one mp4 per validation video."""
+(warped source over an inpainted background): SSIM, PSNR, LPIPS and body L1 in metrics, cross-imitation's
+Fréchet distance and KID on EfficientNet-Lite0 features (FID / IS with the Inception weights), a
+side-by-side grid and one mp4 per validation video. The run records each metric network's file and
+sha256."""
+
+import sys
 
 from lwgan import stage
-from lwgan.pipeline.evaluate import EvalSettings, evaluate
+from lwgan.pipeline.evaluate import EvalSettings, evaluate, tracking_records
 from lwgan.train.distributed import from_environment, pick_device
+from lwgan.weights import WeightsError
 
 
 def main() -> None:
@@ -21,9 +26,17 @@ def main() -> None:
                             max_frames=p.max_frames_per_video, batch_size=p.batch_size,
                             device=str(pick_device(p.device, from_environment())), fps=p.fps,
                             lpips_net=p.lpips_net, lpips_backbone=p.lpips_backbone,
-                            lpips_linear=p.lpips_linear, inception_weights=p.inception_weights)
+                            lpips_linear=p.lpips_linear, feature_weights=p.feature_weights,
+                            inception_weights=p.inception_weights)
     with stage.tracked_run("evaluate", params, sections=("evaluate",)) as run:
-        metrics = evaluate(settings)
+        try:
+            metrics = evaluate(settings)
+        except WeightsError as err:  # a metric's network is missing or corrupt: the message says what to do
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        net_params, net_tags = tracking_records(metrics["feature_nets"])
+        run.log_params(net_params)
+        run.set_tags(net_tags)
         stage.write_metrics(args.metrics, metrics, run)
         run.log_artifacts([args.out_dir / "grid.png"])
         run.log_artifacts([args.out_dir / "videos"], "videos")

@@ -15,6 +15,7 @@ import pytest
 from test_pipeline import BIN, TINY, _env, _merge, _run, copy_repo
 
 from lwgan import tracking
+from lwgan.experiments import variants
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +50,10 @@ def grid(tmp_path_factory):
 def test_queue_names_the_variants_and_refuses_a_taken_name(grid):
     repo, env, queued, _ = grid
     lines = [line for line in queued.splitlines() if line.startswith("dvc exp run")]
-    assert lines == ["dvc exp run --queue -n baseline -S tracking.variant=baseline",
-                     "dvc exp run --queue -n E3 -S tracking.variant=E3 -S train.spectral_norm=true "
+    copies = " ".join(variants.copy_paths())  # the pretrained networks, git-ignored, go with each run
+    assert "-C data/weights/vgg16.pth" in copies and "-C data/weights/manifest.json" in copies
+    assert lines == [f"dvc exp run --queue {copies} -n baseline -S tracking.variant=baseline",
+                     f"dvc exp run --queue {copies} -n E3 -S tracking.variant=E3 -S train.spectral_norm=true "
                      "-S train.lr_g=0.0004 -S train.lr_d=0.0001 -S train.final_lr=0.00001 "
                      "-S train.epochs_decay=0.6 -S train.lambda_rec=15"]
     proc = subprocess.run([sys.executable, "-m", "lwgan.cli", "experiments", "queue", "E3"], cwd=repo,
@@ -101,9 +104,9 @@ def test_report_numbers_are_the_tracked_ones(grid):
             assert _close(float(r[loss]), dvc_metrics[name]["loss"][loss])
             expected = 100.0 * (tracked - base["metrics"][f"loss.{loss}"]) / base["metrics"][f"loss.{loss}"]
             assert _close(float(r[f"dL_{loss}"]), expected)
-        for metric in ("ssim", "psnr", "masked_l1"):
+        for metric in ("ssim", "psnr", "masked_l1", "lpips"):  # LPIPS from `make weights`' AlexNet
             assert _close(float(r[metric]), evaluate["metrics"][f"self_imitation.lwgan.{metric}"])
-        assert r["lpips"] == "" and r["fid"] == ""  # no weights here: not computed, not guessed
+        assert r["fid"] == ""  # no Inception weights by default: not computed, not guessed
         # stability from the tracked per-step curve, recomputed here with numpy's own line fit
         history = tracking.metric_history(train["run_id"], "loss/L_rec", uri)
         steps, values = (np.array(v, dtype=float) for v in zip(*history, strict=True))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lwgan import tracking
+from lwgan import tracking, weights
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -72,13 +72,33 @@ def _merge(tree: dict, patch: dict) -> dict:
     return tree
 
 
+def link_weights(repo: Path) -> None:
+    """The pretrained networks of this checkout (`make weights`: data/weights/*.pth and the manifest, not
+    the downloaded packages) in `repo`'s data/weights, hard-linked (copied across file systems): git ignores
+    them and the stages read them as plain file deps."""
+    source = ROOT / weights.WEIGHTS_DIR
+    needed = [n.file for n in weights.NETWORKS.values()] + [weights.MANIFEST_FILE]
+    missing = [name for name in needed if not (source / name).is_file()]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not in {source}: the pipeline needs the pretrained networks; run "
+                    "`make weights`")
+    dest = repo / weights.WEIGHTS_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    for file in sorted(source.glob("*.pth")) + [source / weights.MANIFEST_FILE]:
+        try:
+            os.link(file, dest / file.name)
+        except OSError:
+            shutil.copy2(file, dest / file.name)
+
+
 def copy_repo(repo: Path, params: dict, message: str) -> Path:
     """This repository's files in `repo` as a fresh git repo of one commit, params.yaml merged with
-    `params`."""
+    `params`, and the pretrained networks (`link_weights`) beside them, untracked as here."""
     for rel in _tracked_files():
         dest = repo / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, dest)
+    link_weights(repo)
     tree = yaml.safe_load((repo / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump(_merge(tree, params), sort_keys=False))
     env = _env(repo)
@@ -126,10 +146,18 @@ def test_repro_then_exp_run_are_tracked(repo):
     assert len((repo / "plots" / "train" / "losses.csv").read_text().splitlines()) == 4  # header + 3 steps
     train_run = next(r for r in runs if r["tags"][tracking.TAG_STAGE] == "train")
     assert train_run["params"]["train.max_steps"] == "3" and "loss/L_rec" in train_run["metrics"]
-    assert train_run["params"]["feature_net.vgg19.substitute"] == "True"
+    assert train_run["params"]["feature_net.vgg16.substitute"] == "False"  # data/weights/vgg16.pth
     evaluated = json.loads((repo / "metrics" / "eval.json").read_text())
     assert evaluated["videos"] == 2 and evaluated["pairs"] == 4
     assert set(evaluated["self_imitation"]) == {"lwgan", "naive"}
+    assert all("lpips" in evaluated["self_imitation"][m] for m in ("lwgan", "naive"))
+    assert set(evaluated["not_computed"]) == {"fid", "inception_score"}  # no Inception weights by default
+    assert evaluated["cross_imitation"]["lwgan"]["n_fake"] == 4 and "kid_effnet_lite0" in (
+        evaluated["cross_imitation"]["naive"])
+    eval_run = next(r for r in runs if r["tags"][tracking.TAG_STAGE] == "evaluate")
+    assert eval_run["params"]["feature_net.effnet.sha256"] == weights.sha256_file(
+        ROOT / weights.WEIGHTS_DIR / "efficientnet_lite0.pth")
+    assert "lwgan.feature_net.lpips_backbone" in eval_run["tags"]
     videos = sorted(p.name for p in (repo / "data" / "eval" / "videos").glob("*.mp4"))
     assert len(videos) == 4 and sum(name.startswith("cross_") for name in videos) == 2  # self and cross
     assert evaluated["cross_imitation_pairs"] == 4

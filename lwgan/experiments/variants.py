@@ -183,10 +183,20 @@ def set_params(variant: Variant, scale_name: str, base: Mapping[str, Any]) -> di
     return {VARIANT_KEY: variant.name, **scale(scale_name), **resolve(variant, base)}
 
 
+def copy_paths() -> list[str]:
+    """``-C PATH`` for each converted pretrained network and their manifest (not the downloads)."""
+    from lwgan.weights import MANIFEST_FILE, NETWORKS, WEIGHTS_DIR
+
+    files = [n.file for n in NETWORKS.values()] + [MANIFEST_FILE]
+    return [arg for f in files for arg in ("-C", (WEIGHTS_DIR / f).as_posix())]
+
+
 def dvc_command(variant: Variant, scale_name: str, base: Mapping[str, Any], queue: bool = False,
                 suffix: str = "") -> list[str]:
-    """``dvc exp run [--queue] -n NAME -S key=value ...`` for one variant, as an argument list."""
-    args = ["dvc", "exp", "run"] + (["--queue"] if queue else [])
+    """``dvc exp run [--queue] -n NAME -S key=value ...`` for one variant, as an argument list. A queued
+    experiment runs in a temporary copy of the repository without git-ignored files, so the pretrained
+    networks (`lwgan.weights`, made by `make weights`) are copied in with ``-C``."""
+    args = ["dvc", "exp", "run"] + (["--queue", *copy_paths()] if queue else [])
     args += ["-n", experiment_name(variant.name, scale_name, suffix)]
     for key, value in set_params(variant, scale_name, base).items():
         args += ["-S", f"{key}={format_value(value)}"]

@@ -3,23 +3,31 @@ reference, with pictures and videos a person can look at.
 
 Self-imitation (the paper's protocol): in every validation video the first usable frame is the source and
 every other usable frame (at most `max_frames` of them, spread evenly) the target; the output is compared
-with the real target frame by SSIM, PSNR (whole image) and L1 on the target's body (its rendered
-silhouette). The naive reference needs no network: the source texture warped by T onto the target body,
-over the source's background with the body inpainted (OpenCV's Telea method), so every LWGAN number has a
-baseline beside it.
+with the real target frame by SSIM, PSNR (whole image), LPIPS v0.1 (`lwgan.metrics.lpips`) and L1 on the
+target's body (its rendered silhouette). The naive reference needs no network: the source texture warped
+by T onto the target body, over the source's background with the body inpainted (OpenCV's Telea method),
+so every LWGAN number has a baseline beside it.
 
-Cross-imitation has no ground truth: its outputs are compared as a set with the real validation frames by
-FID, and scored alone by the Inception Score, both from the FID Inception network (`lwgan.metrics.inception`).
-LPIPS (`lwgan.metrics.lpips`) and the Inception metrics are computed when their published weights are given
-(`lpips_backbone` + `lpips_linear`, `inception_weights`); otherwise they are reported as not computed, with
-the reason, never estimated or substituted.
+Cross-imitation has no ground truth: each method's outputs are compared as a set with the real validation
+frames (the self-imitation targets) by the Fréchet distance and the KID of EfficientNet-Lite0's pooled
+ImageNet features (`fd_effnet_lite0`, `kid_effnet_lite0`; not FID: another network, so not comparable
+with published FIDs), and, when the FID Inception network is given, by FID and the Inception Score
+(`lwgan.metrics.inception`). One pass of each network over each batch gathers the features.
+
+One rule for every network's weights param (`lpips_backbone`, `lpips_linear`, `feature_weights`,
+`inception_weights`): empty means "not computed", said with the reason in `not_computed`; a file that is
+missing or not the recorded one (`lwgan.weights.verified_path`) is a `WeightsError` naming the param and
+`make weights`, never a silent skip and never a substitute. `feature_nets` records which file (path and
+sha256) each metric used.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+import os
+import urllib.parse
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +35,16 @@ import cv2
 import numpy as np
 import torch
 
-from lwgan import config
+from lwgan import config, weights
 from lwgan.data.pairs import PairDataset, PairOptions
 from lwgan.io import write_png, write_video
-from lwgan.metrics.distribution import feature_statistics, frechet_distance, inception_score
+from lwgan.metrics.distribution import (
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+)
+from lwgan.metrics.efficientnet import EfficientNetLite0, load_efficientnet_lite0
 from lwgan.metrics.image import masked_l1, psnr, ssim
 from lwgan.metrics.inception import FIDInception, load_inception
 from lwgan.metrics.lpips import LPIPS, load_lpips
@@ -47,6 +61,18 @@ log = logging.getLogger(__name__)
 
 METHODS = ("lwgan", "naive")
 COLUMNS = ("source", "driving", "naive reference", "LWGAN")  # self-imitation: driving = ground truth
+KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 0  # Bińkowski et al.'s subsets of (at most) 1000
+DISTRIBUTION_NOTE = (
+    "fd_effnet_lite0 / kid_effnet_lite0: Frechet distance and KID of EfficientNet-Lite0 (ImageNet) pooled "
+    "features (1280) of each method's cross-imitation outputs against the real validation frames; not FID "
+    "(another network), so not comparable with published FIDs. At small sample counts (n_real, n_fake) "
+    "prefer KID: it is unbiased, while the Frechet distance is biased upwards when n is small against the "
+    "1280 feature dimensions")
+# the metrics of each distribution network, reported or not computed together
+DISTRIBUTION_METRICS = {"effnet": ("fd_effnet_lite0", "kid_effnet_lite0"),
+                        "inception": ("fid", "inception_score")}
+_BACKBONE_NAMES = {"alex": "AlexNet", "vgg": "VGG16"}  # lpips_net -> the torchvision network
+_DEFAULTS = config.EvaluateParams()  # params.yaml's defaults: the files `make weights` writes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,10 +89,11 @@ class EvalSettings:
     batch_size: int = 8
     device: str = "cpu"
     fps: float = 15.0
-    lpips_net: str = "alex"
-    lpips_backbone: str = ""
-    lpips_linear: str = ""
-    inception_weights: str = ""
+    lpips_net: str = _DEFAULTS.lpips_net
+    lpips_backbone: str = _DEFAULTS.lpips_backbone  # weights params: "" = not computed (module docstring)
+    lpips_linear: str = _DEFAULTS.lpips_linear
+    feature_weights: str = _DEFAULTS.feature_weights
+    inception_weights: str = _DEFAULTS.inception_weights
 
 
 def load_generator(path: Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
@@ -114,32 +141,126 @@ def _scores(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor,
     return scores
 
 
-def _lpips(settings: EvalSettings, device: torch.device) -> tuple[LPIPS | None, str]:
-    """The LPIPS network when its weights are given and can be had, else None and the reason."""
-    if not (settings.lpips_backbone and settings.lpips_linear):
-        return None, "no LPIPS weights were given (evaluate.lpips_backbone and evaluate.lpips_linear)"
+@dataclasses.dataclass(frozen=True)
+class FeatureNets:
+    """The metrics' networks of one evaluation, each None when its weights param is empty.
+
+    lpips, effnet, inception: the loaded networks (on the evaluation's device).
+    records:      role -> where its weights came from, for eval.json's `feature_nets` and the tracked run:
+                  {"param", "network", "path", "sha256"}, or {"param", "network", "not_computed": reason}.
+    """
+
+    lpips: LPIPS | None
+    effnet: EfficientNetLite0 | None
+    inception: FIDInception | None
+    records: dict[str, dict[str, str]]
+
+    def reason(self, *roles: str) -> str:
+        """Why the metric of these roles is not computed ("" when all their weights were given)."""
+        return next((self.records[r]["not_computed"] for r in roles if "not_computed" in self.records[r]), "")
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def _record(param: str, network: str, value: str) -> dict[str, str]:
+    """Where a network's weights come from; a local file is checked here (`lwgan.weights.verified_path`:
+    WeightsError naming `param` when it is missing or not the recorded file)."""
+    if not value:
+        return {"param": param, "network": network, "not_computed": f"{param} is empty"}
+    if _is_url(value):  # fetched by the loader into torch.hub's cache; hashed after the load
+        return {"param": param, "network": network, "path": value, "sha256": ""}
+    path = weights.verified_path(param, value)
+    return {"param": param, "network": network, "path": str(path), "sha256": weights.file_sha256(path)}
+
+
+def _hash_url_download(record: dict[str, str]) -> None:
+    """The sha256 of a URL's file, from torch.hub's cache, where `load_state_dict_from_url` keeps it."""
+    if _is_url(record.get("path", "")):
+        name = os.path.basename(urllib.parse.urlparse(record["path"]).path)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+        record["sha256"] = (weights.sha256_file(cached) if cached.is_file()
+                            else "unknown (not in torch.hub's cache)")
+
+
+def _load(record: Mapping[str, str], loader: Callable[..., torch.nn.Module], *sources: str
+          ) -> torch.nn.Module:
+    """`loader(*sources)`; a file it cannot have (a URL that cannot be fetched) is a WeightsError naming the
+    param."""
     try:
-        model = load_lpips(settings.lpips_net, settings.lpips_backbone, settings.lpips_linear)
+        return loader(*sources)
     except FileNotFoundError as err:
-        log.warning("LPIPS is not computed: %s", err)
-        return None, str(err)
-    return model.to(device), f"LPIPS v0.1 {settings.lpips_net} from {settings.lpips_backbone}"
+        raise weights.WeightsError(f"{record['param']}: {err}; check the URL, or run "
+                                   f"`{weights.FETCH_COMMAND}` and give a local file") from err
 
 
-def _inception(settings: EvalSettings, device: torch.device) -> tuple[FIDInception | None, str]:
-    """The FID Inception network when its weights are given and can be had, else None and the reason."""
-    if not settings.inception_weights:
-        return None, "no Inception weights were given (evaluate.inception_weights)"
-    try:
-        model = load_inception(settings.inception_weights)
-    except FileNotFoundError as err:
-        log.warning("FID and IS are not computed: %s", err)
-        return None, str(err)
-    return model.to(device), f"FID Inception from {settings.inception_weights}"
+def load_feature_nets(settings: EvalSettings, device: torch.device) -> FeatureNets:
+    """LPIPS, EfficientNet-Lite0 and the FID Inception network from the settings' weights params (module
+    docstring: empty = not computed, missing or corrupt = WeightsError), with their provenance."""
+    records = {
+        "lpips_backbone": _record("evaluate.lpips_backbone",
+                                  f"{_BACKBONE_NAMES[settings.lpips_net]} (ImageNet; LPIPS v0.1 backbone)",
+                                  settings.lpips_backbone),
+        "lpips_linear": _record("evaluate.lpips_linear", f"LPIPS v0.1 {settings.lpips_net} linear layers",
+                                settings.lpips_linear),
+        "effnet": _record("evaluate.feature_weights", "EfficientNet-Lite0 (ImageNet)",
+                          settings.feature_weights),
+        "inception": _record("evaluate.inception_weights", "FID Inception (pt_inception-2015-12-05)",
+                             settings.inception_weights),
+    }
+    lpips = effnet = inception = None
+    if not any("not_computed" in records[r] for r in ("lpips_backbone", "lpips_linear")):
+        lpips = _load(records["lpips_backbone"], load_lpips, settings.lpips_net,
+                      records["lpips_backbone"]["path"], records["lpips_linear"]["path"]).to(device)
+    if "not_computed" not in records["effnet"]:
+        effnet = _load(records["effnet"], load_efficientnet_lite0, records["effnet"]["path"]).to(device)
+    if "not_computed" not in records["inception"]:
+        inception = _load(records["inception"], load_inception, records["inception"]["path"]).to(device)
+    for record in records.values():
+        _hash_url_download(record)
+    for line in tracking_records(records)[1].values():
+        log.info("%s", line)
+    return FeatureNets(lpips, effnet, inception, records)
 
 
-def _distribution(features: Mapping[str, list[torch.Tensor]], logits: Mapping[str, list[torch.Tensor]]
-                  ) -> dict[str, dict[str, float]]:
+def tracking_records(feature_nets: Mapping[str, Mapping[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
+    """(params, tags) of the tracked run for eval.json's `feature_nets`: params
+    ``feature_net.<role>.path`` / ``.sha256`` (or ``.not_computed``), tags ``lwgan.feature_net.<role>``
+    (one line each, as the train stage's)."""
+    params, tags = {}, {}
+    for role, record in feature_nets.items():
+        if "not_computed" in record:
+            params[f"feature_net.{role}.not_computed"] = record["not_computed"]
+            tags[f"lwgan.feature_net.{role}"] = (f"{record['network']}: not computed "
+                                                 f"({record['not_computed']})")
+        else:
+            params[f"feature_net.{role}.path"] = record["path"]
+            params[f"feature_net.{role}.sha256"] = record["sha256"]
+            tags[f"lwgan.feature_net.{role}"] = (f"{record['network']}: {record['path']} "
+                                                 f"(sha256 {record['sha256'][:12]})")
+    return params, tags
+
+
+def _effnet_distances(features: Mapping[str, list[torch.Tensor]]) -> dict[str, dict[str, float]]:
+    """Fréchet distance and KID of every method's EfficientNet-Lite0 features against the real frames',
+    with the sample counts (KID on subsets of min(1000, n) rows, n the smaller count)."""
+    real = torch.cat(features["real"]).numpy()  # (N, 1280)
+    real_stats = feature_statistics(real)
+    out = {}
+    for method in METHODS:
+        fake = torch.cat(features[method]).numpy()  # (M, 1280)
+        size = min(KID_SUBSET_SIZE, len(real), len(fake))
+        kid, kid_std = kernel_inception_distance(real, fake, subsets=KID_SUBSETS, subset_size=size,
+                                                 seed=KID_SEED)
+        out[method] = {"fd_effnet_lite0": frechet_distance(*feature_statistics(fake), *real_stats),
+                       "kid_effnet_lite0": kid, "kid_effnet_lite0_std": kid_std,
+                       "n_real": len(real), "n_fake": len(fake)}
+    return out
+
+
+def _fid_is(features: Mapping[str, list[torch.Tensor]], logits: Mapping[str, list[torch.Tensor]]
+            ) -> dict[str, dict[str, float]]:
     """FID of every method's cross-imitation outputs against the real frames, and their Inception Score."""
     real = feature_statistics(torch.cat(features["real"]).numpy())
     out = {}
@@ -199,21 +320,29 @@ def _side_by_side(batch: Batch, outputs: Mapping[str, torch.Tensor]) -> list[np.
 def evaluate(settings: EvalSettings) -> dict[str, Any]:
     """Self-imitation on every validation video (module docstring) with metrics, `grid.png` and one mp4
     per video; cross-imitation (each validation video's first frame driven by another person's video,
-    or another video when there is one person) as `cross_grid.png` and mp4s. Returns the metrics."""
+    or another video when there is one person) as `cross_grid.png` and mp4s, with their distribution
+    metrics. Returns the metrics, `not_computed` (metric -> reason) and `feature_nets` (what each used).
+
+    A weights param naming a missing or corrupt file raises `lwgan.weights.WeightsError` before any pair
+    is evaluated."""
     run = _Runner(settings)
     data = run.data
-    lpips, lpips_note = _lpips(settings, run.device)
-    inception, inception_note = _inception(settings, run.device)
-    features: dict[str, list[torch.Tensor]] = {"real": [], **{m: [] for m in METHODS}}
+    nets = load_feature_nets(settings, run.device)
+    lpips = nets.lpips
+    # features[net]["real" | method]: (B, D) float64 per batch; logits[method]: Inception's (B, 1008)
+    features = {net: {"real": [], **{m: [] for m in METHODS}} for net in ("effnet", "inception")}
     logits: dict[str, list[torch.Tensor]] = {m: [] for m in METHODS}
 
-    def describe(images: torch.Tensor, method: str) -> None:
-        if inception is not None:
-            with torch.no_grad():
-                pool, scores = inception(images.float())
-            features[method].append(pool.cpu().double())
-            if method in logits:
-                logits[method].append(scores.cpu().double())
+    def describe(images: torch.Tensor, group: str) -> None:
+        """One pass of each distribution network over a batch of `group` ("real" or a method)."""
+        with torch.no_grad():
+            if nets.effnet is not None:
+                features["effnet"][group].append(nets.effnet.features(images.float()).cpu().double())
+            if nets.inception is not None:
+                pool, scores = nets.inception(images.float())
+                features["inception"][group].append(pool.cpu().double())
+                if group in logits:
+                    logits[group].append(scores.cpu().double())
     out_dir = Path(settings.out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     sources = {video: int(data.sources[v][0]) for v, video in enumerate(data.videos)}
@@ -262,17 +391,24 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
             cross_rows.append(frames[len(frames) // 2])
             cross += len(frames)
         write_grid(out_dir / "cross_grid.png", cross_rows, COLUMNS)
-    not_computed = {} if lpips else {"lpips": lpips_note}
+    not_computed: dict[str, str] = {}
     cross_metrics: dict[str, dict[str, float]] = {}
-    if inception is None or cross < 2:
-        not_computed.update(fid=inception_note if inception is None else "fewer than 2 cross-imitation pairs",
-                            inception_score=inception_note)
-    else:
-        cross_metrics = _distribution(features, logits)
+    too_few = "fewer than 2 cross-imitation pairs" if cross < 2 else ""
+    if lpips is None:
+        not_computed["lpips"] = nets.reason("lpips_backbone", "lpips_linear")
+    for net, names in DISTRIBUTION_METRICS.items():
+        reason = nets.reason(net) or too_few
+        if reason:
+            not_computed.update(dict.fromkeys(names, reason))
+            continue
+        computed = (_effnet_distances(features[net]) if net == "effnet" else
+                    _fid_is(features[net], logits))
+        for method, values in computed.items():
+            cross_metrics.setdefault(method, {}).update(values)
     return {"self_imitation": {m: _summary(totals[m]) for m in METHODS}, "pairs": total,
             "videos": len(per_video), "per_video": per_video, "cross_imitation_pairs": cross,
-            "cross_imitation": cross_metrics, "lpips": lpips_note, "inception": inception_note,
-            "not_computed": not_computed}
+            "cross_imitation": cross_metrics, "cross_imitation_note": DISTRIBUTION_NOTE,
+            "not_computed": not_computed, "feature_nets": nets.records}
 
 
 def write_grid(path: Path, rows: list[np.ndarray], columns: tuple[str, ...]) -> None:

@@ -168,6 +168,9 @@ class TrainParams:
                              choices=("vgg16", "vgg19"))
     vgg_weights: str = _f("data/weights/vgg16.pth", "torchvision vgg16 / vgg19 .pth of perceptual_net "
                           "(path or URL)")
+    perceptual_norm: str = _f("relative", "perceptual distances divided by the real features' mean "
+                              "magnitude per layer (relative) or raw as the original (none)",
+                              choices=("relative", "none"))
     face_net: str = _f("dlib", "network of the face-identity loss: dlib (face ResNet, from `make weights`) "
                        "or sphere20a (the original's SphereFace; give its weights)",
                        choices=("dlib", "sphere20a"))

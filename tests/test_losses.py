@@ -129,6 +129,23 @@ def test_perceptual_layer_weights():
         assert term.stats[("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")[layer]].item() == 1.0
 
 
+def test_relative_perceptual_distance_is_a_weighted_mean_of_scale_free_layer_distances():
+    gen = torch.Generator().manual_seed(0)
+    real = [torch.randn(2, 3, 4, 4, generator=gen) * scale for scale in (0.1, 1.0, 10.0, 100.0, 3.0)]
+    # fake = 1.5 x real everywhere: every layer is half its own magnitude away, whatever its scale
+    term = perceptual_loss([1.5 * r for r in real], real, norm="relative")
+    assert term.value.item() == pytest.approx(0.5, rel=1e-4)
+    assert all(v.item() == pytest.approx(0.5, rel=1e-4) for v in term.stats.values())
+    # one layer off by its magnitude, the others equal: that layer's weight over the sum of weights
+    fake = [r.clone() for r in real]
+    fake[3] = real[3] + real[3].abs().mean()
+    weights = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
+    assert perceptual_loss(fake, real, norm="relative").value.item() == pytest.approx(
+        weights[3] / sum(weights), rel=1e-4)
+    with pytest.raises(ValueError, match="'other'"):
+        PerceptualLoss(torch.nn.Identity(), norm="other")
+
+
 def test_gram_matrix_and_style():
     f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 2, 1, 2)  # two channels, two pixels
     assert torch.allclose(gram_matrix(f), torch.tensor([[[5.0, 11.0], [11.0, 25.0]]]) / 2)

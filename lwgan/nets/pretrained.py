@@ -137,10 +137,12 @@ def _seeded_init(module: nn.Module, seed: int) -> None:
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """No gradients for the parameters, eval mode. (Neither network has dropout or batch norm, so the
-    mode changes nothing numerically; it is set for clarity.)"""
+    """No gradients for the parameters, eval mode (no network here has dropout or batch norm in training
+    mode, so the mode changes nothing numerically; it is set for clarity), channels_last."""
     module.requires_grad_(False)
-    return module.eval()
+    # channels_last weights beside channels_last inputs (the networks' forward makes them so): oneDNN's
+    # convolution path, 10-20 % faster for a forward + backward of VGG16 at 64^2 on a 2-core CPU
+    return module.to(memory_format=torch.channels_last).eval()
 
 
 def _read(source: str) -> Mapping[str, torch.Tensor] | str:

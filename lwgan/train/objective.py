@@ -130,11 +130,12 @@ def feature_losses(p: TrainParams) -> tuple[PerceptualLoss, FaceLoss | None, lis
     (`lwgan.nets.pretrained.load_feature_net`: a missing network is an error unless `p.substitute_nets`)."""
     vgg, vgg_info = load_feature_net(p.perceptual_net, p.vgg_weights, param="train.vgg_weights",
                                      substitute=p.substitute_nets)
+    perceptual = PerceptualLoss(vgg, norm=p.perceptual_norm)
     if p.lambda_face <= 0:
-        return PerceptualLoss(vgg), None, [vgg_info]
+        return perceptual, None, [vgg_info]
     face_net, face_info = load_feature_net(p.face_net, p.face_weights, param="train.face_weights",
                                            substitute=p.substitute_nets)
-    return PerceptualLoss(vgg), FaceLoss(face_net), [vgg_info, face_info]
+    return perceptual, FaceLoss(face_net), [vgg_info, face_info]
 
 
 class Objective(nn.Module):

@@ -6,7 +6,7 @@
               d_l = mean |phi_l(I_t_fake) - phi_l(I_t)| / mean |phi_l(I_t)|   (norm "relative", the
                     default, which also divides the sum by sum_l w_l: a weighted mean of scale-free
                     distances)
-              phi_l = VGG16 (or VGG19) relu1_1, relu2_1, relu3_1, relu4_1, relu5_1; w = 1/32, 1/16, 1/8, 1/4, 1
+              phi_l = VGG16 (or VGG19) relu1_1 ... relu5_1; w = 1/32, 1/16, 1/8, 1/4, 1
     L_style = sum_l mean |G(phi_l(fake)) - G(phi_l(real))|,  G(f) = f f^T / (h w)   (lambda_style 0)
 
 Real images' features are computed without gradients (the original detaches them). Differences are

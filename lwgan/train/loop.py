@@ -200,6 +200,7 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
                           "train.world_size": env.world_size}
             for kind, info in feature_nets.items():
                 run_params.update({f"feature_net.{kind}.source": info["source"],
+                                   f"feature_net.{kind}.sha256": info["sha256"],
                                    f"feature_net.{kind}.substitute": info["substitute"]})
             tracker.log_params(run_params)
     samples = _sample_batch(paths, pair_opts, p.samples, device, fast) if env.is_main else None

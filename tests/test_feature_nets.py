@@ -108,8 +108,9 @@ def test_vgg19_from_a_torchvision_layout_file(checkpoints):
     want = vgg_reference(state, images)
     assert [tuple(f.shape[1:]) for f in got] == [(64, 48, 48), (128, 24, 24), (256, 12, 12), (512, 6, 6),
                                                  (512, 3, 3)]
-    for g, w in zip(got, want, strict=True):
-        assert torch.allclose(g, w, rtol=1e-4, atol=1e-5)
+    for g, w in zip(got, want, strict=True):  # float32 sums reordered by the channels_last kernels: the
+        # error scales with the layer's magnitude (up to ~14 here), not with each element
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-5 * float(w.abs().max()))
 
 
 def test_sphere20a_from_a_port_layout_file(checkpoints):

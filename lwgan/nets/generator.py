@@ -27,6 +27,18 @@ blends the background's sentinel into the positions along the silhouette).
 
 Outputs: I_bg = BG(...), I_s_rec = A_s * I_bg + (1 - A_s) * P_s, I_t = A_t * I_bg + (1 - A_t) * P_t,
 A = 1 selecting the background. Inputs must have the size `NetOptions.image_size`.
+
+Residual heads (`NetOptions.color_head` / `bg_head` = "residual"; "direct" is the original). The 7x7 head
+convolutions are zero-initialised and add to what needs no network (`HeadPrior`):
+
+    P_s = clip(I_s + conv),  P_t = clip(fill(warp(I_s, T)) + conv),  A = sigmoid(conv + 4 * (2 B - 1)),
+    I_bg = clip(fill(I_s * M_bg) + conv)
+
+fill = pull-push inpainting (`lwgan.nets.inpaint`: the target's body pixels that the source does not see
+take the colours around them, the background behind the source's body the background around it), B = the
+rendered background of the stream's conditioning map (1 = background), clip to [-1, 1]. An untrained G
+therefore outputs the warped source over the inpainted background (attention 0.982 / 0.018 by the
+rendered masks), and training learns what the warp gets wrong, instead of starting from noise.
 """
 
 from __future__ import annotations
@@ -38,11 +50,29 @@ import torch
 from torch import nn
 
 from lwgan.nets.blocks import ResidualBlock, conv_norm_relu, init_weights
-from lwgan.nets.masks import foreground
+from lwgan.nets.inpaint import pull_push
+from lwgan.nets.masks import BACKGROUND_CHANNEL, foreground
 from lwgan.nets.options import GENERATOR_DOWNSAMPLINGS, NetOptions, width
-from lwgan.warp.flow import resize_flow, warp
+from lwgan.warp.flow import flow_valid, resize_flow, warp
 
 COND_CHANNELS = 4  # the conditioning map C: 3 surface-code channels + 1 background channel
+# Residual attention heads start at sigmoid(+-4) = 0.982 / 0.018: the rendered mask, slightly soft.
+ATTENTION_PRIOR_LOGIT = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadPrior:
+    """What a stream's residual heads add to: color (B, 3, H, W) in [-1, 1] for P, background
+    (B, 1, H, W) in {0, 1} (1 = rendered background) for A's logit."""
+
+    color: torch.Tensor
+    background: torch.Tensor
+
+
+def _head(in_channels: int, out_channels: int, activation: nn.Module | None) -> nn.Sequential:
+    """A 7x7 head convolution, with the original's output activation ("direct") or none ("residual")."""
+    conv = nn.Conv2d(in_channels, out_channels, 7, padding=3, bias=False)
+    return nn.Sequential(conv) if activation is None else nn.Sequential(conv, activation)
 
 
 def _encoder(in_channels: int, opts: NetOptions) -> nn.ModuleList:
@@ -73,12 +103,17 @@ class ResNetGenerator(nn.Module):
                            transposed=True)
             for level in range(GENERATOR_DOWNSAMPLINGS, 0, -1)
         ))
-        self.head = nn.Sequential(nn.Conv2d(opts.base_width, 3, 7, padding=3, bias=False), nn.Tanh())
+        self.residual = opts.bg_head == "residual"
+        self.head = _head(opts.base_width, 3, None if self.residual else nn.Tanh())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C_in, H, W); base (B, 3, H, W): what the residual head adds to (residual bg_head only)."""
+        if self.residual != (base is not None):
+            raise ValueError("a residual background head needs `base`, a direct one takes none")
         for layer in self.encoder:
             x = layer(x)
-        return self.head(self.decoder(self.resnets(x)))  # (B, 3, H, W)
+        out = self.head(self.decoder(self.resnets(x)))  # (B, 3, H, W)
+        return (base + out).clamp(-1.0, 1.0) if base is not None else out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,17 +151,21 @@ class ResUNet(nn.Module):
                            opts.norm)
             for lv in levels
         )
-        self.color_head = nn.Sequential(nn.Conv2d(opts.base_width, 3, 7, padding=3, bias=False), nn.Tanh())
-        self.attention_head = nn.Sequential(nn.Conv2d(opts.base_width, 1, 7, padding=3, bias=False),
-                                            nn.Sigmoid())
+        self.residual = opts.color_head == "residual"
+        self.color_head = _head(opts.base_width, 3, None if self.residual else nn.Tanh())
+        self.attention_head = _head(opts.base_width, 1, None if self.residual else nn.Sigmoid())
 
     @property
     def num_lwb_points(self) -> int:
         return GENERATOR_DOWNSAMPLINGS + len(self.resnets)
 
-    def forward(self, x: torch.Tensor, injected: Sequence[torch.Tensor] | None = None) -> ResUNetOutput:
+    def forward(self, x: torch.Tensor, injected: Sequence[torch.Tensor] | None = None,
+                prior: HeadPrior | None = None) -> ResUNetOutput:
         """x: (B, C_in, H, W). injected: None or `num_lwb_points` tensors shaped like `features`, added
-        at the LWB points (the TSF stream receives the warped SID features here)."""
+        at the LWB points (the TSF stream receives the warped SID features here). prior: what residual
+        heads add to (needed by, and only by, residual heads)."""
+        if self.residual != (prior is not None):
+            raise ValueError("residual colour/attention heads need `prior`, direct ones take none")
         if injected is not None and len(injected) != self.num_lwb_points:
             raise ValueError(f"expected {self.num_lwb_points} injected feature maps (3 encoder levels + "
                              f"{len(self.resnets)} residual blocks), got {len(injected)}")
@@ -147,7 +186,11 @@ class ResUNet(nn.Module):
         for up, skip in zip(self.decoder, self.skips, strict=True):
             h = up(h)  # doubles the size, halves the width
             h = skip(torch.cat((skips.pop(), h), dim=1))
-        return ResUNetOutput(self.color_head(h), self.attention_head(h), tuple(features))
+        color, attention = self.color_head(h), self.attention_head(h)
+        if prior is not None:
+            color = (prior.color + color).clamp(-1.0, 1.0)
+            attention = torch.sigmoid(attention + ATTENTION_PRIOR_LOGIT * (2.0 * prior.background - 1.0))
+        return ResUNetOutput(color, attention, tuple(features))
 
 
 def liquid_warping_block(
@@ -211,6 +254,12 @@ class Generator(nn.Module):
         self.sid = ResUNet(3 + COND_CHANNELS, self.opts)
         self.tsf = ResUNet(3 + COND_CHANNELS, self.opts)
         init_weights(self)
+        residual_heads = [self.bg.head] if self.bg.residual else []
+        if self.opts.color_head == "residual":
+            residual_heads += [self.sid.color_head, self.sid.attention_head, self.tsf.color_head,
+                               self.tsf.attention_head]
+        for head in residual_heads:
+            nn.init.zeros_(head[0].weight)  # an untrained G outputs its priors (module docstring)
 
     def forward(
         self,
@@ -233,11 +282,19 @@ class Generator(nn.Module):
         if tuple(flow_t_from_s.shape[1:3]) != tuple(tgt_cond.shape[-2:]):
             raise ValueError(f"flow_t_from_s has size {tuple(flow_t_from_s.shape[1:3])}, expected the "
                              f"target's {tuple(tgt_cond.shape[-2:])}")
-        bg = self.bg(torch.cat((src_img * src_bg_mask, src_bg_mask), dim=1))  # (B, 3, H, W)
-        sid = self.sid(torch.cat((src_img * foreground(src_cond), src_cond), dim=1))
+        known_bg = src_img * src_bg_mask
+        bg = self.bg(torch.cat((known_bg, src_bg_mask), dim=1),
+                     base=pull_push(known_bg, src_bg_mask) if self.bg.residual else None)  # (B, 3, H, W)
         warped_src = warp(src_img, flow_t_from_s)  # (B, 3, H, W)
+        src_prior = tgt_prior = None
+        if self.opts.color_head == "residual":
+            seen = flow_valid(flow_t_from_s)[:, None].to(warped_src.dtype)  # (B, 1, H, W)
+            src_prior = HeadPrior(src_img, src_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
+            tgt_prior = HeadPrior(pull_push(warped_src, seen),
+                                  tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
+        sid = self.sid(torch.cat((src_img * foreground(src_cond), src_cond), dim=1), prior=src_prior)
         tsf = self.tsf(torch.cat((warped_src, tgt_cond), dim=1),
-                       injected=liquid_warping_block(sid.features, flow_t_from_s))
+                       injected=liquid_warping_block(sid.features, flow_t_from_s), prior=tgt_prior)
         return GeneratorOutput(
             bg=bg,
             src_rec=compose(sid.attention, bg, sid.color),

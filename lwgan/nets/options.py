@@ -7,6 +7,7 @@ from typing import Literal
 
 Norm = Literal["instance", "batch", "none"]
 NORMS: tuple[str, ...] = ("instance", "batch", "none")
+HEADS: tuple[str, ...] = ("direct", "residual")
 
 # The generator's encoders halve the resolution this many times (the original: n_down = 3).
 GENERATOR_DOWNSAMPLINGS = 3
@@ -27,6 +28,12 @@ class NetOptions:
                      discriminator instance norms are not (as in the original's pix2pix discriminator).
     spectral_norm_d: spectral normalisation on every discriminator convolution (not in the original).
     d_layers:        stride-2 layers of the discriminator (the original: 4 -> 14x14 scores at 256^2).
+    color_head:      "direct" (the original: P = tanh(conv), A = sigmoid(conv)) or "residual": the SID and
+                     TSF heads predict residuals over what no network needs to learn (P over the source,
+                     and over the warped source filled by pull-push inpainting; A's logit over the
+                     rendered background), zero-initialised, so an untrained G starts at the warp.
+    bg_head:         "direct" (the original: I_bg = tanh(conv)) or "residual": I_bg = pull-push inpainting
+                     of the source's known background + a zero-initialised residual.
     """
 
     base_width: int = 64
@@ -35,6 +42,8 @@ class NetOptions:
     norm: Norm = "instance"
     spectral_norm_d: bool = False
     d_layers: int = 4
+    color_head: str = "direct"
+    bg_head: str = "direct"
 
     def __post_init__(self) -> None:
         if self.base_width < 1:
@@ -43,6 +52,9 @@ class NetOptions:
             raise ValueError(f"NetOptions.res_blocks must be >= 0, got {self.res_blocks}")
         if self.norm not in NORMS:
             raise ValueError(f"NetOptions.norm must be one of {NORMS}, got {self.norm!r}")
+        for name in ("color_head", "bg_head"):
+            if getattr(self, name) not in HEADS:
+                raise ValueError(f"NetOptions.{name} must be one of {HEADS}, got {getattr(self, name)!r}")
         if self.d_layers < 1:
             raise ValueError(f"NetOptions.d_layers must be >= 1, got {self.d_layers}")
         step = 2**GENERATOR_DOWNSAMPLINGS

@@ -94,6 +94,7 @@ class EvalSettings:
     lpips_linear: str = _DEFAULTS.lpips_linear
     feature_weights: str = _DEFAULTS.feature_weights
     inception_weights: str = _DEFAULTS.inception_weights
+    cross_imitation: bool = True  # False: self-imitation only (no cross pairs, no distribution metrics)
 
 
 def load_generator(path: Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
@@ -106,7 +107,9 @@ def generator_from_state(state: Mapping[str, Any], path: Path, device: torch.dev
     """`load_generator` for a checkpoint already read (`checkpoint.load`) from `path`."""
     weights, cfg = state["generator"], state["config"]
     try:
-        tree = {"data": {"image_size": cfg["train"]["image_size"]}, "train": cfg["train"]}
+        # checkpoints from before the residual heads were made with the original's
+        train_tree = {"color_head": "direct", "bg_head": "direct", **cfg["train"]}
+        tree = {"data": {"image_size": train_tree["image_size"]}, "train": train_tree}
         train = config.from_dict(tree).train
     except config.ConfigError as err:
         raise checkpoint.CheckpointError(f"checkpoint {path} holds a config this lwgan cannot read: "
@@ -377,7 +380,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
                          "videos with at least two usable frames")
     write_grid(out_dir / "grid.png", grid_rows, ("source", "driving = truth", *COLUMNS[2:]))
     cross = 0
-    if len(data.videos) > 1:
+    if len(data.videos) > 1 and settings.cross_imitation:
         for i, video in enumerate(data.videos):
             others = data.videos[i + 1:] + data.videos[:i]
             driving = next((o for o in others if _subject(o) != _subject(video)), others[0])
@@ -393,7 +396,8 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
         write_grid(out_dir / "cross_grid.png", cross_rows, COLUMNS)
     not_computed: dict[str, str] = {}
     cross_metrics: dict[str, dict[str, float]] = {}
-    too_few = "fewer than 2 cross-imitation pairs" if cross < 2 else ""
+    too_few = ("" if cross >= 2 else "fewer than 2 cross-imitation pairs" if settings.cross_imitation else
+               "cross-imitation not asked for")
     if lpips is None:
         not_computed["lpips"] = nets.reason("lpips_backbone", "lpips_linear")
     for net, names in DISTRIBUTION_METRICS.items():

@@ -84,7 +84,8 @@ class TrainResult:
 
 def net_options(p: config.TrainParams) -> NetOptions:
     return NetOptions(base_width=p.base_width, res_blocks=p.res_blocks, image_size=p.image_size, norm=p.norm,
-                      spectral_norm_d=p.spectral_norm, d_layers=p.d_layers)
+                      spectral_norm_d=p.spectral_norm, d_layers=p.d_layers, color_head=p.color_head,
+                      bg_head=p.bg_head)
 
 
 def loss_weights(p: config.TrainParams) -> LossWeights:
@@ -125,9 +126,11 @@ def _check_finite(loss: StepLoss, what: str, step: int, env: distributed.DistEnv
 
 
 def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = None,
-          progress: Callable[..., None] | None = None) -> TrainResult:
+          progress: Callable[..., None] | None = None,
+          on_checkpoint: Callable[[int, Path], None] | None = None) -> TrainResult:
     """Train LWGAN on the caches in `paths` with `params.train` (and `params.seed`); see the module
-    docstring. Resumes from `paths.out_dir / checkpoint.pt` when it was made by the same configuration."""
+    docstring. Resumes from `paths.out_dir / checkpoint.pt` when it was made by the same configuration.
+    `on_checkpoint(step, path)` is called (by the main process) after every checkpoint is written."""
     p, seed = params.train, params.seed
     env = distributed.from_environment()
     device = distributed.pick_device(p.device, env)
@@ -213,6 +216,8 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "config": resolved, "run_key": key,
                 "history": history, "epochs": epochs, "feature_nets": feature_nets})
             _write_pictures(paths, out_dir, history, at)
+            if on_checkpoint is not None:
+                on_checkpoint(at, ckpt_path)
         distributed.barrier(env)
         saved_step = at
 

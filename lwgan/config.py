@@ -147,7 +147,7 @@ class TrainParams:
     pairs_per_epoch: int = _f(0, "pairs that make one epoch; 0 = every usable target frame once", ge=0)
     workers: int = _f(2, "DataLoader worker processes (0 = load in the training process)", ge=0, le=64)
     # optimisation
-    epochs_constant: float = _f(2.0, "epochs at the initial learning rates (the original: 5)", ge=0.0)
+    epochs_constant: float = _f(1.0, "epochs at the initial learning rates (the original: 5)", ge=0.0)
     epochs_decay: float = _f(1.0, "epochs of linear decay to final_lr after them (the original: 25)", ge=0.0)
     lr_g: float = _f(2e-4, "Adam learning rate of G (TTUR: differs from lr_d)", gt=0.0)
     lr_d: float = _f(2e-4, "Adam learning rate of D", gt=0.0)
@@ -164,6 +164,8 @@ class TrainParams:
     lambda_mask: float = _f(1.0, "weight of the attention-mask BCE", ge=0.0)
     lambda_smooth: float = _f(1.0, "weight of the attention total variation", ge=0.0)
     lambda_style: float = _f(0.0, "weight of the Gram style loss (0 = off, as the original)", ge=0.0)
+    lambda_tsf_l1: float = _f(0.0, "weight of an L1 between the synthesised and the real target (0 = off, as "
+                              "the original)", ge=0.0)
     real_target: float = _f(1.0, "one-sided label smoothing: D's target for reals (e.g. 0.9); 1 = off",
                             gt=0.0,
                             le=1.0)

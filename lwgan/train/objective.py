@@ -3,7 +3,7 @@ paper as an option. The terms (weights from `lwgan.config.TrainParams`, the orig
 brackets):
 
     G:  L_G = l_adv * L_adv + l_rec * L_rec + l_tsf * L_tsf + l_face * L_face + l_mask * L_mask
-              + l_smooth * L_smooth + l_style * L_style                       [1, 10, 10, 5, 1, 1, 0]
+              + l_smooth * L_smooth + l_style * L_style + l_tsf_l1 * L_tsf_l1   [1, 10, 10, 5, 1, 1, 0, 0]
         L_adv    LSGAN, G's target 0 for D's scores of the synthesised target       (lwgan.losses.adversarial)
         L_rec    L1 between the source reconstruction and the source
         L_tsf    VGG perceptual distance between the synthesised and the real target (VGG16 by default,
@@ -13,6 +13,8 @@ brackets):
         L_mask   BCE of the attention maps (source and target) against their eroded rendered backgrounds
         L_smooth total variation of those attention maps
         L_style  Gram-matrix distance on the same VGG features
+        L_tsf_l1 L1 between the synthesised and the real target (not in the original: its transfer loss is
+                 perceptual only, which leaves pixel colours free to drift from the warp they start at)
     D:  L_D = (D(real) - s)^2 + (D(fake) + 1)^2  [s = real_target = 1: no label smoothing]
               + gp_weight * (|| grad D(x_hat) || - 1)^2                        [gp_weight 0: off]
 
@@ -78,12 +80,13 @@ class LossWeights:
     mask: float = 1.0
     smooth: float = 1.0
     style: float = 0.0
+    tsf_l1: float = 0.0
     real_target: float = 1.0
     gp: float = 0.0
 
 
 # Names of the weighted terms as the original logs them (and the paper's Table 1 compares them).
-G_TERMS = ("L_adv", "L_rec", "L_tsf", "L_face", "L_mask", "L_smooth", "L_style")
+G_TERMS = ("L_adv", "L_rec", "L_tsf", "L_face", "L_mask", "L_smooth", "L_style", "L_tsf_l1")
 D_TERMS = ("L_D_real", "L_D_fake", "L_GP")
 
 
@@ -178,6 +181,9 @@ class Objective(nn.Module):
             perceptual, style = self.perceptual(out.tgt, batch.tgt_img, with_style=w.style > 0)
             add("L_tsf", w.tsf, perceptual)
             add("L_style", w.style, style)
+        if w.tsf_l1:
+            l1 = reconstruction_loss(out.tgt, batch.tgt_img).value
+            add("L_tsf_l1", w.tsf_l1, LossTerm(l1, {"tsf_l1": l1.detach().float()}))
         if self.face is not None and w.face:
             add("L_face", w.face, self.face(out.tgt, batch.tgt_img, batch.tgt_head_box, batch.tgt_face_kp))
         attention = torch.cat((out.src_attention, out.tgt_attention))  # (2B, 1, H, W)

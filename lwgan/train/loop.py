@@ -90,8 +90,8 @@ def net_options(p: config.TrainParams) -> NetOptions:
 
 def loss_weights(p: config.TrainParams) -> LossWeights:
     return LossWeights(adv=p.lambda_adv, rec=p.lambda_rec, tsf=p.lambda_tsf, face=p.lambda_face,
-                       mask=p.lambda_mask, smooth=p.lambda_smooth, style=p.lambda_style, tsf_l1=p.lambda_tsf_l1,
-                       real_target=p.real_target, gp=p.gp_weight)
+                       mask=p.lambda_mask, smooth=p.lambda_smooth, style=p.lambda_style,
+                       tsf_l1=p.lambda_tsf_l1, real_target=p.real_target, gp=p.gp_weight)
 
 
 def _grad_norm(module: nn.Module) -> torch.Tensor:

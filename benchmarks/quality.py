@@ -49,7 +49,13 @@ def parse_overrides(items: list[str]) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise SystemExit(f"error: --set {item!r}: expected SECTION.KEY=VALUE, e.g. train.lr_g=1e-4")
-        out[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads 5e-5 (no dot) as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key] = parsed
     return out
 
 

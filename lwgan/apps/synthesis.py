@@ -30,15 +30,16 @@ from lwgan.body.model import BodyModel
 from lwgan.body.sequence import project_video
 from lwgan.data.pairs import resize_cond
 from lwgan.geometry import OUTSIDE
-from lwgan.nets.generator import compose, liquid_warping_block
-from lwgan.nets.masks import BACKGROUND_ERODE, background, foreground
+from lwgan.nets.generator import HeadPrior, compose, liquid_warping_block
+from lwgan.nets.inpaint import pull_push
+from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, background, foreground
 from lwgan.pipeline.evaluate import generator_from_state
 from lwgan.render.correspond import Correspondence, correspond
 from lwgan.render.raster import RasterSettings
 from lwgan.train.checkpoint import load as load_checkpoint
 from lwgan.train.objective import scaled_kernel
 from lwgan.train.visuals import to_uint8
-from lwgan.warp.flow import flow, resize_flow, warp
+from lwgan.warp.flow import flow, flow_valid, resize_flow, warp
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +139,17 @@ class Synthesizer:
     def encode(self, source: Source) -> tuple[torch.Tensor, ...]:
         """The SID stream's features of a source at the LWB points."""
         g = self.generator
-        return g.sid(torch.cat((source.img * foreground(source.cond), source.cond), dim=1)).features
+        prior = (HeadPrior(source.img, source.cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
+                 if g.sid.residual else None)  # residual heads: as `Generator.forward` builds them
+        masked = source.img * foreground(source.cond)
+        return g.sid(torch.cat((masked, source.cond), dim=1), prior=prior).features
 
     def inpaint(self, source: Source) -> torch.Tensor:
         """The background stream's output (1, 3, S, S) for a source."""
         mask = background(source.cond, self.bg_kernel)
-        return self.generator.bg(torch.cat((source.img * mask, mask), dim=1))
+        known = source.img * mask
+        base = pull_push(known, mask) if self.generator.bg.residual else None
+        return self.generator.bg(torch.cat((known, mask), dim=1), base=base)
 
     def render(self, sources: Sequence[Source], features: Sequence[tuple[torch.Tensor, ...]],
                flows: Sequence[torch.Tensor], tgt_cond: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
@@ -151,12 +157,16 @@ class Synthesizer:
         targets' conditioning maps (B, 4, S, S) and the background (1, 3, S, S)."""
         batch = tgt_cond.shape[0]
         warped = torch.zeros(batch, 3, self.size, self.size, device=self.device)
+        seen = torch.zeros(batch, 1, self.size, self.size, device=self.device)
         injected: list[torch.Tensor] | None = None
         for source, feats, t in zip(sources, features, flows, strict=True):
             warped = warped + warp(source.img.expand(batch, -1, -1, -1), t)
+            seen = torch.maximum(seen, flow_valid(t)[:, None].to(seen.dtype))
             lwb = liquid_warping_block([f.expand(batch, -1, -1, -1) for f in feats], t)
             injected = list(lwb) if injected is None else [a + b for a, b in zip(injected, lwb, strict=True)]
-        tsf = self.generator.tsf(torch.cat((warped, tgt_cond), dim=1), injected=injected)
+        prior = (HeadPrior(pull_push(warped, seen), tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
+                 if self.generator.tsf.residual else None)
+        tsf = self.generator.tsf(torch.cat((warped, tgt_cond), dim=1), injected=injected, prior=prior)
         return compose(tsf.attention, bg.expand(batch, -1, -1, -1), tsf.color)
 
     def run(self, sources: Sequence[Source], targets: torch.Tensor, parts: Sequence[torch.Tensor | None],

@@ -266,7 +266,7 @@ def test_report_table_from_tracked_runs(store, monkeypatch, tmp_path):
     assert [r["variant"] for r in table] == ["baseline", "gp10", "E3"]
     assert float(table[1]["dL_L_face"]) == gp["dL_L_face"] and table[2]["ssim"] == ""
     page = built.markdown.read_text()
-    assert ("| gp10 | – | 10 | (2e-4, 2e-4, 2e-6) | 2 + 1 | 10 | 5 | 1 | −13.00 % | −15.00 % | +0.00 % "
+    assert ("| gp10 | – | 10 | (2e-4, 2e-4, 2e-6) | 1 + 1 | 10 | 5 | 1 | −13.00 % | −15.00 % | +0.00 % "
             "| −13.00 / −15.00 / – | 0.550 | 21.00 | 0.0900 |") in page
     assert "`rec_x1.5`" in page and "Not run yet:" in page
     assert {p.name for p in built.pictures} == {"curves_L_face.png", "curves_L_rec.png", "curves_d_real.png",

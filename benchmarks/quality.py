@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from lwgan import config
 from lwgan.data.pairs import PairDataset, PairOptions
@@ -43,19 +42,13 @@ CACHES = {"frames": "data/cache/frames/frames.h5", "maps": "data/cache/maps/maps
 
 
 def parse_overrides(items: list[str]) -> dict[str, object]:
-    """["train.lr_g=1e-4", ...] -> {"train.lr_g": 1e-4}; values are read as YAML scalars."""
+    """["train.lr_g=1e-4", ...] -> {"train.lr_g": 1e-4}; values are read as YAML 1.2 scalars."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or "." not in key:
             raise SystemExit(f"error: --set {item!r}: expected SECTION.KEY=VALUE, e.g. train.lr_g=1e-4")
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):  # YAML 1.1 reads 5e-5 (no dot) as a string
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        out[key] = parsed
+        out[key] = config.parse_yaml(value)
     return out
 
 

@@ -21,7 +21,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import IO, Any, Literal, get_args, get_origin
 
 import yaml
 
@@ -410,10 +410,16 @@ _Loader.add_implicit_resolver(
 )
 
 
+def parse_yaml(text: str | IO[str]) -> Any:
+    """YAML text (or an open stream) as plain data, floats read as YAML 1.2 reads them (``1e-05`` and
+    ``5e-5`` are numbers)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: str | Path) -> Any:
     """A YAML file as plain data, floats read as YAML 1.2 reads them (``1e-05`` is a number)."""
     with open(path) as handle:
-        return yaml.load(handle, Loader=_Loader)
+        return parse_yaml(handle)
 
 
 def load(path: str | Path = "params.yaml", overrides: Mapping[str, Any] | None = None) -> Params:

@@ -1,6 +1,6 @@
 """Cost of the pretrained feature networks on the CPU, and their share of a default training step.
 
-    python benchmarks/features.py [--quick]
+    python benchmarks/features.py [--quick] [--repeats N] [--set SECTION.KEY=VALUE ...]
 
 Per network, ms for one batch of 4 at 64² and 256² (the default and the paper's training sizes):
   vgg16          the perceptual loss's network: forward + backward to the input (as for the fake image)
@@ -11,6 +11,8 @@ step_ms / step_ms_without_feature_nets: one default training step (G forward, L_
 forward, L_D, backward, Adam) on a batch of the default configuration (params.yaml's train section) with
 the real networks, and with lambda_tsf = lambda_face = 0 (the networks not run);
 feature_share = 1 - without / with (target <= 0.35). Random inputs: the cost does not depend on them.
+--set train.KEY=VALUE (repeatable) measures the step at another configuration, e.g. the paper's:
+    --set train.image_size=256 --set train.base_width=64 --set train.res_blocks=6 --set train.d_layers=4
 Needs the converted weights (`make weights`). The last line of stdout is one JSON object.
 """
 
@@ -139,15 +141,23 @@ def step_cost(p: config.TrainParams, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="the step's configuration differs from params.yaml in these keys")
+    parser.add_argument("--repeats", type=int, default=0, help="timed calls per figure (10; --quick: 3)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    repeats = 3 if args.quick else 10
-    params = config.load(ROOT / "params.yaml")
+    repeats = args.repeats or (3 if args.quick else 10)
+    try:
+        params = config.load(ROOT / "params.yaml", config.parse_assignments(args.overrides))
+    except ValueError as err:
+        parser.error(f"--set {err}")
     train = dataclasses.replace(params.train, vgg_weights=str(WEIGHTS / "vgg16.pth"),
                                 face_weights=str(WEIGHTS / "dlib_face.pth"))
-    result = {"threads": torch.get_num_threads(), "batch": 4, **network_costs((64, 256), repeats),
-              "default_config": {k: getattr(train, k) for k in ("image_size", "batch_size", "base_width",
-                                                                 "res_blocks", "perceptual_net", "face_net")},
+    costs = network_costs((64, 256), repeats) if not args.overrides else {}
+    result = {"threads": torch.get_num_threads(), "batch": 4, **costs,
+              "step_config": {k: getattr(train, k) for k in ("image_size", "batch_size", "base_width",
+                                                              "res_blocks", "d_layers", "perceptual_net",
+                                                              "face_net")},
               **step_cost(train, repeats), "target_feature_share": 0.35}
     print(json.dumps(result))
 

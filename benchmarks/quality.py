@@ -41,17 +41,6 @@ CACHES = {"frames": "data/cache/frames/frames.h5", "maps": "data/cache/maps/maps
           "smpl": "data/cache/smpl/smpl.h5", "body": "data/body/body.npz"}
 
 
-def parse_overrides(items: list[str]) -> dict[str, object]:
-    """["train.lr_g=1e-4", ...] -> {"train.lr_g": 1e-4}; values are read as YAML 1.2 scalars."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or "." not in key:
-            raise SystemExit(f"error: --set {item!r}: expected SECTION.KEY=VALUE, e.g. train.lr_g=1e-4")
-        out[key] = config.parse_yaml(value)
-    return out
-
-
 def step0_checkpoint(params: config.Params, path: Path) -> None:
     """The untrained G exactly as `train` builds it (same seed), in a checkpoint the evaluator reads."""
     torch.manual_seed(params.seed)
@@ -105,7 +94,10 @@ def main() -> None:
     if missing:
         sys.exit(f"error: missing {', '.join(missing)}: run `dvc repro correspond` first")
 
-    overrides = parse_overrides(args.overrides)
+    try:
+        overrides = config.parse_assignments(args.overrides)
+    except ValueError as err:
+        sys.exit(f"error: --set {err}")
     if args.steps:
         overrides["train.max_steps"] = args.steps
     base = config.load(args.params, overrides)

@@ -19,7 +19,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal, get_args, get_origin
 
@@ -144,6 +144,8 @@ class TrainParams:
     source_frames: int = _f(15, "the source frame is drawn from the first K usable frames of a video", ge=1)
     visible_faces: bool = _f(False, "warp only through faces visible in the source (LWGAN+), not all faces")
     augment: bool = _f(True, "random horizontal flip of the pair and a shared colour jitter")
+    shuffle_channels: bool = _f(False, "with augment: a random RGB channel order shared by the pair, so G "
+                                "takes colours from the source instead of learning the training people's")
     pairs_per_epoch: int = _f(0, "pairs that make one epoch; 0 = every usable target frame once", ge=0)
     workers: int = _f(2, "DataLoader worker processes (0 = load in the training process)", ge=0, le=64)
     # optimisation
@@ -414,6 +416,18 @@ def parse_yaml(text: str | IO[str]) -> Any:
     """YAML text (or an open stream) as plain data, floats read as YAML 1.2 reads them (``1e-05`` and
     ``5e-5`` are numbers)."""
     return yaml.load(text, Loader=_Loader)
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """["train.lr_g=1e-4", ...] -> {"train.lr_g": 1e-4}, the overrides `load` takes; values are read as
+    YAML 1.2 scalars. A malformed item is a ValueError naming it."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"{item!r}: expected SECTION.KEY=VALUE, e.g. train.lr_g=1e-4")
+        out[key] = parse_yaml(value)
+    return out
 
 
 def read_yaml(path: str | Path) -> Any:

@@ -4,6 +4,8 @@ against the images, flip augmentation, DataLoader workers, errors; and the step-
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import shutil
 from pathlib import Path
 
@@ -226,6 +228,23 @@ def test_colour_jitter_is_one_pointwise_map_for_both_images(caches):
     item = ds[(5, 3)]
     d = ds.draw(5, 3)
     assert_items_equal(item, {**ds.pair(d.video, d.src, d.tgt, d.flip, d.jitter), "index": item["index"]})
+
+
+def test_channel_shuffle_is_one_rgb_order_for_both_images_and_keeps_the_draws_before_it(caches):
+    plain_ds, ds = dataset(caches, augment=True), dataset(caches, augment=True, shuffle_channels=True)
+    draws = [ds.draw(epoch, 3) for epoch in range(60)]
+    orders = {d.jitter.channels for d in draws}
+    assert orders == set(itertools.permutations(range(3)))  # all six orders occur
+    for epoch, d in enumerate(draws):  # the flip and the jitter factors are those without the shuffle
+        base = plain_ds.draw(epoch, 3)
+        assert (d.src, d.flip) == (base.src, base.flip)
+        assert dataclasses.replace(d.jitter, channels=(0, 1, 2)) == base.jitter
+    order = (2, 0, 1)
+    jitter = ColorJitter(1.0, 1.0, 1.0, (1.0, 1.0, 1.0), order)
+    plain, shuffled = ds.pair("001_1_2", 0, 4), ds.pair("001_1_2", 0, 4, jitter=jitter)
+    for name in ("src_img", "tgt_img"):  # output channel i is input channel order[i], in both images
+        assert np.allclose(shuffled[name].numpy(), plain[name].numpy()[list(order)], atol=1e-6)
+    assert torch.equal(shuffled["flow"], plain["flow"])
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])

@@ -32,6 +32,9 @@ Augmentation (``augment=True``), the same for source and target so that the pair
   gain uniform in [0.95, 1.05], clipped to [-1, 1]. Contrast pivots on mid-grey, not on each image's
   mean, so the jitter is one per-pixel colour map shared by both images: a body point keeps matching
   colours in source and target and warping the source still reproduces the target.
+- channel shuffle (``shuffle_channels=True``, drawn after the jitter): one of the six orders of the RGB
+  channels, the same for both images. A handful of training people become six times as many colourings,
+  so the generator cannot learn a person's colours and has to take them from the source.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class PairOptions:
     source_frames: int = 15  # K: the source is one of the first K usable frames of the video
     visible_faces: bool = False  # flow only through faces visible in the source
     augment: bool = False  # flip and colour jitter
+    shuffle_channels: bool = False  # with augment: a random RGB order shared by source and target
     split: str = "train"  # "train" | "val" | "all"
     seed: int = 0
     skip_status: int = NO_PERSON  # frames whose SMPL status has any of these bits are never used
@@ -84,18 +88,21 @@ class PairOptions:
 
 @dataclasses.dataclass(frozen=True)
 class ColorJitter:
-    """A per-pixel colour map: brightness, contrast (about mid-grey), saturation, then per-channel gain."""
+    """A per-pixel colour map: brightness, contrast (about mid-grey), saturation, per-channel gain, then
+    the channels in the order `channels` (output channel i = input channel channels[i])."""
 
     brightness: float
     contrast: float
     saturation: float
     gain: tuple[float, float, float]
+    channels: tuple[int, int, int] = (0, 1, 2)
 
     @classmethod
-    def draw(cls, rng: np.random.Generator) -> ColorJitter:
+    def draw(cls, rng: np.random.Generator, shuffle_channels: bool = False) -> ColorJitter:
         b, c, s = (float(v) for v in rng.uniform(1 - JITTER_RANGE, 1 + JITTER_RANGE, size=3))
         g = rng.uniform(1 - GAIN_RANGE, 1 + GAIN_RANGE, size=3)
-        return cls(b, c, s, (float(g[0]), float(g[1]), float(g[2])))
+        order = tuple(int(i) for i in rng.permutation(3)) if shuffle_channels else (0, 1, 2)
+        return cls(b, c, s, (float(g[0]), float(g[1]), float(g[2])), order)  # type: ignore[arg-type]
 
     def apply(self, image: torch.Tensor) -> torch.Tensor:
         """(..., 3, H, W) float in [-1, 1] -> the same shape, jittered and clipped to [-1, 1]."""
@@ -105,6 +112,8 @@ class ColorJitter:
         grey = torch.einsum("...chw,c->...hw", x, luma).unsqueeze(-3)  # (..., 1, H, W)
         x = grey + self.saturation * (x - grey)
         x = x * torch.tensor(self.gain, dtype=x.dtype, device=x.device)[:, None, None]
+        if self.channels != (0, 1, 2):
+            x = x[..., list(self.channels), :, :]
         return (2.0 * x - 1.0).clamp(-1.0, 1.0)
 
 
@@ -225,7 +234,7 @@ class PairDataset(Dataset):
         flip, jitter = False, None
         if self.options.augment:
             flip = bool(rng.random() < 0.5)
-            jitter = ColorJitter.draw(rng)
+            jitter = ColorJitter.draw(rng, self.options.shuffle_channels)
         return PairDraw(self.videos[video_pos], src, tgt, flip, jitter)
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:

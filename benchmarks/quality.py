@@ -1,7 +1,7 @@
 """Output quality over training: the trained LWGAN against the naive warp, self-imitation on the validation
 videos at several points of one training run.
 
-    python benchmarks/quality.py [--quick] [--steps N] [--points K] [--max-frames F]
+    python benchmarks/quality.py [--quick] [--steps N] [--points K] [--max-frames F] [--dev SUBJECT]
                                  [--set train.KEY=VALUE ...] [--out DIR] [--curve PNG]
 
 Trains the configuration of params.yaml (with the --set overrides) from the workspace caches (`dvc repro
@@ -10,8 +10,10 @@ checkpoint at step 0 and at K evenly spaced steps, and evaluates each with the e
 (`lwgan.pipeline.evaluate`, self-imitation only, F targets per validation video): SSIM, PSNR, LPIPS and
 body L1 for LWGAN and for the naive reference (the source warped by T over its inpainted background).
 Writes DIR/quality.json and the curve (each metric against minutes of training, naive as a line) to
-DIR/quality.png or --curve. Nothing is tuned on these numbers: the validation subject is held out of
-training. --quick: 60 steps, 2 points, 4 targets per video (under 3 minutes on 2 cores).
+DIR/quality.png or --curve. The validation person is held out of training and nothing may be tuned on
+it: to compare settings, `--dev SUBJECT` holds one training person out of training instead
+(`train.dev_subject`) and evaluates on that person's videos; the validation split is not read.
+--quick: 60 steps, 2 points, 4 targets per video (under 3 minutes on 2 cores).
 The last line of stdout is one JSON object.
 """
 
@@ -84,6 +86,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=0, help="training steps (0 = the configuration's schedule)")
     ap.add_argument("--points", type=int, default=4, help="evaluations after step 0, evenly spaced")
     ap.add_argument("--max-frames", type=int, default=16, help="self-imitation targets per validation video")
+    ap.add_argument("--dev", default="", metavar="SUBJECT",
+                    help="hold this training person out of training and evaluate on it, not on validation")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "quality")
     ap.add_argument("--curve", type=Path, default=None, help="where the PNG goes (default: OUT/quality.png)")
     args = ap.parse_args()
@@ -100,6 +104,8 @@ def main() -> None:
         sys.exit(f"error: --set {err}")
     if args.steps:
         overrides["train.max_steps"] = args.steps
+    if args.dev:
+        overrides["train.dev_subject"] = args.dev
     base = config.load(args.params, overrides)
     tree = config.to_dict(base)
     tree["tracking"]["enabled"] = False
@@ -109,7 +115,8 @@ def main() -> None:
     snaps.mkdir(parents=True)
     # the schedule's total steps (the loop's arithmetic), to space the checkpoints
     pairs = len(PairDataset(caches["frames"], caches["maps"], caches["smpl"], caches["body"],
-                            PairOptions(image_size=base.train.image_size, split="train")))
+                            PairOptions(image_size=base.train.image_size, split="train",
+                                        dev_subject=args.dev)))
     p = base.train
     total = Schedule(steps_per_epoch=max(1, (p.pairs_per_epoch or pairs) // p.batch_size),
                   epochs_constant=p.epochs_constant, epochs_decay=p.epochs_decay, final_lr=p.final_lr,
@@ -137,7 +144,8 @@ def main() -> None:
         step = int(snap.stem.split("_")[1])
         settings = EvalSettings(frames=caches["frames"], maps=caches["maps"], smpl=caches["smpl"],
                                 body=caches["body"], checkpoint=snap, out_dir=run_dir / f"eval_{step:07d}",
-                                max_frames=args.max_frames, feature_weights="", cross_imitation=False)
+                                max_frames=args.max_frames, feature_weights="", cross_imitation=False,
+                                split="dev" if args.dev else "val", dev_subject=args.dev)
         m = evaluate(settings)
         row = {"step": step, "train_minutes": round(times[step], 3),
                **{method: {k: round(v, 4) for k, v in m["self_imitation"][method].items()}
@@ -146,7 +154,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     changed = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "params.yaml"
     curve = args.curve or args.out / "quality.png"
-    write_curve(curve, points, f"self-imitation on the validation videos, {m['pairs']} pairs; {changed}")
+    videos = f"held-out training person {args.dev}" if args.dev else "the validation videos"
+    write_curve(curve, points, f"self-imitation on {videos}, {m['pairs']} pairs; {changed}")
     final = points[-1]
     beats = {k: (final["lwgan"][k] > final["naive"][k]) == higher
              for k, _, higher in METRICS if k in final["lwgan"]}

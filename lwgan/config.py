@@ -144,6 +144,8 @@ class TrainParams:
     source_frames: int = _f(15, "the source frame is drawn from the first K usable frames of a video", ge=1)
     visible_faces: bool = _f(False, "warp only through faces visible in the source (LWGAN+), not all faces")
     augment: bool = _f(True, "random horizontal flip of the pair and a shared colour jitter")
+    dev_subject: str = _f("", "a training person held out of training for development runs "
+                          "(benchmarks/quality.py --dev); empty = train on every training person")
     shuffle_channels: bool = _f(False, "with augment: a random RGB channel order shared by the pair, so G "
                                 "takes colours from the source instead of learning the training people's")
     pairs_per_epoch: int = _f(0, "pairs that make one epoch; 0 = every usable target frame once", ge=0)

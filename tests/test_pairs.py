@@ -78,6 +78,20 @@ def test_items_have_the_documented_shapes_ranges_and_dtypes(caches):
     assert len(dataset(caches, split="val")) == 12 and len(dataset(caches, split="all")) == 24
 
 
+def test_a_dev_subject_moves_one_training_person_out_of_training_and_never_touches_validation(caches):
+    val = dataset(caches, split="val").videos
+    dev = dataset(caches, split="dev", dev_subject="001")
+    assert dev.videos == TRAIN and len(dev) == 12  # the person's training videos, every usable frame
+    assert dataset(caches, split="val", dev_subject="001").videos == val
+    with pytest.raises(DataError, match="no usable frames in split 'train'"):  # its only training person
+        dataset(caches, dev_subject="001")
+    assert dataset(caches, dev_subject="009").videos == TRAIN  # another person: training is unchanged
+    with pytest.raises(DataError, match="no usable frames in split 'dev'"):
+        dataset(caches, split="dev", dev_subject=val[0].split("_")[0])  # a validation person is not dev
+    with pytest.raises(ValueError, match="dev_subject"):
+        PairOptions(SIDE, split="dev")
+
+
 def test_an_item_is_a_pure_function_of_seed_epoch_and_index(caches):
     ds, again = dataset(caches, augment=True), dataset(caches, augment=True)
     assert_items_equal(ds[(3, 7)], again[(3, 7)])

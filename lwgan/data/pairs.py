@@ -59,7 +59,7 @@ from lwgan.nets.masks import BACKGROUND_CHANNEL
 from lwgan.render.correspond import MIRROR_FACE, face_keypoints, face_regressor
 from lwgan.warp.flow import flow, resize_flow
 
-SPLITS = ("train", "val", "all")
+SPLITS = ("train", "val", "all", "dev")
 JITTER_RANGE = 0.1  # brightness, contrast and saturation factors in [1 - r, 1 + r]
 GAIN_RANGE = 0.05  # per-channel gain in [1 - r, 1 + r]
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights for the saturation's grey
@@ -74,13 +74,16 @@ class PairOptions:
     visible_faces: bool = False  # flow only through faces visible in the source
     augment: bool = False  # flip and colour jitter
     shuffle_channels: bool = False  # with augment: a random RGB order shared by source and target
-    split: str = "train"  # "train" | "val" | "all"
+    split: str = "train"  # "train" | "val" | "all" | "dev"
+    dev_subject: str = ""  # a training person held out: "train" then omits, and "dev" is only, its videos
     seed: int = 0
     skip_status: int = NO_PERSON  # frames whose SMPL status has any of these bits are never used
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.split == "dev" and not self.dev_subject:
+            raise ValueError("split 'dev' needs dev_subject: the training person held out for development")
         if self.image_size < 1 or self.source_frames < 1 or self.seed < 0:
             raise ValueError(f"image_size and source_frames must be >= 1 and seed >= 0, got "
                              f"{self.image_size}, {self.source_frames} and {self.seed}")
@@ -189,6 +192,16 @@ class PairDataset(Dataset):
                             f"multiple of image_size {self.options.image_size}: choose a divisor of {side}")
         return side
 
+    def _in_split(self, video: str) -> bool:
+        """Whether `video` belongs to the split (the frames cache's train/val flag, and the dev subject)."""
+        split, dev = self.options.split, self.options.dev_subject
+        if split == "all":
+            return True
+        in_split = self.frames.info(video).split == ("train" if split == "dev" else split)
+        if dev and split in ("train", "dev"):
+            in_split = in_split and (subject_of(video) == dev) == (split == "dev")
+        return in_split
+
     def _usable(self, video: str, frame_videos: set[str],
                 smpl_videos: set[str]) -> tuple[np.ndarray | None, np.ndarray]:
         """(usable maps rows of `video` in the split, or None when it is in another split; maps row ->
@@ -203,7 +216,7 @@ class PairDataset(Dataset):
             raise DataError(f"video {video!r} of {self.maps.path} has maps of side {maps_side} but the "
                             f"frames cache {self.frames.path} has side {self.side}: run the correspond stage "
                             "again")
-        if self.options.split != "all" and self.frames.info(video).split != self.options.split:
+        if not self._in_split(video):
             return None, rows_frame
         if video not in smpl_videos:
             raise DataError(f"video {video!r} of {self.maps.path} is not in the SMPL cache {self.smpl.path}: "
@@ -290,6 +303,12 @@ class PairDataset(Dataset):
         size = self.options.image_size
         image = np.ascontiguousarray(image)
         return image if size == self.side else cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def subject_of(video: str) -> str:
+    """The person of a video id: iPER's and the synthetic set's <subject>_<cloth>_<action> (the whole id
+    for other sources)."""
+    return video.split("_")[0]
 
 
 def resize_cond(cond: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

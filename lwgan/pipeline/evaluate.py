@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from lwgan import config, weights
-from lwgan.data.pairs import PairDataset, PairOptions
+from lwgan.data.pairs import PairDataset, PairOptions, subject_of
 from lwgan.io import write_png, write_video
 from lwgan.metrics.distribution import (
     feature_statistics,
@@ -95,6 +95,8 @@ class EvalSettings:
     feature_weights: str = _DEFAULTS.feature_weights
     inception_weights: str = _DEFAULTS.inception_weights
     cross_imitation: bool = True  # False: self-imitation only (no cross pairs, no distribution metrics)
+    split: str = "val"  # "dev": the training person `dev_subject` held out of a development run instead
+    dev_subject: str = ""
 
 
 def load_generator(path: Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
@@ -287,11 +289,6 @@ def _spread(rows: np.ndarray, count: int) -> np.ndarray:
     return rows
 
 
-def _subject(video: str) -> str:
-    """The person of a video id: iPER's <subject>_<cloth>_<action> (the whole id for other sources)."""
-    return video.split("_")[0]
-
-
 class _Runner:
     """G and the naive reference over chosen pairs, in batches: yields (batch, outputs) per batch."""
 
@@ -300,7 +297,8 @@ class _Runner:
         self.generator, train = load_generator(settings.checkpoint, self.device)
         self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
         self.data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
-                                PairOptions(image_size=train.image_size, split="val", augment=False))
+                                PairOptions(image_size=train.image_size, split=settings.split,
+                                            dev_subject=settings.dev_subject, augment=False))
         self.batch_size = settings.batch_size
 
     def __call__(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None):
@@ -383,7 +381,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     if len(data.videos) > 1 and settings.cross_imitation:
         for i, video in enumerate(data.videos):
             others = data.videos[i + 1:] + data.videos[:i]
-            driving = next((o for o in others if _subject(o) != _subject(video)), others[0])
+            driving = next((o for o in others if subject_of(o) != subject_of(video)), others[0])
             frames = []
             for batch, outputs in run(driving, sources[video], _spread(usable[driving], settings.max_frames),
                                       video):

@@ -144,7 +144,8 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
 
     pair_opts = PairOptions(image_size=p.image_size, source_frames=p.source_frames,
                             visible_faces=p.visible_faces, augment=p.augment,
-                            shuffle_channels=p.shuffle_channels, split="train", seed=seed)
+                            shuffle_channels=p.shuffle_channels, split="train", dev_subject=p.dev_subject,
+                            seed=seed)
     dataset = PairDataset(paths.frames, paths.maps, paths.smpl, paths.body, pair_opts)
     global_batch = p.batch_size * env.world_size
     schedule = Schedule(steps_per_epoch=max(1, (p.pairs_per_epoch or len(dataset)) // global_batch),

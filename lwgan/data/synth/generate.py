@@ -72,11 +72,11 @@ class SynthOptions:
     of the frames.
     """
 
-    subjects: int = 4
+    subjects: int = 8
     clothes: int = 2
-    frames_per_action: int = 80
+    frames_per_action: int = 40
     image_size: int = 256
-    val_subjects: int = 1
+    val_subjects: int = 2
     seed: int = 0
     workers: int = 1
     jpeg_quality: int = 95

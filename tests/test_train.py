@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import subprocess
@@ -87,7 +88,7 @@ def test_resumed_run_logs_exactly_what_an_uninterrupted_run_logs(caches, tmp_pat
     assert [r["step"] for r in whole.history] == list(range(1, 9))
 
 
-def test_checkpoint_holds_both_networks_optimisers_and_config(caches, tmp_path):
+def test_checkpoint_holds_both_networks_optimisers_and_config(caches, tmp_path, caplog):
     result = train(params(max_steps=2, spectral_norm=True, gp_weight=10.0, real_target=0.9),
                    paths(caches, tmp_path))
     state = checkpoint.load(result.checkpoint)
@@ -103,9 +104,17 @@ def test_checkpoint_holds_both_networks_optimisers_and_config(caches, tmp_path):
     assert (out / CURVES_FILE).is_file() and (out / "samples" / "step_0000002.png").is_file()
     header = (tmp_path / "plots" / "losses.csv").read_text().splitlines()[0].split(",")
     assert header[0] == "step" and "loss/L_rec" in header
-    # Another configuration does not resume from this checkpoint: it trains from scratch.
-    fresh = train(params(max_steps=1), paths(caches, tmp_path))
+    # Another configuration does not resume from this checkpoint: it trains from scratch, and the old
+    # checkpoint is kept aside byte for byte, the log naming what differs and where it went.
+    before = result.checkpoint.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="lwgan.train.loop"):
+        fresh = train(params(max_steps=1), paths(caches, tmp_path))
     assert fresh.resumed_from == 0 and checkpoint.load(fresh.checkpoint)["config"]["train"]["gp_weight"] == 0
+    kept = list((out / "previous").glob("checkpoint.*.step2.pt"))
+    assert len(kept) == 1 and kept[0].read_bytes() == before
+    message = caplog.text
+    assert "train.gp_weight 10.0 -> 0.0" in message and "train.spectral_norm True -> False" in message
+    assert str(kept[0]) in message and "max_steps" not in message  # a run-time knob is no difference
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(caches, tmp_path):
@@ -118,6 +127,37 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(caches, tmp_pa
     kept = checkpoint.load(tmp_path / "models" / checkpoint.CHECKPOINT_FILE)
     assert kept["step"] == 1
     assert all(torch.isfinite(t).all() for t in kept["generator"].values())
+
+
+def test_the_code_key_ignores_comments_docstrings_and_layout_but_not_code():
+    a = ('"""Module."""\nclass A:\n    """Doc."""\n    def f(self, x):\n        """Doc."""\n'
+         '        return x + 1  # one\n')
+    b = 'class A:\n    # a comment\n    def f(self, x):\n        return (x +\n                1)\n'
+    c = 'class A:\n    def f(self, x):\n        return x + 2\n'
+    assert checkpoint.code_tree(a) == checkpoint.code_tree(b) != checkpoint.code_tree(c)
+    only_doc = 'def g():\n    """Nothing else."""\n'
+    assert checkpoint.code_tree(only_doc) == checkpoint.code_tree("def g():\n    pass\n")
+    assert checkpoint.code_tree('x = "a string, not a docstring"') != checkpoint.code_tree("x = 1")
+
+
+def test_differences_name_params_seed_data_and_code():
+    state = {"config": {"seed": 0, "train": {"base_width": 16, "workers": 2, "lr_g": 1e-4}},
+             "data_key": "d0", "code_key": "c0"}
+    now = {"base_width": 8, "workers": 0, "lr_g": 1e-4}
+    assert checkpoint.differences(state, now, 1, "d1", "c1") == [
+        "train.base_width 16 -> 8", "seed 0 -> 1", "data", "training code"]
+    assert checkpoint.differences(state, {"base_width": 16, "workers": 0, "lr_g": 1e-4}, 0, "d0", "c0") == [
+        "config, data or training code (the checkpoint predates the record of which)"]
+
+
+def test_a_checkpoint_set_aside_never_replaces_another(tmp_path):
+    for n in range(3):
+        (tmp_path / "checkpoint.pt").write_bytes(bytes([n]))
+        kept = checkpoint.set_aside(tmp_path / "checkpoint.pt", {"run_key": "abcdef0123456789", "step": 7})
+        assert kept.read_bytes() == bytes([n]) and not (tmp_path / "checkpoint.pt").exists()
+    names = sorted(p.name for p in (tmp_path / "previous").iterdir())
+    assert names == ["checkpoint.abcdef012345.step7.2.pt", "checkpoint.abcdef012345.step7.3.pt",
+                     "checkpoint.abcdef012345.step7.pt"]
 
 
 def test_a_damaged_checkpoint_is_named(tmp_path):

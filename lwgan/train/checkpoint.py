@@ -12,14 +12,22 @@ modules). Its keys:
     config              the resolved options of the run (nested dict), as `lwgan.config.to_dict` gives them
     run_key             hash of what determines the run's numbers (config without run-time knobs, data,
                         training code): `run_key`
+    data_key, code_key  its data and code parts (`data_key`, `code_key`), to say which differs
     history             tracked rows so far: [{"step": s, "<name>": value, ...}, ...]
     epochs              per-epoch sums of every loss term: {"<epoch>": {"<name>": [sum, count]}}
     feature_nets        where the VGG19 and SphereFace weights came from
+
+A checkpoint of another run (other config, data or training code) is never overwritten: `set_aside` moves
+it to `previous/checkpoint.<run key>.step<N>.pt` beside it, and `differences` says what differs.
+The code key hashes the syntax trees of the training code without docstrings (comments are not in a
+syntax tree), so editing a comment, a docstring or the layout keeps a run resumable.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,16 +88,63 @@ CODE = ("lwgan/train", "lwgan/nets", "lwgan/losses", "lwgan/warp", "lwgan/data/p
         "lwgan/data/maps_cache.py", "lwgan/render/correspond.py")
 
 
+def code_tree(source: str) -> str:
+    """The syntax tree of Python `source` without docstrings, as text: what the code computes, not how it
+    is written down (comments, docstrings, line breaks and spacing leave it unchanged)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
 def code_key() -> str:
-    """Hash of the source files in `CODE`: a changed loss or network is not resumed from an old state."""
+    """Hash of the code in `CODE` (`code_tree` of every file): a changed loss or network is not resumed
+    from an old state, a changed comment is."""
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for entry in CODE:
         path = package.parent / entry
         for source in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
             digest.update(source.relative_to(package.parent).as_posix().encode())
-            digest.update(source.read_bytes())
+            digest.update(code_tree(source.read_text()).encode())
     return digest.hexdigest()[:32]
+
+
+def differences(state: Mapping[str, Any], train: Mapping[str, Any], seed: int, data: str, code: str
+                ) -> list[str]:
+    """What makes checkpoint `state` another run than (train params dict, seed, data key, code key):
+    "train.KEY OLD -> NEW" per differing param (run-time knobs aside), "seed", "data", "training code"."""
+    config = state.get("config", {})
+    old = config.get("train", {})
+    out = [f"train.{k} {old.get(k)!r} -> {train.get(k)!r}"
+           for k in sorted(set(old) | set(train)) if k not in RUNTIME_KEYS and old.get(k) != train.get(k)]
+    if config.get("seed", seed) != seed:
+        out.append(f"seed {config.get('seed')} -> {seed}")
+    for name, key, now in (("data", "data_key", data), ("training code", "code_key", code)):
+        if key in state and state[key] != now:
+            out.append(name)
+    if not out:
+        out.append("config, data or training code (the checkpoint predates the record of which)")
+    return out
+
+
+def set_aside(path: str | Path, state: Mapping[str, Any]) -> Path:
+    """Move the checkpoint at `path` (whose contents are `state`) to
+    `previous/checkpoint.<run key>.step<N>.pt` beside it, never over another file; returns where."""
+    path = Path(path)
+    folder = path.parent / "previous"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{path.stem}.{str(state.get('run_key', 'unknown'))[:12]}.step{int(state.get('step', 0))}"
+    target, n = folder / f"{stem}{path.suffix}", 1
+    while target.exists():
+        n += 1
+        target = folder / f"{stem}.{n}{path.suffix}"
+    os.replace(path, target)
+    return target
 
 
 def run_key(train: Mapping[str, Any], seed: int, data: str) -> str:

@@ -166,7 +166,8 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=p.lr_d, betas=p.betas_d)
     feature_nets = {info.kind: dataclasses.asdict(info) for info in infos}
 
-    key = checkpoint.run_key(config.to_dict(p), seed, checkpoint.data_key(paths.maps))
+    data_key, code_key = checkpoint.data_key(paths.maps), checkpoint.code_key()
+    key = checkpoint.run_key(config.to_dict(p), seed, data_key)
     resolved = {"seed": seed, "train": config.to_dict(p), "world_size": env.world_size,
                 "steps_per_epoch": schedule.steps_per_epoch, "total_steps": total, "pairs": len(dataset)}
     step, history, epochs = 0, [], {}
@@ -181,9 +182,13 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
             step = saved_step = int(state["step"])
             history, epochs = list(state["history"]), dict(state["epochs"])
             log.info("resuming from %s at step %d of %d", ckpt_path, step, total)
-        else:
-            log.warning("%s was made by another configuration or data; training from scratch (it will be "
-                        "replaced at the first checkpoint)", ckpt_path)
+        elif env.is_main:
+            differs = checkpoint.differences(state, config.to_dict(p), seed, data_key, code_key)
+            kept = checkpoint.set_aside(ckpt_path, state)
+            log.warning("%s (step %d) was made by another run (%s); it is kept as %s and this run trains "
+                        "from scratch. To continue that run instead, move it back and train with the "
+                        "config, data and code it was made with.", ckpt_path, int(state.get("step", 0)),
+                        "; ".join(differs), kept)
     resumed_from = step
     progress = progress or ProgressLog("train", "steps", every_s=10.0, start_done=step)
 
@@ -216,7 +221,8 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
             checkpoint.save(ckpt_path, {
                 "step": at, "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "config": resolved, "run_key": key,
-                "history": history, "epochs": epochs, "feature_nets": feature_nets})
+                "data_key": data_key, "code_key": code_key, "history": history, "epochs": epochs,
+                "feature_nets": feature_nets})
             _write_pictures(paths, out_dir, history, at)
             if on_checkpoint is not None:
                 on_checkpoint(at, ckpt_path)

@@ -4,7 +4,7 @@ Layout of ``videos/<video_id>.h5`` (kind ``lwgan-smpl``, schema `SCHEMA_VERSION`
 
     root attrs   kind, schema_version, key (hash of frames shard, body model, fit options and keypoint
                  source), complete, video_id
-    /<video_id>  attrs: split, keypoint_source, body_hash, image_size, fit_seconds
+    /<video_id>  attrs: split, keypoint_source, body_hash, image_size
         betas            (S,) float32      one body shape per video
         pose             (N, 72) float32   axis-angle per joint, joint 0 = global orientation (HMR convention)
         cam              (N, 3) float32    weak perspective (s, tx, ty), lwgan.geometry

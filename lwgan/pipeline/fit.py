@@ -166,7 +166,7 @@ class FitWorker:
              "keypoints": keypoints.numpy(), "status": result.status.numpy().astype(np.uint8),
              "reprojection_px": result.reprojection_px.numpy(), "frame": np.arange(n)},
             {"split": self.cache.info(video).split, "keypoint_source": self.settings.keypoints,
-             "image_size": self.image_size, "fit_seconds": time.perf_counter() - start},
+             "image_size": self.image_size},
             quality,
         )
         self._overlays(video, result, keypoints)

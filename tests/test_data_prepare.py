@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -166,9 +167,25 @@ def test_changed_options_or_source_redo_the_affected_shards(tree, tmp_path):
     assert set(prepare(options(tree, crop_margin=0.3), out).prepared_ids) == set(PREPARED)
     # options that do not change the frames do not redo anything
     assert prepare(options(tree, crop_margin=0.3, max_failure_fraction=0.5), out).prepared_ids == ()
+    for path in (tree / "images").rglob("*.jpg"):  # new modification times, same bytes: nothing to redo
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert prepare(options(tree, crop_margin=0.3), out).prepared_ids == ()
+    copy = tmp_path / "copy"  # a copy of the same files (a fresh clone) has the same fingerprints
+    shutil.copytree(tree, copy)
+    prepare(options(copy, crop_margin=0.3), tmp_path / "again")
+
+    def fingerprints(folder: Path) -> dict[str, str]:
+        out = {}
+        for shard in sorted((folder / "videos").glob("*.h5")):
+            with h5py.File(shard, "r") as handle:
+                out[shard.stem] = handle[shard.stem].attrs["source_fingerprint"]
+        return out
+
+    assert fingerprints(tmp_path / "again") == fingerprints(out) and len(fingerprints(out)) == 5
     image = cv2.imread(str(tree / "images/001/1/1/0002.jpg"))
     cv2.imwrite(str(tree / "images/001/1/1/0002.jpg"), 255 - image)
     assert prepare(options(tree, crop_margin=0.3), out).prepared_ids == ("001_1_1",)
+    assert fingerprints(out)["001_1_1"] != fingerprints(tmp_path / "again")["001_1_1"]
     (tree / "val.txt").write_text("003/1/1\n001/1/2\n")  # moved from train to val: its split changed
     (tree / "train.txt").write_text("001/1/1\n002/1/1\n002/1/2\n")
     report = prepare(options(tree, crop_margin=0.3), out)

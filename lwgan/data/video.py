@@ -111,16 +111,25 @@ def list_images(folder: Path) -> list[Path]:
             and not p.name.startswith(".")]
 
 
-def _listing_digest(paths: list[Path]) -> str:
-    """"files:total bytes:newest mtime_ns:digest of names, sizes and mtimes" of `paths`."""
+def _file_digest(path: Path) -> str:
+    """sha1 of a file's bytes (16 hex digits), read in 1 MiB blocks."""
     digest = hashlib.sha1()
-    total = newest = 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _listing_digest(paths: list[Path]) -> str:
+    """"files:total bytes:digest of names and contents" of `paths`: contents, not modification times, so a
+    copy or a fresh clone of the same files has the same fingerprint (and the caches the same bytes)."""
+    digest = hashlib.sha1()
+    total = 0
     for path in sorted(paths):
-        st = path.stat()
-        total += st.st_size
-        newest = max(newest, st.st_mtime_ns)
-        digest.update(f"{path.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return f"{len(paths)}:{total}:{newest}:{digest.hexdigest()[:16]}"
+        size = path.stat().st_size
+        total += size
+        digest.update(f"{path.name}:{size}:{_file_digest(path)}\n".encode())
+    return f"{len(paths)}:{total}:{digest.hexdigest()[:16]}"
 
 
 class FrameSource:
@@ -141,7 +150,8 @@ class FrameSource:
         raise NotImplementedError
 
     def fingerprint(self) -> str:
-        """Changes whenever the source (or its masks) changes: sizes and modification times."""
+        """Changes whenever the source (or its masks) changes: names, sizes and contents (a video is read
+        once for it, about a second per GB); a copy with other modification times keeps it."""
         raise NotImplementedError
 
     def frames(self, plan: FramePlan) -> Iterator[Frame]:
@@ -233,8 +243,7 @@ class FileSource(FrameSource):
         return self._read_header()[1]
 
     def fingerprint(self) -> str:
-        st = self.path.stat()
-        return f"file:{st.st_size}:{st.st_mtime_ns}|{self._mask_digest()}"
+        return f"file:{self.path.stat().st_size}:{_file_digest(self.path)}|{self._mask_digest()}"
 
     def _open(self) -> cv2.VideoCapture:
         if not self.path.is_file():

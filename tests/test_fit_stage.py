@@ -73,6 +73,20 @@ def test_ray_run_on_two_workers_equals_the_in_process_run(prepared):
         assert (root / "local" / shard).read_bytes() == (root / "ray" / shard).read_bytes(), video
 
 
+def test_a_refit_replaces_the_videos_old_overlays_and_keeps_the_others(prepared, tmp_path):
+    root, body_path = prepared
+    settings = dataclasses.replace(settings_for(root, body_path, "overlays"), out_dir=tmp_path)
+    (tmp_path / "overlays").mkdir()
+    for name in ("001_1_1_00099.png", "001_1_10_00001.png", "001_1_1_notes.png"):
+        (tmp_path / "overlays" / name).write_bytes(b"an earlier picture")
+    job = next(j for j in plan_jobs(settings)[0] if j.video_id == "001_1_1")
+    _, failures = run_jobs(FitWorker, (settings,), [job], PoolOptions(use_ray=False),
+                           key=lambda j: j.video_id)
+    assert failures == []
+    names = sorted(p.name for p in (tmp_path / "overlays").iterdir())
+    assert names == ["001_1_10_00001.png", "001_1_1_00000.png", "001_1_1_notes.png"]
+
+
 def shards(out: Path) -> dict[str, int]:
     """Finished shards (not the hidden temporary files being written) and their modification times."""
     return {p.stem: p.stat().st_mtime_ns for p in (out / "videos").glob("*.h5") if not p.name.startswith(".")}

@@ -11,7 +11,9 @@ the workers on Ray or in-process; `summarise` turns their per-frame numbers into
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
+import re
 import resource
 import time
 from collections.abc import Callable
@@ -203,11 +205,15 @@ class FitWorker:
     def _overlays(self, video: str, result, keypoints: torch.Tensor) -> None:
         """A few frames with the fitted mesh blended over them and the input keypoints."""
         count = self.settings.overlays_per_video
+        folder = self.settings.out_dir / "overlays"
+        stale = re.compile(re.escape(video) + r"_\d{5}\.png")
+        for old in folder.glob(f"{glob.escape(video)}_*.png") if folder.is_dir() else ():
+            if stale.fullmatch(old.name):  # this video's overlays of an earlier fit (other frames)
+                old.unlink()
         if count <= 0:
             return
         status = result.status.numpy()
         picks = np.unique(np.linspace(0, len(status) - 1, count).round().astype(int))
-        folder = self.settings.out_dir / "overlays"
         folder.mkdir(parents=True, exist_ok=True)
         verts = self._project(result, picks)  # (P, V, 3)
         frags = rasterize(verts, self.body.faces, RasterSettings(self.image_size, self.image_size))

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from lwgan.data.errors import DataError
+from lwgan.data.h5util import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +112,6 @@ def list_images(folder: Path) -> list[Path]:
             and not p.name.startswith(".")]
 
 
-def _file_digest(path: Path) -> str:
-    """sha1 of a file's bytes (16 hex digits), read in 1 MiB blocks."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 def _listing_digest(paths: list[Path]) -> str:
     """"files:total bytes:digest of names and contents" of `paths`: contents, not modification times, so a
     copy or a fresh clone of the same files has the same fingerprint (and the caches the same bytes)."""
@@ -128,7 +120,7 @@ def _listing_digest(paths: list[Path]) -> str:
     for path in sorted(paths):
         size = path.stat().st_size
         total += size
-        digest.update(f"{path.name}:{size}:{_file_digest(path)}\n".encode())
+        digest.update(f"{path.name}:{size}:{file_digest(path)}\n".encode())
     return f"{len(paths)}:{total}:{digest.hexdigest()[:16]}"
 
 
@@ -243,7 +235,7 @@ class FileSource(FrameSource):
         return self._read_header()[1]
 
     def fingerprint(self) -> str:
-        return f"file:{self.path.stat().st_size}:{_file_digest(self.path)}|{self._mask_digest()}"
+        return f"file:{self.path.stat().st_size}:{file_digest(self.path)}|{self._mask_digest()}"
 
     def _open(self) -> cv2.VideoCapture:
         if not self.path.is_file():

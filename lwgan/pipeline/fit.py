@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import logging
-import re
 import resource
 import time
 from collections.abc import Callable
@@ -206,10 +205,8 @@ class FitWorker:
         """A few frames with the fitted mesh blended over them and the input keypoints."""
         count = self.settings.overlays_per_video
         folder = self.settings.out_dir / "overlays"
-        stale = re.compile(re.escape(video) + r"_\d{5}\.png")
-        for old in folder.glob(f"{glob.escape(video)}_*.png") if folder.is_dir() else ():
-            if stale.fullmatch(old.name):  # this video's overlays of an earlier fit (other frames)
-                old.unlink()
+        for old in folder.glob(f"{glob.escape(video)}_{'[0-9]' * 5}.png"):  # an earlier fit's overlays
+            old.unlink()
         if count <= 0:
             return
         status = result.status.numpy()

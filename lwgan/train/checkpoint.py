@@ -147,11 +147,11 @@ def set_aside(path: str | Path, state: Mapping[str, Any]) -> Path:
     return target
 
 
-def run_key(train: Mapping[str, Any], seed: int, data: str) -> str:
+def run_key(train: Mapping[str, Any], seed: int, data: str, code: str) -> str:
     """Hash of everything that determines a run's numbers (the train params as a dict without
     `RUNTIME_KEYS`, the seed, `data_key`, `code_key`): a checkpoint is resumed only under the same key."""
     tree = {k: v for k, v in train.items() if k not in RUNTIME_KEYS}
-    return content_key("lwgan.train", VERSION, tree, seed, data, code_key())
+    return content_key("lwgan.train", VERSION, tree, seed, data, code)
 
 
 def data_key(maps_path: str | Path) -> str:

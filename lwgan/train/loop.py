@@ -167,7 +167,7 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
     feature_nets = {info.kind: dataclasses.asdict(info) for info in infos}
 
     data_key, code_key = checkpoint.data_key(paths.maps), checkpoint.code_key()
-    key = checkpoint.run_key(config.to_dict(p), seed, data_key)
+    key = checkpoint.run_key(config.to_dict(p), seed, data_key, code_key)
     resolved = {"seed": seed, "train": config.to_dict(p), "world_size": env.world_size,
                 "steps_per_epoch": schedule.steps_per_epoch, "total_steps": total, "pairs": len(dataset)}
     step, history, epochs = 0, [], {}

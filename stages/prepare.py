@@ -4,16 +4,13 @@ videos), crop each to a person-centred square that is stable over the video, and
 Finished videos are reused on a rerun; the stage fails only past data.max_failure_fraction."""
 
 import logging
-import sys
 from pathlib import Path
 
-from lwgan import stage
+from lwgan import errors, stage
 from lwgan.data import (
     FRAMES_FILE,
-    DataError,
     FramesCache,
     PrepareOptions,
-    TooManyFailures,
     contact_sheet,
     prepare,
 )
@@ -35,23 +32,15 @@ def main() -> None:
     )
     with stage.tracked_run("prepare", params, sections=("data",)) as run:
         run.set_tags({"lwgan.data_root": str(root)})
-        try:
-            report = prepare(options, args.out_dir)  # logs frames done, rate and ETA as it goes
-        except DataError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+        report = prepare(options, args.out_dir)  # logs frames done, rate and ETA as it goes
         for problem in report.failed:
             log.warning("skipped %s: %s", problem.path, problem.reason)
         sheet = args.out_dir / "contact_sheet.png"
         contact_sheet(FramesCache(args.out_dir / FRAMES_FILE), sheet)
         stage.write_metrics(args.metrics, report.metrics(), run)
         run.log_artifacts([sheet, args.out_dir / "report.json", args.out_dir / "index.json"])
-        try:
-            report.raise_for_failures()
-        except TooManyFailures as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(1) from None
+        report.raise_for_failures()
 
 
 if __name__ == "__main__":
-    main()
+    errors.exit_with(main)

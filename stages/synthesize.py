@@ -1,7 +1,7 @@
 """Stage `synthesize`: render the embedded default data set (synthetic iPER-like videos with exact ground
 truth) from the resolved body model. Finished videos are reused on a rerun with the same options."""
 
-from lwgan import stage
+from lwgan import errors, stage
 from lwgan.body.model import BodyModel
 from lwgan.data.synth import SynthOptions, synthesize
 from lwgan.progress import ProgressLog
@@ -33,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    errors.exit_with(main)

@@ -3,10 +3,9 @@ optimisers, step, resolved config; resumed when the run is interrupted), sample 
 the model folder, the curves as a DVC plot, and the last epoch's mean of every loss term as metrics.
 Several processes: `torchrun --nproc_per_node=N stages/train.py ...` (rank 0 writes and tracks)."""
 
-import sys
 
-from lwgan import stage
-from lwgan.train.loop import NonFiniteLoss, TrainPaths, train
+from lwgan import errors, stage
+from lwgan.train.loop import TrainPaths, train
 
 
 def main() -> None:
@@ -20,15 +19,11 @@ def main() -> None:
     paths = TrainPaths(frames=args.frames, maps=args.maps, smpl=args.smpl, body=args.body,
                        out_dir=args.out_dir, plots_dir=args.plots)
     with stage.tracked_run("train", params, sections=("seed", "train")) as run:
-        try:
-            result = train(params, paths, tracker=run)
-        except NonFiniteLoss as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(1) from None
+        result = train(params, paths, tracker=run)
         if stage.is_main_process():
             stage.write_metrics(args.metrics, result.metrics, run, step=result.steps)
             stage.record_training(run, result.history, result.resumed_from, args.maps)
 
 
 if __name__ == "__main__":
-    main()
+    errors.exit_with(main)

@@ -121,9 +121,13 @@ def test_missing_damaged_and_foreign_files(tmp_path, prepared):
     with pytest.raises(DataError, match="junk.h5"):
         _ = FramesCache(tmp_path / "junk.h5").videos
     with h5py.File(tmp_path / "old.h5", "w") as f:
-        f.attrs["schema_version"] = 0
+        f.attrs.update(kind="lwgan.frames", schema_version=0)
     with pytest.raises(DataError, match="schema version 0"):
         _ = FramesCache(tmp_path / "old.h5").videos
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.attrs.update(kind="lwgan-maps", schema_version=1)
+    with pytest.raises(DataError, match="other.h5 is not a frames cache: it is a 'lwgan-maps' file"):
+        _ = FramesCache(tmp_path / "other.h5").videos
     shard = prepared["jpeg"].parent / "videos" / "001_1_1.h5"
     single = FramesCache(shard)  # a shard is a cache of one video
     assert single.videos == ("001_1_1",) and single.num_frames("001_1_1") == 6

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from lwgan.apps.personalize import personalize
 from lwgan.apps.synthesis import Synthesizer
 from lwgan.body.fit import FitOptions
 from lwgan.body.model import BodyModel
+from lwgan.errors import UserError
 from lwgan.io import write_json, write_png, write_video
 from lwgan.progress import ProgressLog
 from lwgan.train import checkpoint
@@ -41,7 +41,7 @@ DEFAULT_PARAMS = Path("params.yaml")
 NET_KEYS = ("image_size", "base_width", "res_blocks", "norm", "d_layers", "spectral_norm")
 
 
-class CommandError(RuntimeError):
+class CommandError(UserError, RuntimeError):
     """A problem the user can fix; printed as one line."""
 
 
@@ -213,11 +213,7 @@ def _view(args: argparse.Namespace) -> dict[str, Any]:
 def _run(handler):
     def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        try:
-            handler(args)
-        except (media.InputError, CommandError, checkpoint.CheckpointError, config.ConfigError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        handler(args)
         return 0
     return run
 

@@ -19,13 +19,14 @@ import numpy as np
 
 from lwgan.data.errors import DataError
 from lwgan.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, FramePlan, VideoEntry, open_source
+from lwgan.errors import UserError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 25.0  # for photos and frame folders, which carry no rate
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """An input file that cannot be used; the message names it."""
 
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from lwgan.body.fit import FitInit
 from lwgan.body.poses import matrix_to_axis_angle
+from lwgan.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -42,7 +43,7 @@ NUM_BETAS = 10
 ITERATIONS = 3
 
 
-class HMRLoadError(ValueError):
+class HMRLoadError(UserError, ValueError):
     """A checkpoint that does not match the HMR layout; the message names the keys."""
 
 

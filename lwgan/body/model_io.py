@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from lwgan.body.safe_pickle import UnsafePickleError, load_restricted_pickle
+from lwgan.errors import UserError
 from lwgan.io import write_npz
 
 SMPL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
@@ -51,7 +52,7 @@ EXTRA_KEYS = (
 _NAME_KEYS = ("joint_names", "kp_names", "part_names")
 
 
-class BodyModelError(ValueError):
+class BodyModelError(UserError, ValueError):
     """A body-model file is unreadable, refused, or has a missing or malformed key."""
 
 

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from lwgan.errors import UserError
 
-class UnsafePickleError(ValueError):
+
+class UnsafePickleError(UserError, ValueError):
     """The pickle is unreadable or names a global that is not allowed."""
 
 

@@ -98,7 +98,7 @@ class FramesCache(LazyH5):
     (each access through an external link would otherwise reopen the shard).
     """
 
-    KIND = None  # frames.h5 and single shards are both readable
+    KIND = (FRAMES_KIND, SHARD_KIND)  # frames.h5 and single shards are both readable
     SCHEMA_VERSION = SCHEMA_VERSION
     WHAT = "frames cache"
     MAKE_HINT = "run the prepare stage"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from lwgan.errors import UserError
 
-class DataError(Exception):
+
+class DataError(UserError):
     """Input data that cannot be used as it is. The message names the file (or folder, or option) and says
     what to do about it."""

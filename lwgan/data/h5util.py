@@ -94,12 +94,12 @@ class LazyH5:
     """Base of the cache readers: the HDF5 file opens on first use and again in a new process, and
     pickling drops the handle, so a reader can be handed to DataLoader workers.
 
-    Subclasses set `KIND` (what the file calls itself), `SCHEMA_VERSION`, `WHAT` (for messages),
+    Subclasses set `KIND` (what the file calls itself, or a tuple of the kinds it accepts), `SCHEMA_VERSION`, `WHAT` (for messages),
     `MAKE_HINT` (the stage that builds the file) and `ERROR` (the exception raised for a missing, damaged
     or outdated file), and may override `_fresh_handles` for handles derived from the file.
     """
 
-    KIND = ""
+    KIND: str | tuple[str, ...] = ""
     SCHEMA_VERSION = 1
     WHAT = "cache"
     MAKE_HINT = "run the pipeline"
@@ -130,11 +130,18 @@ class LazyH5:
                               f"file: delete it and {self.MAKE_HINT} again") from err
             self._pid = os.getpid()
             kind, version = self._file.attrs.get("kind"), self._file.attrs.get("schema_version")
-            if (self.KIND and kind != self.KIND) or version != self.SCHEMA_VERSION:
+            kinds = (self.KIND,) if isinstance(self.KIND, str) else self.KIND
+            if kind not in kinds:
+                path = self.path
+                self.close()
+                what = f"a {kind!r} file" if kind is not None else "an HDF5 file that lwgan did not write"
+                raise self.ERROR(f"{path} is not a {self.WHAT}: it is {what}; give the {self.WHAT} that "
+                                 f"the stage writes ({self.MAKE_HINT})")
+            if version != self.SCHEMA_VERSION:
                 path = self.path
                 self.close()
                 raise self.ERROR(f"{path} is a {kind!r} file of schema version {version}; this lwgan reads "
-                                 f"{self.KIND!r} version {self.SCHEMA_VERSION}: {self.MAKE_HINT} again")
+                                 f"version {self.SCHEMA_VERSION}: {self.MAKE_HINT} again")
         return self._file
 
     def close(self) -> None:
@@ -176,6 +183,9 @@ class LazyH5:
         try:
             return self.file[video]
         except KeyError:
+            if video in self.file.keys():  # listed, but its external link leads nowhere usable
+                raise self.ERROR(f"the shard of video {video!r} linked from {self.path} is missing or "
+                                 f"damaged; delete it and {self.MAKE_HINT} again") from None
             raise KeyError(f"video {video!r} is not in {self.WHAT} {self.path}") from None
         except OSError as err:  # an external link whose shard is missing or damaged
             raise self.ERROR(f"cannot open the shard of video {video!r} linked from {self.path} ({err}); "

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from lwgan import config
 from lwgan.experiments import stability, variants
@@ -19,13 +18,9 @@ def _experiment_name(params_file: str) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from lwgan.experiments.queue import QueueError, commands
+    from lwgan.experiments.queue import commands
 
-    try:
-        cmds = commands([], args.scale, args.params, queue=False)
-    except (QueueError, config.ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cmds = commands([], args.scale, args.params, queue=False)
     width = max(map(len, variants.VARIANT_NAMES))
     for variant, cmd in zip(variants.VARIANTS.values(), cmds, strict=True):
         print(f"{variant.name:<{width}}  §{variant.section}: {variant.summary}")
@@ -34,14 +29,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _queue(args: argparse.Namespace) -> int:
-    from lwgan.experiments.queue import QueueError, queue
+    from lwgan.experiments.queue import queue
 
-    try:
-        cmds = queue(args.names, args.scale, params_file=args.params, suffix=args.suffix,
-                     dry_run=args.dry_run, on_queued=lambda cmd: print(" ".join(cmd), flush=True))
-    except (QueueError, variants.VariantError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cmds = queue(args.names, args.scale, params_file=args.params, suffix=args.suffix,
+                 dry_run=args.dry_run, on_queued=lambda cmd: print(" ".join(cmd), flush=True))
     if args.dry_run:
         print("\n".join(" ".join(cmd) for cmd in cmds))
     else:
@@ -50,14 +41,10 @@ def _queue(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lwgan.experiments.report import ReportError, build
+    from lwgan.experiments.report import build
 
-    try:
-        experiment = args.experiment or _experiment_name(args.params)
-        report = build(args.out, experiment=experiment, baseline_run=args.baseline_run, fraction=args.tail)
-    except (ReportError, config.ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    experiment = args.experiment or _experiment_name(args.params)
+    report = build(args.out, experiment=experiment, baseline_run=args.baseline_run, fraction=args.tail)
     names = ", ".join(r["variant"] for r in report.rows)
     print(f"{report.markdown}, {report.table} and {len(report.pictures)} curve overlays: {names}")
     for name, why in report.selection.passed_over.items():

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from lwgan import config
+from lwgan.errors import UserError
 from lwgan.experiments import variants
 
 
-class QueueError(RuntimeError):
+class QueueError(UserError, RuntimeError):
     """Something that stops the grid from being queued; the message names the variant, key or command."""
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from lwgan import tracking
+from lwgan.errors import UserError
 from lwgan.experiments import stability, variants
 from lwgan.experiments.plots import overlay
 from lwgan.io import atomic_path
@@ -60,7 +61,7 @@ MARKDOWN = "report.md"
 TABLE = "table1.csv"
 
 
-class ReportError(RuntimeError):
+class ReportError(UserError, RuntimeError):
     """No report can be built (no baseline run, a run given by id that is not a baseline train run)."""
 
 

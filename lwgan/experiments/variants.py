@@ -34,6 +34,8 @@ import types
 from collections.abc import Mapping
 from typing import Any
 
+from lwgan.errors import UserError
+
 VARIANT_KEY = "tracking.variant"
 
 
@@ -116,7 +118,7 @@ SCALES: Mapping[str, Mapping[str, Any]] = types.MappingProxyType({
 })
 
 
-class VariantError(ValueError):
+class VariantError(UserError, ValueError):
     """An unknown variant or scale name, or a baseline value a relative override cannot use."""
 
 

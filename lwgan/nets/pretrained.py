@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lwgan.errors import UserError
 from lwgan.nets.dlib_face import DlibFaceResNet, dlib_state_shapes
 from lwgan.nets.face import FC6_SHAPE, SphereFace20a, sphere20a_state_shapes
 from lwgan.nets.vgg import VGG16Features, VGG19Features, feature_indices, vgg_state_shapes
@@ -67,7 +68,7 @@ class FeatureNetInfo:
     sha256: str = ""
 
 
-class WeightLayoutError(ValueError):
+class WeightLayoutError(UserError, ValueError):
     """A weight file whose keys or shapes do not match the expected published layout."""
 
 

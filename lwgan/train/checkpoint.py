@@ -37,6 +37,7 @@ import h5py
 import torch
 
 from lwgan.data.h5util import content_key, shard_path
+from lwgan.errors import UserError
 from lwgan.io import atomic_path
 
 FORMAT = "lwgan.train.checkpoint"
@@ -48,7 +49,7 @@ RUNTIME_KEYS = ("workers", "device", "threads", "max_steps", "checkpoint_every",
                 "sample_every", "samples")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not belong to this run; the message names the file."""
 
 

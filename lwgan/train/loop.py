@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lwgan import config
 from lwgan.data.errors import DataError
 from lwgan.data.pairs import PairDataset, PairOptions, StepBatchSampler
+from lwgan.errors import UserError
 from lwgan.io import write_json
 from lwgan.nets import Generator, NetOptions, PatchDiscriminator
 from lwgan.progress import ProgressLog
@@ -53,7 +54,7 @@ class Tracker(Protocol):
     def log_params(self, params: Mapping[str, Any]) -> None: ...
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(UserError, RuntimeError):
     """Training produced a NaN or infinite loss; the message names the step, the terms and the checkpoint
     that was kept."""
 

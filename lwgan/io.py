@@ -1,5 +1,8 @@
 """Atomic file output: every file another process or a later run reads is written to a temporary file in
-the same folder and then `os.replace`d, so a reader sees the old file or the new one, never half of one."""
+the same folder and then `os.replace`d, so a reader sees the old file or the new one, never half of one.
+
+A process may set a commit guard (`set_commit_guard`): it is called before every replace and may raise to
+refuse it (a worker whose stage has died must not write; see `lwgan.parallel`)."""
 
 from __future__ import annotations
 
@@ -9,9 +12,17 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+_commit_guard: Callable[[], None] | None = None
+
+
+def set_commit_guard(guard: Callable[[], None] | None) -> None:
+    """Call `guard` before every `atomic_path` replace in this process (None: no guard)."""
+    global _commit_guard
+    _commit_guard = guard
 
 
 @contextlib.contextmanager
@@ -31,6 +42,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs are data for every user
     try:
         yield tmp_path
+        if _commit_guard is not None:
+            _commit_guard()
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

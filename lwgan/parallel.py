@@ -9,6 +9,12 @@ the same worker class runs in this process, which is what the tests compare agai
 
 Workers write their outputs themselves, atomically; results sent back are small summaries. A job that
 raises, or whose actor dies, becomes a `JobFailure` with the reason, and the rest continue.
+
+Stopping the stage stops its workers. A catchable signal (SIGTERM, SIGINT, SIGHUP) unwinds the pool, which
+kills its actors and shuts down the cluster it started. A stage killed outright (SIGKILL) cannot clean up,
+so every actor on the stage's machine watches the stage's process (`DriverWatch`): the moment it is gone
+the actor refuses to replace any output (`lwgan.io.set_commit_guard`) and ends its process, so nothing is
+written after the stage died. Temporary files a killed writer leaves are removed by the next run.
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
+import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -67,6 +77,96 @@ def one_thread() -> None:
         pass
 
 
+def _process_start(pid: int) -> str | None:
+    """An identity of the running process `pid` that a reused pid does not share (its start time in
+    clock ticks, from /proc), "" where /proc is not available but the pid is alive, None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()[19]
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return ""
+
+
+class Orphaned(BaseException):
+    """Raised in a worker whose stage has died, to refuse writing its output (a BaseException, so that no
+    job-level ``except Exception`` turns it into a result)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverWatch:
+    """The stage process (the Ray driver) as its workers see it: host, pid and start identity."""
+
+    host: str
+    pid: int
+    started: str | None
+
+    @classmethod
+    def this_process(cls) -> DriverWatch:
+        return cls(socket.gethostname(), os.getpid(), _process_start(os.getpid()))
+
+    def alive(self) -> bool:
+        """True unless the driver is known to be gone (a worker on another machine cannot tell: True)."""
+        if self.host != socket.gethostname():
+            return True
+        return _process_start(self.pid) == self.started
+
+    def guard(self) -> None:
+        """The commit guard of a worker: refuse to replace an output once the driver is gone."""
+        if not self.alive():
+            raise Orphaned(f"the stage process {self.pid} has ended; output not written")
+
+    def start(self, poll_s: float = 0.2) -> None:
+        """In a worker process: guard every output, and end the process soon after the driver is gone."""
+        from lwgan import io
+
+        io.set_commit_guard(self.guard)
+        if self.host != socket.gethostname():
+            return
+
+        def watch() -> None:
+            while self.alive():
+                time.sleep(poll_s)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="lwgan-driver-watch", daemon=True).start()
+
+
+class _Guarded:
+    """A worker inside a Ray actor that ends with its driver (`DriverWatch`)."""
+
+    def __init__(self, driver: DriverWatch, worker_cls: type, *worker_args: Any) -> None:
+        driver.start()
+        self.worker = worker_cls(*worker_args)
+
+    def run(self, job: Any) -> Any:
+        return self.worker.run(job)
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _unwind_on_stop_signals() -> None:
+    """Make SIGTERM and SIGHUP unwind this process like Ctrl-C does (so pools close and kill their actors;
+    Ray's own handlers would exit through its native crash handler), when this is the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _exit_on_signal)
+
+
 def start(options: PoolOptions) -> bool:
     """Start (or join) the Ray cluster `run_jobs` will use, so its start-up is paid once; returns whether
     this call started it (then call `stop`)."""
@@ -84,6 +184,7 @@ def start(options: PoolOptions) -> bool:
         logging_level=logging.WARNING,
         runtime_env={"env_vars": dict(ONE_THREAD_ENV)},
     )
+    _unwind_on_stop_signals()  # after ray.init, whose native handlers would end the process without unwinding
     log.info("ray: %s with %s CPUs (%.1f s to start)", options.address or "local cluster",
              ray.cluster_resources().get("CPU"), time.perf_counter() - begin)
     return True
@@ -148,9 +249,9 @@ class RayPool:
         import ray
 
         self._ray = ray
-        self._remote_cls = ray.remote(num_cpus=1, max_restarts=0)(worker_cls)
-        self._args = worker_args
-        self.actors = [self._remote_cls.remote(*worker_args) for _ in range(size or options.num_workers)]
+        self._remote_cls = ray.remote(num_cpus=1, max_restarts=0)(_Guarded)
+        self._args = (DriverWatch.this_process(), worker_cls, *worker_args)
+        self.actors = [self._remote_cls.remote(*self._args) for _ in range(size or options.num_workers)]
 
     def ready(self) -> None:
         self._ray.get([actor.__ray_ready__.remote() for actor in self.actors])

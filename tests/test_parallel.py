@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pytest
 import torch
@@ -62,3 +63,88 @@ def test_ray_workers_equal_the_in_process_run():
     assert len({r["pid"] for r in remote}) == 2, "two actors, each built once"
     assert {r["pid"] for r in remote}.isdisjoint({os.getpid()})
     assert {r["threads"] for r in remote} == {1}
+
+
+DRIVER = '''
+import sys, time
+from pathlib import Path
+from lwgan.io import atomic_path
+from lwgan.parallel import PoolOptions, run_jobs
+
+class SlowWriter:
+    def __init__(self, out):
+        self.out = Path(out)
+
+    def run(self, job):
+        time.sleep(1.0)
+        with atomic_path(self.out / f"{job:03d}.txt") as tmp:
+            tmp.write_text(str(job))
+        return job
+
+run_jobs(SlowWriter, (sys.argv[1],), list(range(40)), PoolOptions(num_workers=2))
+'''
+
+
+def _tagged(tag: str) -> list[int]:
+    """Processes of this user whose environment carries `tag` (the driver and every Ray process it made)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if tag.encode() in open(f"/proc/{entry}/environ", "rb").read():
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def _start_driver(tmp_path, tag):
+    import subprocess
+
+    out = tmp_path / "out"
+    out.mkdir()
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    env = {**os.environ, "LWGAN_TEST_TAG": tag, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.txt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the driver never wrote an output"
+        time.sleep(0.05)
+    return proc, out
+
+
+def _gone_within(tag: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while _tagged(tag):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc to find the processes")
+@pytest.mark.parametrize("how", ["SIGKILL of the process group", "SIGTERM of the stage"])
+def test_a_stopped_stage_takes_its_workers_with_it_and_nothing_is_written_after(tmp_path, how):
+    import signal
+    import uuid
+
+    tag = f"lwgan-test-{uuid.uuid4().hex}"
+    proc, out = _start_driver(tmp_path, tag)
+    if how.startswith("SIGKILL"):
+        os.killpg(proc.pid, signal.SIGKILL)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    code = proc.wait(timeout=60)
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    try:
+        assert _gone_within(tag, 5.0), f"processes still running 5 s after the stop: {_tagged(tag)}"
+    finally:
+        for pid in _tagged(tag):
+            os.kill(pid, signal.SIGKILL)
+    time.sleep(max(0.0, stopped_at + 2.5 - time.monotonic()))  # longer than a job takes
+    after = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert after == written and len(written) < 40
+    assert code == (-signal.SIGKILL if how.startswith("SIGKILL") else 128 + signal.SIGTERM)

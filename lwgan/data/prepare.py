@@ -9,7 +9,8 @@ Outputs in `out_dir`:
     videos/<video_id>.h5   one shard per video (see `lwgan.data.cache` for the layout); kept between runs
     frames.h5              root attributes plus an ExternalLink per prepared video to its shard
     index.json             options, per-video split / frame count / crop / box method, and the split lists
-    report.json            `PrepareReport.to_dict()`: what was prepared, reused, failed and ignored, and why
+    report.json            `PrepareReport.to_dict(run_state=False)`: what was prepared, failed and ignored,
+                           and why (no timings: the same data gives the same bytes)
 
 Each video is decoded twice, streaming: once to find the person box (masks, or a background model from at
 most `crop.MOTION_SAMPLES` frames), once to crop, resize and write. A run that is interrupted (even by
@@ -369,6 +370,6 @@ def _write_outputs(options: PrepareOptions, out_dir: Path, report: PrepareReport
         "splits": {s: [v.video_id for v in report.videos if v.split == s] for s in ("train", "val")},
     }
     write_json(out_dir / INDEX_FILE, index)
-    write_json(out_dir / REPORT_FILE, report.to_dict())
+    write_json(out_dir / REPORT_FILE, report.to_dict(run_state=False))
     log.info("prepared %d videos (%d reused), %d frames; %d failed, %d ignored -> %s", len(report.videos),
              report.num_reused, report.num_frames, len(report.failed), len(report.ignored), out_dir)

@@ -133,10 +133,23 @@ class PrepareReport:
             "val_videos": sum(v.split == "val" for v in self.videos),
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"metrics": self.metrics(), "max_failure_fraction": self.max_failure_fraction,
-                "videos": [asdict(v) for v in self.videos], "failed": [asdict(p) for p in self.failed],
-                "ignored": [asdict(p) for p in self.ignored], "removed_shards": list(self.removed_shards)}
+    def to_dict(self, run_state: bool = True) -> dict[str, Any]:
+        """Everything, or with `run_state` False only what the data determines: without wall-clock
+        times, which videos this run reused and which old shards it removed (`RUN_STATE`), so that the
+        same data gives the same bytes however often it was prepared (the form written to report.json)."""
+        out = {"metrics": self.metrics(), "max_failure_fraction": self.max_failure_fraction,
+               "videos": [asdict(v) for v in self.videos], "failed": [asdict(p) for p in self.failed],
+               "ignored": [asdict(p) for p in self.ignored], "removed_shards": list(self.removed_shards)}
+        if not run_state:
+            for record in (out, out["metrics"], *out["videos"]):
+                for key in RUN_STATE:
+                    record.pop(key, None)
+        return out
+
+
+# Keys of `PrepareReport.to_dict` (at any level) that describe a run rather than the data: they go to the
+# metrics file and the tracked run, never into the cache that DVC hashes.
+RUN_STATE = ("seconds", "frames_per_s", "reused", "videos_reused", "removed_shards")
 
 
 class TooManyFailures(DataError):

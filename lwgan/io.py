@@ -50,6 +50,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+TEMP_GLOB = ".*.tmp*"  # the names `atomic_path` gives its temporary files: .{stem}.{random}.tmp{suffix}
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that writers killed inside `atomic_path` left in `folder` and the folders
+    below it (a run calls it before writing there again); returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = [p for p in folder.rglob(TEMP_GLOB) if p.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
 def write_png(path: str | Path, image: Any) -> Path:
     """Write an (H, W, 3) uint8 RGB image as a PNG, atomically; OSError when OpenCV cannot."""
     import cv2

@@ -11,21 +11,27 @@ Workers write their outputs themselves, atomically; results sent back are small 
 raises, or whose actor dies, becomes a `JobFailure` with the reason, and the rest continue.
 
 Stopping the stage stops its workers. A catchable signal (SIGTERM, SIGINT, SIGHUP) unwinds the pool, which
-kills its actors and shuts down the cluster it started. A stage killed outright (SIGKILL) cannot clean up,
-so every actor on the stage's machine watches the stage's process (`DriverWatch`): the moment it is gone
-the actor refuses to replace any output (`lwgan.io.set_commit_guard`) and ends its process, so nothing is
-written after the stage died. Temporary files a killed writer leaves are removed by the next run.
+kills its actors and shuts down the cluster it started. A stage killed outright (SIGKILL) cannot clean up:
+every actor on the stage's machine watches the stage's process (`DriverWatch`) and, the moment it is gone,
+refuses to replace any output (`lwgan.io.set_commit_guard`) and ends its process, so nothing is written
+after the stage died; and a watcher process (`start_reaper`) kills every process of the local cluster,
+including workers still starting up, as soon as the stage has ended. Temporary files a killed writer
+leaves are removed by the next run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -167,6 +173,61 @@ def _unwind_on_stop_signals() -> None:
         signal.signal(signum, _exit_on_signal)
 
 
+REAPER_ENV = "LWGAN_REAP_TOKEN"
+
+
+def _carrying(token: str) -> list[int]:
+    """Pids of this user's processes whose environment holds ``REAPER_ENV=token``."""
+    needle = f"{REAPER_ENV}={token}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if needle in handle.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:  # gone, or another user's
+                pass
+    return found
+
+
+def reap(pid: int, started: str | None, token: str, poll_s: float = 0.1) -> list[int]:
+    """Wait until process `pid` (started at `started`, see `_process_start`) has ended, then kill every
+    process carrying `token` in its environment; returns the pids killed."""
+    while _process_start(pid) == started:
+        time.sleep(poll_s)
+    killed: list[int] = []
+    for _ in range(3):  # a process caught while starting another one: look again
+        for other in _carrying(token):
+            if other != os.getpid():
+                with contextlib.suppress(OSError):
+                    os.kill(other, signal.SIGKILL)
+                    killed.append(other)
+        time.sleep(poll_s)
+    return killed
+
+
+def start_reaper() -> str | None:
+    """Make sure that the processes this one starts from now on (a local Ray cluster: its raylet and
+    workers) die with it, however it ends, SIGKILL included: they inherit a token in their environment,
+    and a small watcher process in its own session kills every process carrying the token as soon as this
+    one has ended. Returns the token (None where there is no /proc to find processes by)."""
+    if not Path("/proc").is_dir():
+        return None
+    token = os.environ.get(REAPER_ENV, "")
+    if token.startswith(f"{os.getpid()}-"):
+        return token  # this process is already watched
+    token = f"{os.getpid()}-{uuid.uuid4().hex}"
+    os.environ[REAPER_ENV] = token
+    env = {k: v for k, v in os.environ.items() if k != REAPER_ENV}
+    subprocess.Popen([sys.executable, "-c", "import sys; from lwgan.parallel import reap; "
+                      "reap(int(sys.argv[1]), sys.argv[2] or None, sys.argv[3])",
+                      str(os.getpid()), _process_start(os.getpid()) or "", token],
+                     env=env, start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parents[1]))
+    return token
+
+
 def start(options: PoolOptions) -> bool:
     """Start (or join) the Ray cluster `run_jobs` will use, so its start-up is paid once; returns whether
     this call started it (then call `stop`)."""
@@ -176,6 +237,8 @@ def start(options: PoolOptions) -> bool:
 
     if ray.is_initialized():
         return False
+    if not options.address:
+        start_reaper()  # before ray.init, so that every process of the local cluster carries the token
     begin = time.perf_counter()
     ray.init(
         address=options.address or None,

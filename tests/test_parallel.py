@@ -148,3 +148,35 @@ def test_a_stopped_stage_takes_its_workers_with_it_and_nothing_is_written_after(
     after = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert after == written and len(written) < 40
     assert code == (-signal.SIGKILL if how.startswith("SIGKILL") else 128 + signal.SIGTERM)
+
+
+def test_a_guard_refuses_the_replace_and_leftover_temporaries_are_removed(tmp_path):
+    import socket
+    import subprocess
+
+    from lwgan import io
+    from lwgan.parallel import DriverWatch, Orphaned, _process_start
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    watch = DriverWatch(socket.gethostname(), child.pid, _process_start(child.pid))
+    assert watch.alive()
+    child.kill()
+    child.wait()
+    assert not watch.alive()
+    target = tmp_path / "out" / "shard.h5"
+    io.set_commit_guard(watch.guard)
+    try:
+        with pytest.raises(Orphaned), io.atomic_path(target) as tmp:
+            tmp.write_bytes(b"data")
+    finally:
+        io.set_commit_guard(None)
+    assert not target.exists() and not list(target.parent.iterdir())  # nothing replaced, no temporary left
+    # a writer killed outright leaves its temporary file; the next run removes it (and only it)
+    (tmp_path / "out" / "samples").mkdir()
+    left = [tmp_path / "out" / ".shard.k2j4.tmp.h5", tmp_path / "out" / "samples" / ".step.x1.tmp.png"]
+    for path in left:
+        path.write_bytes(b"half")
+    kept = tmp_path / "out" / "samples" / "step_0000002.png"
+    kept.write_bytes(b"png")
+    assert sorted(io.remove_temporaries(tmp_path / "out")) == sorted(left)
+    assert [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()] == [kept.name]

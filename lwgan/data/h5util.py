@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 
 from lwgan.data.errors import DataError
-from lwgan.io import atomic_path
+from lwgan.io import atomic_path, remove_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,6 @@ def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 SHARD_DIR = "videos"
-TEMP_GLOB = ".*.tmp.h5"  # the temporary names `atomic_path` gives shards
 
 
 def shard_path(out_dir: Path, video_id: str) -> Path:
@@ -78,12 +77,13 @@ def write_index(path: Path, kind: str, schema_version: int, videos: Iterable[str
 
 
 def remove_stale(out_dir: Path, keep: Iterable[str]) -> list[Path]:
-    """Remove leftover temporary shards and shards of videos not in `keep`; return what was removed."""
+    """Remove temporary files left by a killed run anywhere under `out_dir` and shards of videos not in
+    `keep`; return what was removed."""
+    removed = remove_temporaries(out_dir)
     folder = Path(out_dir) / SHARD_DIR
     if not folder.is_dir():
-        return []
+        return removed
     keep_names = {f"{video_id}.h5" for video_id in keep}
-    removed = list(folder.glob(TEMP_GLOB))
     removed += [p for p in folder.glob("*.h5") if not p.name.startswith(".") and p.name not in keep_names]
     for path in removed:
         path.unlink(missing_ok=True)
@@ -94,9 +94,10 @@ class LazyH5:
     """Base of the cache readers: the HDF5 file opens on first use and again in a new process, and
     pickling drops the handle, so a reader can be handed to DataLoader workers.
 
-    Subclasses set `KIND` (what the file calls itself, or a tuple of the kinds it accepts), `SCHEMA_VERSION`, `WHAT` (for messages),
-    `MAKE_HINT` (the stage that builds the file) and `ERROR` (the exception raised for a missing, damaged
-    or outdated file), and may override `_fresh_handles` for handles derived from the file.
+    Subclasses set `KIND` (what the file calls itself, or a tuple of the kinds it accepts),
+    `SCHEMA_VERSION`, `WHAT` (for messages), `MAKE_HINT` (the stage that builds the file) and `ERROR` (the
+    exception raised for a missing, damaged or outdated file), and may override `_fresh_handles` for
+    handles derived from the file.
     """
 
     KIND: str | tuple[str, ...] = ""

@@ -76,3 +76,38 @@ def mean_across(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
 def barrier(env: DistEnv) -> None:
     if env.enabled:
         dist.barrier()
+
+
+class ReplicasDiverged(RuntimeError):
+    """The ranks of a data-parallel job no longer hold the same weights."""
+
+
+def weights_digest(modules: dict[str, torch.nn.Module]) -> str:
+    """sha256 of every floating-point tensor of the modules' state dicts (parameters and buffers), in
+    key order, as the bytes they hold."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        for key, value in modules[name].state_dict().items():
+            if torch.is_floating_point(value):
+                digest.update(f"{name}.{key}".encode())
+                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_replicas(modules: dict[str, torch.nn.Module], env: DistEnv) -> str:
+    """Check that every rank holds bit-identical weights and return their digest. Data-parallel training
+    keeps them so exactly: the weights start as rank 0's, every rank applies the same all-reduced
+    gradients through the same optimiser arithmetic, and buffers are broadcast from rank 0. Raises
+    `ReplicasDiverged` naming the ranks that differ from rank 0."""
+    local = weights_digest(modules)
+    if not env.enabled:
+        return local
+    gathered: list[str | None] = [None] * env.world_size
+    dist.all_gather_object(gathered, local)
+    differ = [rank for rank, value in enumerate(gathered) if value != gathered[0]]
+    if differ:
+        names = ", ".join(sorted(modules))
+        raise ReplicasDiverged(f"ranks {differ} hold other weights than rank 0 ({names})")
+    return local

@@ -29,7 +29,7 @@ from lwgan import config
 from lwgan.data.errors import DataError
 from lwgan.data.pairs import PairDataset, PairOptions, StepBatchSampler
 from lwgan.errors import UserError
-from lwgan.io import write_json
+from lwgan.io import remove_temporaries, write_json
 from lwgan.nets import Generator, NetOptions, PatchDiscriminator
 from lwgan.progress import ProgressLog
 from lwgan.train import checkpoint, distributed
@@ -201,6 +201,9 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
         d_train = DistributedDataParallel(discriminator, device_ids=ids)
 
     if env.is_main:
+        for folder in (out_dir, paths.plots_dir):
+            if folder is not None:
+                remove_temporaries(folder)  # left by a run killed while writing
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / CONFIG_FILE, resolved)
         write_json(out_dir / FEATURE_NETS_FILE, feature_nets)
@@ -218,6 +221,10 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
 
     def save(at: int) -> None:
         nonlocal saved_step
+        digest = distributed.check_replicas({"G": generator, "D": discriminator}, env)
+        if env.enabled and env.is_main:
+            log.info("step %d: all %d ranks hold the same weights (sha256 %s)", at, env.world_size,
+                     digest[:16])
         if env.is_main:
             checkpoint.save(ckpt_path, {
                 "step": at, "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),

@@ -38,7 +38,7 @@ from lwgan.body.model import BodyModel
 from lwgan.data.synth.appearance import make_outfit, make_subject
 from lwgan.data.synth.render import VideoRenderer, VideoSpec, VideoTruth
 from lwgan.data.synth.sheet import contact_sheet
-from lwgan.io import atomic_path, write_json, write_npz
+from lwgan.io import atomic_path, remove_temporaries, write_json, write_npz
 
 logger = logging.getLogger(__name__)
 
@@ -263,9 +263,11 @@ def _worker_job(job: tuple[VideoSpec, SynthOptions, Path, str]) -> dict:
 def _remove_stale(out_dir: Path, keep: set[str]) -> None:
     """Delete videos of an earlier run that are not part of this one, and unfinished temporary folders.
 
-    Only paths of this layout are touched: images/*/*/*, masks/*/*/*, gt/*.npz and the markers.
+    Only paths of this layout are touched: images/*/*/*, masks/*/*/*, gt/*.npz, the markers and the
+    temporary files of `lwgan.io.atomic_path`.
     """
     shutil.rmtree(out_dir / PARTIAL, ignore_errors=True)
+    remove_temporaries(out_dir)
     names = {stem.replace("_", "/") for stem in keep}
     for folder in ("images", "masks"):
         for path in sorted((out_dir / folder).glob("*/*/*")):

@@ -37,7 +37,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lwgan.parallel import carrying  # noqa: E402
 from lwgan.pipeline.small import TINY_TRAIN, build_caches  # noqa: E402
+
+TAG_ENV = "LWGAN_RESUME_TAG"
 
 SIDE = 64
 
@@ -48,16 +51,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def _tagged(tag: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as handle:
-                    if tag.encode() in handle.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
+    return carrying(tag, TAG_ENV)
 
 
 def _command_line(pid: int) -> str:
@@ -117,7 +111,7 @@ class Stage:
 
 
 def _start(cmd: list[str], tag: str, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "LWGAN_RESUME_TAG": tag, "RAY_AUTH_MODE": "disabled", "DVC_NO_ANALYTICS": "1"}
+    env = {**os.environ, TAG_ENV: tag, "RAY_AUTH_MODE": "disabled", "DVC_NO_ANALYTICS": "1"}
     handle = open(log, "ab")  # noqa: SIM115 - closed with the process below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
                             start_new_session=True)

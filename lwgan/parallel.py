@@ -176,9 +176,9 @@ def _unwind_on_stop_signals() -> None:
 REAPER_ENV = "LWGAN_REAP_TOKEN"
 
 
-def _carrying(token: str) -> list[int]:
-    """Pids of this user's processes whose environment holds ``REAPER_ENV=token``."""
-    needle = f"{REAPER_ENV}={token}".encode()
+def carrying(token: str, name: str = REAPER_ENV) -> list[int]:
+    """Pids of this user's processes whose environment holds ``name=token`` (read from /proc)."""
+    needle = f"{name}={token}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -198,7 +198,7 @@ def reap(pid: int, started: str | None, token: str, poll_s: float = 0.1) -> list
         time.sleep(poll_s)
     killed: list[int] = []
     for _ in range(3):  # a process caught while starting another one: look again
-        for other in _carrying(token):
+        for other in carrying(token):
             if other != os.getpid():
                 with contextlib.suppress(OSError):
                     os.kill(other, signal.SIGKILL)

@@ -86,16 +86,10 @@ run_jobs(SlowWriter, (sys.argv[1],), list(range(40)), PoolOptions(num_workers=2)
 
 
 def _tagged(tag: str) -> list[int]:
-    """Processes of this user whose environment carries `tag` (the driver and every Ray process it made)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if tag.encode() in open(f"/proc/{entry}/environ", "rb").read():
-                    found.append(int(entry))
-            except OSError:
-                pass
-    return found
+    """Processes whose environment carries `tag` (the driver and every Ray process it made)."""
+    from lwgan.parallel import carrying
+
+    return carrying(tag, "LWGAN_TEST_TAG")
 
 
 def _start_driver(tmp_path, tag):

@@ -11,6 +11,8 @@ in the same folder, and compare:
 identical: fit and correspond outputs byte for byte (every file of the cache folder); train the weights
     and optimiser states of the final checkpoint (sha256 of every tensor) and its loss history without the
     timings.
+killed_mid_run: kills that came before the run had finished by itself (a run can be faster than the
+    uninterrupted one was).
 orphans: processes of the killed run (found by an environment tag) still alive 5 s after the kill.
 late_writes: output files that changed between 0.5 s and 5 s after the kill (a worker still writing).
 temp_files: temporary files (`.*.tmp*`) left after the second run.
@@ -167,6 +169,7 @@ def run_stage(stage: Stage, work: Path, kills: int, rng: random.Random) -> dict:
                      "rerun_s": round(time.perf_counter() - resumed_at, 1)})
         print(f"{stage.name}: kill {k + 1}/{kills} at {at:.1f} s of {wall:.1f}: {rows[-1]}", flush=True)
     return {"uninterrupted_s": round(wall, 1), "kills": rows,
+            "killed_mid_run": sum(not r["finished_before_kill"] for r in rows),
             "all_identical": all(r["identical"] for r in rows),
             "orphans": sum(r["orphans"] for r in rows),
             "late_writes": sum(len(r["late_writes"]) for r in rows),

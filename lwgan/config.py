@@ -63,9 +63,9 @@ class BodyParams:
 class SynthParams:
     """The embedded default data set: synthetic iPER-like videos rendered from the body model."""
 
-    subjects: int = _f(8, "distinct people (body shape, skin tone)", ge=1, le=100)
+    subjects: int = _f(16, "distinct people (body shape, skin tone)", ge=1, le=100)
     clothes: int = _f(2, "outfits per subject", ge=1, le=20)
-    frames_per_action: int = _f(40, "frames of each video (two actions per subject and outfit)", ge=2,
+    frames_per_action: int = _f(20, "frames of each video (two actions per subject and outfit)", ge=2,
                                 le=5000)
     image_size: int = _f(256, "side of the rendered frames, pixels", ge=32, le=2048)
     val_subjects: int = _f(2, "subjects held out for validation (split by subject, as iPER)", ge=0)

@@ -72,9 +72,9 @@ class SynthOptions:
     of the frames.
     """
 
-    subjects: int = 8
+    subjects: int = 16
     clothes: int = 2
-    frames_per_action: int = 40
+    frames_per_action: int = 20
     image_size: int = 256
     val_subjects: int = 2
     seed: int = 0

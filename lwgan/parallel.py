@@ -85,10 +85,12 @@ def one_thread() -> None:
 
 def _process_start(pid: int) -> str | None:
     """An identity of the running process `pid` that a reused pid does not share (its start time in
-    clock ticks, from /proc), "" where /proc is not available but the pid is alive, None when it is gone."""
+    clock ticks, from /proc), "" where /proc is not available but the pid is alive, None when it is gone
+    (a zombie, killed but not yet reaped by its parent, counts as gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:].split()[19]
+        fields = stat[stat.rindex(")") + 2:].split()
+        return None if fields[0] in ("Z", "X") else fields[19]
     except FileNotFoundError:
         return None
     except OSError:
@@ -160,7 +162,12 @@ class _Guarded:
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+_stop_signal: int | None = None  # the stop signal this process received, if any
+
+
 def _exit_on_signal(signum: int, _frame: Any) -> None:
+    global _stop_signal
+    _stop_signal = signum
     raise SystemExit(128 + signum)
 
 
@@ -296,8 +303,13 @@ def _run_local(worker_cls, worker_args, jobs, key, on_result):
 
 
 def _run_ray(worker_cls, worker_args, jobs, options, key, on_result):
-    with RayPool(worker_cls, worker_args, options, size=min(options.num_workers, len(jobs))) as pool:
-        return pool.map(jobs, key, on_result)
+    try:
+        with RayPool(worker_cls, worker_args, options, size=min(options.num_workers, len(jobs))) as pool:
+            return pool.map(jobs, key, on_result)
+    except SystemExit:
+        if _stop_signal is not None:  # Ray's wait turns the handler's exit into SystemExit(1): restore it
+            raise SystemExit(128 + _stop_signal) from None
+        raise
 
 
 class RayPool:

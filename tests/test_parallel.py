@@ -155,6 +155,10 @@ def test_a_guard_refuses_the_replace_and_leftover_temporaries_are_removed(tmp_pa
     watch = DriverWatch(socket.gethostname(), child.pid, _process_start(child.pid))
     assert watch.alive()
     child.kill()
+    deadline = time.monotonic() + 10
+    while watch.alive():  # killed, not yet reaped: a zombie is gone already
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     child.wait()
     assert not watch.alive()
     target = tmp_path / "out" / "shard.h5"

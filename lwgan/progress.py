@@ -17,7 +17,9 @@ def format_seconds(seconds: float) -> str:
 class ProgressLog:
     """Callable ``(done, total)`` that logs ``label: done/total unit (pct) rate/s, ETA m:ss``.
 
-    Logs at most every `every_s` seconds, and always when the work completes.
+    Logs at most every `every_s` seconds, and always when the work completes. A total of 0 means the
+    amount is not known in advance (a video decoded as it goes): the line then gives what is done, the
+    rate and the elapsed time, without a percentage or an ETA.
     """
 
     def __init__(self, label: str, unit: str = "frames", every_s: float = 5.0, start_done: int = 0) -> None:
@@ -29,11 +31,16 @@ class ProgressLog:
 
     def __call__(self, done: int, total: int, eta_s: float | None = None, extra: str = "") -> None:
         now = time.perf_counter()
-        if done < total and now - self.last < self.every_s:
+        known = total > 0  # 0: a count not known in advance (frames of a video being decoded)
+        if (done < total or not known) and now - self.last < self.every_s:
             return
         self.last = now
         elapsed = now - self.start
         rate = (done - self.first) / elapsed if elapsed > 0 else 0.0
+        if not known:
+            log.info("%s: %d %s, %.1f %s/s, elapsed %s%s", self.label, done, self.unit, rate, self.unit,
+                     format_seconds(elapsed), f" | {extra}" if extra else "")
+            return
         if eta_s is None and rate > 0:
             eta_s = (total - done) / rate
         pct = 100.0 * done / total if total else 100.0

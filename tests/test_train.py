@@ -208,6 +208,15 @@ def test_tracked_to_mlflow_with_feature_weights_from_a_published_layout(caches, 
     assert (artifacts / CURVES_FILE).is_file() and list((artifacts / "samples").glob("*.png"))
 
 
+def _free_port() -> int:
+    """A TCP port free on this machine now (a fixed one collides with another run of the suite)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_global_batch(caches, tmp_path):
     import yaml
@@ -216,7 +225,8 @@ def test_two_process_ddp_matches_one_process_with_the_global_batch(caches, tmp_p
     tree = {"data": {"image_size": 64}, "train": {**TINY, **stabilised, "batch_size": 1, "max_steps": 3},
             "tracking": {"enabled": False}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    port = _free_port()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
            str(ROOT / "stages" / "train.py"), "--params", str(tmp_path / "params.yaml"),
            "--frames", str(caches.frames), "--maps", str(caches.maps), "--smpl", str(caches.smpl),
            "--body", str(caches.body), "--out-dir", str(tmp_path / "ddp"), "--plots", str(tmp_path / "plots"),
@@ -267,12 +277,7 @@ def _replicas_worker(rank: int, port: int, same: bool, out: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("same", [True, False])
 def test_the_replica_check_tells_equal_weights_from_different_ones(tmp_path, same):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    torch.multiprocessing.spawn(_replicas_worker, args=(port, same, str(tmp_path)), nprocs=2)
+    torch.multiprocessing.spawn(_replicas_worker, args=(_free_port(), same, str(tmp_path)), nprocs=2)
     results = {(tmp_path / f"{rank}.txt").read_text() for rank in (0, 1)}
     assert results == ({"same"} if same else {"ranks [1] hold other weights than rank 0 (net)"})
 

@@ -39,17 +39,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lwgan.io import tree_sha256  # noqa: E402
 from lwgan.parallel import carrying  # noqa: E402
 from lwgan.pipeline.small import TINY_TRAIN, build_caches  # noqa: E402
 
 TAG_ENV = "LWGAN_RESUME_TAG"
 
 SIDE = 64
-
-
-def _digests(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _tagged(tag: str) -> list[int]:
@@ -109,7 +105,7 @@ class Stage:
     def state(self, out: Path) -> dict[str, str]:
         if self.name == "train":
             return _checkpoint_state(out / "models")
-        return _digests(out / "cache")
+        return tree_sha256(out / "cache")
 
 
 def _start(cmd: list[str], tag: str, log: Path) -> subprocess.Popen:
@@ -148,12 +144,12 @@ def run_stage(stage: Stage, work: Path, kills: int, rng: random.Random) -> dict:
         proc.wait()
         proc.log_handle.close()  # type: ignore[attr-defined]
         time.sleep(0.5)
-        snapshot = _digests(out) if out.exists() else {}
+        snapshot = tree_sha256(out) if out.exists() else {}
         time.sleep(4.5)
         orphans = [_command_line(pid) for pid in _tagged(tag)]
         for pid in _tagged(tag):
             os.kill(pid, signal.SIGKILL)
-        later = _digests(out) if out.exists() else {}
+        later = tree_sha256(out) if out.exists() else {}
         late_writes = sorted(name for name in set(snapshot) | set(later)
                              if snapshot.get(name) != later.get(name))
         resumed_at = time.perf_counter()

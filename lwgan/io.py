@@ -7,6 +7,7 @@ refuse it (a worker whose stage has died must not write; see `lwgan.parallel`)."
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -63,6 +64,21 @@ def remove_temporaries(folder: str | Path) -> list[Path]:
     for path in removed:
         path.unlink(missing_ok=True)
     return removed
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_sha256(folder: str | Path) -> dict[str, str]:
+    """sha256 of every file under `folder`, keyed by its POSIX path relative to it."""
+    folder = Path(folder)
+    return {path.relative_to(folder).as_posix(): sha256_file(path)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 def write_png(path: str | Path, image: Any) -> Path:

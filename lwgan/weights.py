@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from lwgan.errors import UserError
-from lwgan.io import atomic_path, write_json
+from lwgan.io import atomic_path, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +137,6 @@ NETWORKS: dict[str, Network] = {n.name: n for n in (
             "6c2bf0bf60873363874f4e4293b8fca4777e25fa02b7f11530e17d7a7b49a4db",
             "lwgan.nets.dlib_face", ("train.face_weights",)),
 )}
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def content_sha256(state: Mapping[str, torch.Tensor]) -> str:

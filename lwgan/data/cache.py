@@ -10,13 +10,17 @@ Layout (schema version `SCHEMA_VERSION`)::
       /<video_id>                   group attrs: video_id, split ("train"/"val"), source ("iper"/"folder"),
                                     source_path, source_kind ("frames"/"file"), source_fingerprint,
                                     options_hash, fps (0.0 = unknown), source_size (H, W),
-                                    crop_box (x0, y0, side) source pixels, person_box (x0, y0, x1, y1),
-                                    box_method ("mask"/"motion"/"centre"), box_note, num_frames,
+                                    crop_box (x0, y0, side) source pixels (the first frame's when the
+                                    crop follows the person), person_box (x0, y0, x1, y1),
+                                    box_method ("mask"/"detector"/"motion"/"centre"), box_note, num_frames,
                                     problems (JSON list of {"path", "reason"}: frames left out), notes
         frames                      codec "jpeg": (N,) variable-length uint8, one JPEG file per element
                                     codec "lzf":  (N, S, S, 3) uint8 RGB, lzf-compressed
                                     chunked one frame per chunk; attrs codec, image_size (S), quality
         frame_index                 (N,) int64 original frame numbers (see `lwgan.data.video`)
+        crop_boxes                  (N, 3) int64 x0, y0, side of each frame's square, only when the crop
+                                    follows the person (`lwgan.data.crop.follow_crops`); else every
+                                    frame is cut at crop_box
 
 Frames read back are (S, S, 3) uint8 RGB. Codec choice, measured with benchmarks/prepare.py on noisy
 256² crops (one thread): JPEG q95 ~23 KB/frame and ~2,400 random reads/s; lzf ~182 KB/frame and ~4,000
@@ -127,6 +131,13 @@ class FramesCache(LazyH5):
     def frame_index(self, video: str) -> np.ndarray:
         """(N,) int64 original frame numbers of the cached frames of `video`."""
         return self.group(video)["frame_index"][()]
+
+    def crop_boxes(self, video: str) -> np.ndarray:
+        """(N, 3) int64 (x0, y0, side) in source pixels of the square each cached frame was cut from."""
+        group = self.group(video)
+        if "crop_boxes" in group:
+            return group["crop_boxes"][()]
+        return np.tile(np.asarray(self.info(video).crop_box, np.int64), (self.num_frames(video), 1))
 
     # -- frames -----------------------------------------------------------------------------------------
     def frame(self, video: str, i: int) -> np.ndarray:

@@ -1,10 +1,12 @@
 """A person-centred square crop per video: find the person's box over the video, make it square with a
-margin, and cut every frame with that one square (no per-frame jitter).
+margin, and cut every frame with that one square (no per-frame jitter); or, for a person who crosses the
+frame, one square of fixed size that moves with them (`follow_crops`).
 
 Boxes are in source pixels, (x0, y0, x1, y1) with exclusive ends, x to the right and y down. The person box
 comes from, in order of preference:
 
     "mask"    ground-truth masks (union of the mask boxes over the kept frames),
+    "detector" the people found at the source resolution in keyframes, one followed (`lwgan.data.people`),
     "motion"  temporal-median background subtraction over up to `MOTION_SAMPLES` frames spread over the
               video (robust percentile boxes), for a static camera and a moving person,
     "centre"  the largest centred square, when neither gives a usable box.
@@ -148,19 +150,40 @@ def square_crop(box: PersonBox, height: int, width: int, margin: float) -> CropB
     side = max(bw, bh) * (1.0 + 2.0 * margin)
     side = int(round(min(max(side, 1.0), max(height, width))))
     cx, cy = (box.x0 + box.x1) / 2.0, (box.y0 + box.y1) / 2.0
-
-    def place(centre: float, extent: int) -> int:
-        start = centre - side / 2.0
-        if side <= extent:
-            start = min(max(start, 0.0), extent - side)
-        else:
-            start = (extent - side) / 2.0
-        return int(round(start))
-
-    return CropBox(place(cx, width), place(cy, height), side)
+    return CropBox(_place(cx, side, width), _place(cy, side, height), side)
 
 
-def apply_crop(image: np.ndarray, crop: CropBox, size: int, pad: PadMode = "edge") -> np.ndarray:
+def _place(centre: float, side: int, extent: int) -> int:
+    """Start of a `side` window centred at `centre` on an axis of `extent` pixels, shifted the least that
+    keeps it inside when it fits, centred on the axis when it does not."""
+    start = centre - side / 2.0
+    if side <= extent:
+        start = min(max(start, 0.0), extent - side)
+    else:
+        start = (extent - side) / 2.0
+    return int(round(start))
+
+
+def follow_crops(numbers: np.ndarray, key_numbers: np.ndarray, key_boxes: np.ndarray, height: int,
+                 width: int, margin: float) -> np.ndarray:
+    """A square that moves with the person: (N, 3) int64 (x0, y0, side) for frame `numbers`.
+
+    key_boxes: (K, 4) body boxes (x0, y0, x1, y1) at frame numbers `key_numbers` (increasing). The side
+    is the same for every frame, the largest keyframe box's longer side plus `margin` of it on each side
+    (so the person keeps one share of the crop and nothing zooms); the centre moves linearly between the
+    keyframes' box centres and stays at the first/last one outside them; each square is placed as
+    `square_crop` places it (inside the frame where it fits).
+    """
+    key_boxes = np.asarray(key_boxes, np.float64)
+    extent = np.maximum(key_boxes[:, 2] - key_boxes[:, 0], key_boxes[:, 3] - key_boxes[:, 1]).max()
+    side = int(round(min(max(extent * (1.0 + 2.0 * margin), 1.0), max(height, width))))
+    cx = np.interp(numbers, key_numbers, (key_boxes[:, 0] + key_boxes[:, 2]) / 2.0)
+    cy = np.interp(numbers, key_numbers, (key_boxes[:, 1] + key_boxes[:, 3]) / 2.0)
+    rows = [(_place(x, side, width), _place(y, side, height), side) for x, y in zip(cx, cy, strict=True)]
+    return np.array(rows, np.int64).reshape(-1, 3)
+
+
+def apply_crop(image: np.ndarray, crop: CropBox, size: int, pad: PadMode = "constant") -> np.ndarray:
     """Cut `crop` from `image` (H, W, C) uint8, padding outside the image, resized to (size, size, C).
 
     pad "edge" repeats the border pixels, "constant" fills with black. Resizing uses cv2.INTER_AREA.

@@ -12,8 +12,10 @@ Outputs in `out_dir`:
     report.json            `PrepareReport.to_dict(run_state=False)`: what was prepared, failed and ignored,
                            and why (no timings: the same data gives the same bytes)
 
-Each video is decoded twice, streaming: once to find the person box (masks, or a background model from at
-most `crop.MOTION_SAMPLES` frames), once to crop, resize and write. A run that is interrupted (even by
+Each video is decoded twice, streaming: once to find the person box (masks; else the people seen by the
+detector in `PEOPLE_KEYFRAMES` keyframes at the source resolution, followed through the video, one chosen:
+`lwgan.data.people`; or a background model from at most `crop.MOTION_SAMPLES` frames), once to crop, resize
+and write. A run that is interrupted (even by
 kill -9) redoes only the videos whose shard is missing or no longer matches (see `lwgan.data.shard`).
 Under DVC, declare `out_dir` with ``persist: true`` so that the shards survive to be reused; shards of
 videos no longer selected are removed, so the folder always matches index.json.
@@ -35,8 +37,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import cv2
+import numpy as np
 
 from lwgan.data import crop as crop_mod
+from lwgan.data import people
 from lwgan.data.cache import CODECS, SCHEMA_VERSION
 from lwgan.data.errors import DataError
 from lwgan.data.folder import discover_folder
@@ -49,9 +53,13 @@ from lwgan.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-BOX_ALGORITHM = 1  # bump when the person-box or crop rules change: every shard is then redone
+BOX_ALGORITHM = 2  # bump when the person-box or crop rules change: every shard is then redone
 PROGRESS_EVERY_S = 5.0  # progress inside a long video, at most this often (single-process runs)
 INDEX_FILE, REPORT_FILE = "index.json", "report.json"
+PEOPLE_KEYFRAMES = 16  # keyframes searched for people per video (about 1 s each at 1080p on one core)
+PEOPLE_MAX_SIDE = 1920  # keyframes larger than this are shrunk (by an integer factor) before the search
+PERSON_RULES = ("largest", "central")  # or an index "0", "1", ...
+FOLLOW_WHEN = 1.5  # crop "auto" follows the person when the fixed square would be this much larger
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,19 @@ class PrepareOptions:
     val_fraction: share of videos put in "val" by the automatic split ("folder", or "iper" without lists).
     max_failure_fraction: `PrepareReport.raise_for_failures` raises past this share of failed videos.
     crop_margin: space added on each side of the person box, as a fraction of its longer side.
-    pad: how the crop is filled where it leaves the frame: "edge" (repeat border pixels) or "constant"
-        (black).
+    pad: how the crop is filled where it leaves the frame: "constant" (black; the caches record the crop
+        and the source size, so the padded part is known) or "edge" (repeat border pixels).
+    person_box: how a video without masks finds its person: "detector" (the people of `PEOPLE_KEYFRAMES`
+        keyframes found at the source resolution and followed, `lwgan.data.people`) or "motion" (foreground
+        against a temporal median: a static camera and one moving person).
+    person: which person a video is about when several are seen: "largest" (large and seen long),
+        "central" (nearest the frame centre), or an index "0", "1", ... (in order of first appearance, left to
+        right).
+    crop: "fixed" (one square for the whole video), "follow" (a square of one size that moves with the
+        person; detector boxes only: `crop.follow_crops`) or "auto" (follow when the fixed square would be
+        more than `FOLLOW_WHEN` times the moving one's side, i.e. the person crosses the frame).
+    min_person_share: a video whose person would be less tall than this share of the output frames'
+        height is refused (a DataError naming it): detection and fitting need pixels.
     codec: "jpeg" (default; ~8x smaller) or "lzf" (lossless, ~1.6x faster random reads); see
         `lwgan.data.cache`.
     jpeg_quality: JPEG quality, 1-100.
@@ -83,7 +102,11 @@ class PrepareOptions:
     val_fraction: float = 0.2
     max_failure_fraction: float = 0.1
     crop_margin: float = 0.15
-    pad: crop_mod.PadMode = "edge"
+    pad: crop_mod.PadMode = "constant"
+    person_box: Literal["detector", "motion"] = "detector"
+    person: str = "largest"
+    crop: Literal["auto", "fixed", "follow"] = "auto"
+    min_person_share: float = 0.35
     codec: Literal["jpeg", "lzf"] = "jpeg"
     jpeg_quality: int = 95
     workers: int = 1
@@ -101,6 +124,11 @@ class PrepareOptions:
             ("max_failure_fraction", 0.0 <= self.max_failure_fraction <= 1.0, "in [0, 1]"),
             ("crop_margin", 0.0 <= self.crop_margin <= 2.0, "in [0, 2]"),
             ("pad", self.pad in ("edge", "constant"), "'edge' or 'constant'"),
+            ("person_box", self.person_box in ("detector", "motion"), "'detector' or 'motion'"),
+            ("person", self.person in PERSON_RULES or self.person.isdigit(),
+             "'largest', 'central' or an index '0', '1', ..."),
+            ("crop", self.crop in ("auto", "fixed", "follow"), "'auto', 'fixed' or 'follow'"),
+            ("min_person_share", 0.0 <= self.min_person_share <= 1.0, "in [0, 1]"),
             ("codec", self.codec in CODECS, " or ".join(repr(c) for c in CODECS)),
             ("jpeg_quality", isinstance(self.jpeg_quality, int) and 1 <= self.jpeg_quality <= 100,
              "an integer in [1, 100]"),
@@ -118,7 +146,7 @@ class PrepareOptions:
     def content_hash(self) -> str:
         """Hash of everything that changes a shard's frames (not the root, split or worker count)."""
         keys = ("image_size", "frame_step", "max_frames_per_video", "crop_margin", "pad", "codec",
-                "jpeg_quality")
+                "jpeg_quality", "person_box", "person", "crop")
         content = {k: getattr(self, k) for k in keys}
         if self.codec != "jpeg":
             content.pop("jpeg_quality")
@@ -156,18 +184,26 @@ def _probe(source: FrameSource, plan: FramePlan, samples: list) -> tuple[int, in
     raise DataError(f"{source.path} contains {what}; check or remove it")
 
 
-def _person_box(source: FrameSource, plan: FramePlan) -> tuple[crop_mod.PersonBox, tuple[int, int]]:
+def _person_box(source: FrameSource, plan: FramePlan, options: PrepareOptions
+                ) -> tuple[crop_mod.PersonBox, tuple[int, int], people.Track | None]:
+    """The person's box over the video, the frame size, and the detector's track of the person (None when
+    the box came another way)."""
     is_folder = source.entry.kind == "frames"
     samples = source.sample(plan, crop_mod.MOTION_SAMPLES, crop_mod.MOTION_SIDE) if is_folder else []
     height, width = _probe(source, plan, samples)
-    box, note = None, ""
+    box, note, track = None, "", None
     masks = [p for n, p in sorted(source.masks().items()) if plan.keeps(n)]
     if masks:
         box = crop_mod.box_from_masks(masks, height, width)
         if box is None:
             note = "every mask is empty or unreadable"
-            log.warning("%s: %s (%s); finding the person from motion instead", source.entry.video_id, note,
+            log.warning("%s: %s (%s); finding the person without them", source.entry.video_id, note,
                         source.entry.mask_dir)
+    if box is None and options.person_box == "detector":
+        box, found, track = _detected_box(source, plan, options.person, height, width)
+        if box is None:
+            note = (note + "; " if note else "") + found
+            log.warning("%s: %s; finding the person from motion instead", source.entry.video_id, found)
     if box is None:
         if not is_folder:
             samples = source.sample(plan, crop_mod.MOTION_SAMPLES, crop_mod.MOTION_SIDE)
@@ -176,7 +212,60 @@ def _person_box(source: FrameSource, plan: FramePlan) -> tuple[crop_mod.PersonBo
             note = (note + "; " if note else "") + "no consistent moving foreground"
     if box is None:
         box = crop_mod.centre_box(height, width, note)
-    return box, (height, width)
+    return box, (height, width), track
+
+
+_DETECTOR: Any = None
+
+
+def _detector() -> Any:
+    """This process's MediaPipe detector (static image mode, masks on), built on first use."""
+    global _DETECTOR
+    if _DETECTOR is None:
+        from lwgan.data.detector import MediaPipeDetector
+
+        _DETECTOR = MediaPipeDetector(segmentation=True, static_image_mode=True)
+    return _DETECTOR
+
+
+def detector_available() -> str:
+    """"" when the MediaPipe detector can be imported, else why not (with how to install it)."""
+    from lwgan.data.detector import INSTALL_HINT
+
+    try:
+        import mediapipe.python.solutions.pose  # noqa: F401
+    except ImportError:
+        return INSTALL_HINT
+    return ""
+
+
+def _detected_box(source: FrameSource, plan: FramePlan, rule: str, height: int, width: int
+                  ) -> tuple[crop_mod.PersonBox | None, str, people.Track | None]:
+    """The box, over the video, of the person `rule` chooses among those the detector finds in the
+    keyframes (`lwgan.data.people`), and their track; (None, why, None) when nobody is found."""
+    keyframes = [f for f in source.sample(plan, PEOPLE_KEYFRAMES, PEOPLE_MAX_SIDE)
+                 if f.source_size == (height, width)]
+    detect = people.mediapipe_detect_fn(_detector())
+    seen = []
+    for frame in keyframes:
+        scale = width / frame.image.shape[1]
+        found = people.find_people(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB), detect, frame.number)
+        seen.append([people.rescaled(s, scale) for s in found] if scale != 1.0 else found)
+    tracks = people.follow(seen)
+    chosen = people.choose(tracks, rule, (height, width))
+    if chosen is None:
+        what = "nobody" if not tracks else f"{len(tracks)} people but no person {rule}"
+        return None, f"the detector found {what} in {len(keyframes)} keyframes", None
+    boxes = [s.box for s in chosen.sightings]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    others = len(tracks) - 1
+    note = (f"followed the {rule} of {len(tracks)} people seen" if others and not rule.isdigit()
+            else f"followed person {rule} of {len(tracks)} seen" if others else "")
+    log.info("%s: person found in %d of %d keyframes%s", source.entry.video_id, len(chosen.sightings),
+             len(keyframes), f"; {note}" if note else "")
+    return crop_mod.PersonBox(max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1),
+                              "detector", note), "", chosen
 
 
 def prepare_video(entry: VideoEntry, options: PrepareOptions, fingerprint: str, out_dir: Path,
@@ -185,10 +274,32 @@ def prepare_video(entry: VideoEntry, options: PrepareOptions, fingerprint: str, 
     start = time.perf_counter()
     source = open_source(entry)
     plan = FramePlan(options.frame_step, options.max_frames_per_video)
-    box, (height, width) = _person_box(source, plan)
+    box, (height, width), track = _person_box(source, plan, options)
     crop = crop_mod.square_crop(box, height, width, options.crop_margin)
+    follow, person_tall = None, box.y1 - box.y0
+    if track is not None and options.crop != "fixed":
+        key_numbers = np.array([s.frame for s in track.sightings])
+        key_boxes = np.array([s.box for s in track.sightings])
+        moving = crop_mod.follow_crops(key_numbers[:1], key_numbers, key_boxes, height, width,
+                                       options.crop_margin)
+        if options.crop == "follow" or crop.side > FOLLOW_WHEN * moving[0, 2]:
+            follow = (key_numbers, key_boxes)
+            person_tall = float((key_boxes[:, 3] - key_boxes[:, 1]).max())
+            crop = crop_mod.CropBox(*(int(v) for v in moving[0]))
+    if box.method != "centre":
+        tall = person_tall * options.image_size / crop.side
+        if tall < options.min_person_share * options.image_size:
+            fix = ("data.crop=follow (a square that moves with the person)" if track is not None
+                   and follow is None else "cutting the video into shorter clips")
+            raise DataError(
+                f"{entry.path}: the person ({box.method} box {box.x1 - box.x0:.0f}x"
+                f"{box.y1 - box.y0:.0f} px of a {width}x{height} frame) would be {tall:.0f} px tall in the "
+                f"{options.image_size}-px frames, under data.min_person_share = {options.min_person_share} "
+                f"of them; the person is too small or crosses too much of the frame for one square: try "
+                f"{fix}")
     dropped: list[Problem] = []
     notes: list[str] = []
+    cut_boxes: list[tuple[int, int, int]] = []
     with atomic_path(shard_path(out_dir, entry.video_id)) as tmp:
         writer = ShardWriter(tmp, entry.video_id, options.image_size, options.codec, options.jpeg_quality)
         try:
@@ -203,7 +314,12 @@ def prepare_video(entry: VideoEntry, options: PrepareOptions, fingerprint: str, 
                     dropped.append(Problem(str(frame.path), f"frame is {w}x{h} but the video's frames are "
                                            f"{width}x{height}; frame left out", entry.video_id))
                     continue
-                writer.append(frame.number, crop_mod.apply_crop(frame.image, crop, options.image_size,
+                cut = crop
+                if follow is not None:
+                    cut = crop_mod.CropBox(*(int(v) for v in crop_mod.follow_crops(
+                        np.array([frame.number]), *follow, height, width, options.crop_margin)[0]))
+                    cut_boxes.append(cut.as_tuple())
+                writer.append(frame.number, crop_mod.apply_crop(frame.image, cut, options.image_size,
                                                                 options.pad))
                 if tick is not None and time.perf_counter() - last_tick > PROGRESS_EVERY_S:
                     tick(len(writer.numbers))
@@ -219,10 +335,13 @@ def prepare_video(entry: VideoEntry, options: PrepareOptions, fingerprint: str, 
                              "probably truncated")
                 log.warning("%s: %s", entry.path, notes[-1])
             if box.note:
-                notes.append(f"centred crop: {box.note}")
+                notes.append(f"centred crop: {box.note}" if box.method == "centre" else box.note)
+            if follow is not None:
+                crop = crop_mod.CropBox(*cut_boxes[0])
+                notes.append(f"the crop follows the person ({len(follow[0])} keyframes)")
             meta = ShardMeta(entry.video_id, entry.split, options.source, str(entry.path), entry.kind,
                              fingerprint, options.content_hash(), source.fps, (height, width), crop, box,
-                             tuple(notes))
+                             tuple(notes), np.array(cut_boxes, np.int64) if follow is not None else None)
             writer.finish(meta, [{"path": p.path, "reason": p.reason} for p in dropped])
         except BaseException:
             writer.abort()

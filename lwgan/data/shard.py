@@ -54,6 +54,7 @@ class ShardMeta:
     crop: CropBox
     box: PersonBox
     notes: tuple[str, ...] = ()
+    crop_boxes: np.ndarray | None = None  # (N, 3) per frame when the crop follows the person
 
 
 class ShardWriter:
@@ -94,6 +95,8 @@ class ShardWriter:
 
     def finish(self, meta: ShardMeta, problems: list[dict[str, str]]) -> None:
         self.group.create_dataset("frame_index", data=np.asarray(self.numbers, dtype=np.int64))
+        if meta.crop_boxes is not None:
+            self.group.create_dataset("crop_boxes", data=np.asarray(meta.crop_boxes, dtype=np.int64))
         box = meta.box
         self.group.attrs.update(
             video_id=meta.video_id, split=meta.split, source=meta.source, source_path=meta.source_path,

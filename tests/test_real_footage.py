@@ -102,3 +102,19 @@ def test_portrait_clip_keeps_the_man_not_the_bystander(tmp_path):
         square = crops[frame]
         assert inside(man, square) > 0.9, (frame, square)
         assert off_centre(man, square) < off_centre(PORTRAIT_BYSTANDER[frame], square)
+
+
+def test_the_tasks_find_the_same_person_as_prepare():
+    """`lwgan imitate/transfer/view` share the rule: on the portrait clip their person box holds the man,
+    not the bystander."""
+    from lwgan.apps.media import read_video
+    from lwgan.apps.person import find_person
+
+    box = find_person(read_video(clip("portrait_cam01"), step=10))
+    assert box is not None and box.method == "detector"
+    square = (box.x0, box.y0, max(box.x1 - box.x0, box.y1 - box.y0))
+    for frame in (0, 50):
+        assert inside(PORTRAIT_MAN[frame], (box.x0 - 20, box.y0 - 20, square[2] + 40)) > 0.8, (frame, box)
+    centre = ((box.x0 + box.x1) / 2 - square[2] / 2, (box.y0 + box.y1) / 2 - square[2] / 2, square[2])
+    for frame in (0, 50, 99):
+        assert off_centre(PORTRAIT_MAN[frame], centre) < off_centre(PORTRAIT_BYSTANDER[frame], centre)

@@ -52,6 +52,7 @@ class Context:
     fit: FitOptions
     margin: float
     params_file: str
+    person: str = "largest"  # data.person: whom to follow when several people are seen
 
 
 def _params(path: str | None) -> tuple[config.Params, str]:
@@ -104,11 +105,11 @@ def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Con
     f = params.fit
     fit = FitOptions(pose_iterations=f.pose_iterations, camera_iterations=f.camera_iterations,
                      silhouette_weight=f.silhouette_weight, chunk_size=f.chunk_frames)
-    return Context(synth, detector, fit, params.data.crop_margin, params_file)
+    return Context(synth, detector, fit, params.data.crop_margin, params_file, params.data.person)
 
 
 def _fit(ctx: Context, clip: media.Footage) -> Person:
-    return fit_person(clip, ctx.detector, ctx.synth.body, ctx.synth.side, ctx.margin, ctx.fit)
+    return fit_person(clip, ctx.detector, ctx.synth.body, ctx.synth.side, ctx.margin, ctx.fit, ctx.person)
 
 
 def _tile(ctx: Context, frames: np.ndarray) -> np.ndarray:

@@ -50,6 +50,16 @@ class Footage:
             rate = 0.0
         return (rate or DEFAULT_FPS) / self.step
 
+    def estimated_frames(self) -> int:
+        """Frames `frames()` will give, from the video's header (0 when unknown)."""
+        if self.kind == "image":
+            return 1
+        try:
+            total = self._source().estimated_frames()
+        except DataError:
+            return 0
+        return FramePlan(self.step, self.max_frames).count(total)
+
     def _source(self):
         kind = "frames" if self.path.is_dir() else "file"
         return open_source(VideoEntry(self.path.name, "val", self.path, kind))

@@ -1,12 +1,10 @@
-"""A person in a photo or a video, made ready for the generator with the pipeline's own tools: the 2D
-detector of the fit stage on every frame, one person-centred square crop for the whole clip (the prepare
-stage's rule: the box of the detected person over all frames, squared with a margin), and the fit stage's
-body fit (`lwgan.body.fit.fit_video`) on the crops. The footage is read twice, to detect and then to cut
-the crops, so only the crops are held in memory.
-
-The person's box is the union of the detector's person masks over the frames where a person was found;
-without masks, the box of the confident keypoints, grown by `KEYPOINT_BOX_GROWTH` of its size (keypoints
-stop at the ankles and the nose, the body does not).
+"""A person in a photo or a video, made ready for the generator with the pipeline's own tools and the
+prepare stage's rule: the people of keyframes found at the source resolution and followed from keyframe to
+keyframe, one chosen (`lwgan.data.people`; "largest" unless told otherwise), one square around that
+person's box over the clip with a margin, the fit stage's detector on a square `DETECT_CONTEXT` times as
+large at up to `DETECT_SIDE` pixels (its keypoints mapped to the generator's crops) and its body fit
+(`lwgan.body.fit.fit_video`). The footage is read twice, to find the person and then to cut the crops, so
+only the crops are held in memory.
 """
 
 from __future__ import annotations
@@ -14,21 +12,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import cv2
 import numpy as np
 import torch
 
 from lwgan.apps.media import Footage, InputError
-from lwgan.body.detect import PoseDetector, mask_to_cache
+from lwgan.body.detect import DetectionBatch, PoseDetector, mask_to_cache
 from lwgan.body.fit import NO_PERSON, FitOptions, fit_video
-from lwgan.body.keypoint_io import source_to_cache
+from lwgan.body.keypoint_io import cache_to_source, source_to_cache
 from lwgan.body.model import BodyModel
+from lwgan.data import people
 from lwgan.data.crop import CropBox, PersonBox, apply_crop, square_crop
+from lwgan.data.detector import MediaPipeDetector
 from lwgan.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
-KEYPOINT_BOX_GROWTH = 0.15
-KEYPOINT_CONFIDENCE = 0.3
+KEYFRAMES = 16  # keyframes searched for people, as in the prepare stage
+DETECT_SIDE = 512  # the square around the person is detected at up to this side
+DETECT_CONTEXT = 1.5  # that square's side, in crop sides
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,88 +59,76 @@ class Person:
                 "frames_without_person": int(((self.status & NO_PERSON) != 0).sum())}
 
 
-@dataclasses.dataclass(frozen=True)
-class Detections:
-    """What the detector found per frame: keypoints (N, K, 3) in frame pixels, found (N,) bool, the box
-    (x0, y0, x1, y1) of each person mask (None without one), and the masks themselves, packed along the
-    width by np.packbits, only when they are wanted (the silhouette term)."""
-
-    keypoints: np.ndarray
-    found: np.ndarray
-    mask_boxes: list[tuple[int, int, int, int] | None]
-    packed_masks: list[np.ndarray] | None
-    size: tuple[int, int]
-
-
-def detect(footage: Footage, detector: PoseDetector, keep_masks: bool = False) -> Detections:
-    """Run the detector over every frame of the footage, keeping only the small results."""
-    progress = ProgressLog(f"detect {footage.path.name}", "frames") if footage.kind == "video" else None
-    detector.reset()
-    keypoints, found, boxes, packed = [], [], [], []
-    size = (0, 0)
-    for image in footage.frames():
+def find_person(footage: Footage, rule: str = "largest") -> PersonBox | None:
+    """The box over the footage of the person `rule` chooses ("largest", "central" or an index), found as
+    the prepare stage finds it: the people of up to `KEYFRAMES` keyframes at the source resolution,
+    followed from keyframe to keyframe (`lwgan.data.people`). None when nobody is found."""
+    total = 1 if footage.kind == "image" else max(1, footage.estimated_frames())
+    every = max(1, -(-total // KEYFRAMES))
+    detect = people.mediapipe_detect_fn(_search_detector())
+    seen, size = [], (0, 0)
+    progress = ProgressLog(f"find people {footage.path.name}", "frames") if footage.kind == "video" else None
+    for i, image in enumerate(footage.frames()):
         size = image.shape[:2]
-        d = detector.detect(image)
-        keypoints.append(d.keypoints)
-        found.append(d.found)
-        box = None
-        if d.found and d.mask is not None and d.mask.any():
-            rows, cols = np.nonzero(d.mask.any(axis=1))[0], np.nonzero(d.mask.any(axis=0))[0]
-            box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
-        boxes.append(box)
-        if keep_masks:
-            mask = d.mask if d.mask is not None else np.zeros(size, bool)
-            packed.append(np.packbits(mask, axis=-1))
+        if i % every == 0:
+            seen.append(people.find_people(image, detect, i))
         if progress is not None:
-            progress(len(found), 0)
-    return Detections(np.stack(keypoints).astype(np.float32), np.asarray(found, bool), boxes,
-                      packed if keep_masks else None, size)
+            progress(i + 1, total)
+    chosen = people.choose(people.follow(seen), rule, size)
+    if chosen is None:
+        return None
+    boxes = np.array([s.box for s in chosen.sightings])
+    (x0, y0), (x1, y1) = boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)
+    height, width = size
+    return PersonBox(max(0.0, float(x0)), max(0.0, float(y0)), min(float(width), float(x1)),
+                     min(float(height), float(y1)), "detector",
+                     f"seen in {len(chosen.sightings)} of {len(seen)} keyframes")
 
 
-def person_box(detections: Detections) -> PersonBox | None:
-    """The person's box over the frames where one was found (module docstring), or None."""
-    found = np.flatnonzero(detections.found)
-    if len(found) == 0:
-        return None
-    boxes = np.array([b for b, f in zip(detections.mask_boxes, detections.found, strict=True)
-                      if b is not None and f])
-    if len(boxes):
-        return PersonBox(float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()),
-                         float(boxes[:, 3].max()), "mask", "union of the detector's person masks")
-    points = detections.keypoints[found].reshape(-1, 3)
-    points = points[points[:, 2] >= KEYPOINT_CONFIDENCE]
-    if len(points) < 2:
-        return None
-    (x0, y0), (x1, y1) = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
-    gx, gy = (x1 - x0) * KEYPOINT_BOX_GROWTH, (y1 - y0) * KEYPOINT_BOX_GROWTH
-    return PersonBox(float(x0 - gx), float(y0 - gy), float(x1 + gx + 1), float(y1 + gy + 1), "mask",
-                     "confident keypoints, grown")
+_SEARCH: MediaPipeDetector | None = None
+
+
+def _search_detector() -> MediaPipeDetector:
+    """The detector the people search uses (static images, masks on), built once."""
+    global _SEARCH
+    if _SEARCH is None:
+        _SEARCH = MediaPipeDetector(segmentation=True, static_image_mode=True)
+    return _SEARCH
 
 
 def fit_person(footage: Footage, detector: PoseDetector, body: BodyModel, side: int, margin: float,
-               options: FitOptions) -> Person:
-    """Detect (first pass), crop to `side`² (second pass) and fit the body; InputError naming the file
+               options: FitOptions, rule: str = "largest") -> Person:
+    """Find the person (`find_person`, first pass), crop to `side`² and detect the keypoints in the crops
+    as the fit stage does in the cached frames (second pass), and fit the body; InputError naming the file
     when no person is found. Memory: the crops and the per-frame keypoints, whatever the input size."""
     what = footage.kind
-    wants_masks = options.silhouette_weight > 0
-    detections = detect(footage, detector, keep_masks=wants_masks)
-    box = person_box(detections)
+    box = find_person(footage, rule)
     if box is None:
         raise InputError(f"no person was found in the {what} {footage.path}: it needs one person, seen "
                          "whole and large enough for the detector")
-    height, width = detections.size
+    height, width = next(footage.frames()).shape[:2]
     crop = square_crop(box, height, width, margin)
-    crops = np.stack([apply_crop(frame, crop, side) for frame in footage.frames()])  # (N, side, side, 3)
-    if len(crops) != len(detections.found):
-        raise InputError(f"{footage.path} gave {len(crops)} frames on the second reading and "
-                         f"{len(detections.found)} on the first: is it being written to?")
-    keypoints = source_to_cache(detections.keypoints, crop.as_tuple(), side)  # (N, K, 3)
-    keypoints[~detections.found] = 0.0
+    # The keypoints come from a square around the person with room to spare (the detector misses people
+    # who fill the image), at up to DETECT_SIDE pixels (the source's where it is smaller), mapped to the
+    # side² crops: a small G size does not starve the detector.
+    grow = int(round(crop.side * (DETECT_CONTEXT - 1.0) / 2.0))
+    around = CropBox(crop.x0 - grow, crop.y0 - grow, crop.side + 2 * grow)
+    detect_side = min(around.side, DETECT_SIDE)
+    crops, found = [], []
+    for frame in footage.frames():
+        crops.append(apply_crop(frame, crop, side))
+        found.append(detector.detect(apply_crop(frame, around, detect_side)))
+    batch = DetectionBatch.stack(found, (detect_side, detect_side))
+    keypoints = source_to_cache(cache_to_source(batch.keypoints, around.as_tuple(), detect_side),
+                                crop.as_tuple(), side)  # (N, K, 3) crop pixels
+    keypoints[~batch.found] = 0.0
     masks = None
-    if detections.packed_masks is not None:
+    if options.silhouette_weight > 0 and batch.packed_masks is not None:
         masks = torch.from_numpy(np.stack([
-            mask_to_cache(np.unpackbits(m, axis=-1, count=width).astype(bool), crop.as_tuple(), side)
-            for m in detections.packed_masks]))
+            mask_to_cache(cv2.resize(m.astype(np.uint8), (around.side, around.side),
+                                     interpolation=cv2.INTER_NEAREST), (grow, grow, crop.side), side)
+            for m in batch.masks()]))
+    crops = np.stack(crops)  # (N, side, side, 3)
     fit = fit_video(torch.from_numpy(keypoints), side, body, options, masks)
     status = fit.status.numpy()
     if (status & NO_PERSON).all():

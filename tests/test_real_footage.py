@@ -79,6 +79,14 @@ def test_outdoor_clip_two_people_the_crop_follows_the_man_throughout(tmp_path):
             assert off_centre(man, square) < off_centre(woman, square), (frame, square)
         if frame in (10, 70, 130):  # standing: at least data.min_person_share of the frame
             assert (man[3] - man[1]) / square[2] > 0.35, (frame, square)
+    # the followed person's box in each cached frame (for the fit), on the man: its centre within his box
+    boxes = dict(zip(cache.frame_index(video).tolist(), cache.person_boxes(video), strict=True))
+    for frame, man in OUTDOOR_MAN.items():
+        x0, y0, side = crops[frame]
+        scale = SIZE / side
+        u, v = (boxes[frame][0] + boxes[frame][2]) / 2, (boxes[frame][1] + boxes[frame][3]) / 2
+        assert (man[0] - x0) * scale <= u <= (man[2] - x0) * scale, (frame, boxes[frame])
+        assert (man[1] - y0) * scale <= v <= (man[3] - y0) * scale, (frame, boxes[frame])
     frames = cache.frames(video, [0, 115, 229])
     assert frames.shape == (3, SIZE, SIZE, 3)
 

@@ -21,6 +21,9 @@ Layout (schema version `SCHEMA_VERSION`)::
         crop_boxes                  (N, 3) int64 x0, y0, side of each frame's square, only when the crop
                                     follows the person (`lwgan.data.crop.follow_crops`); else every
                                     frame is cut at crop_box
+        person_boxes                (N, 4) float32 x0, y0, x1, y1 source pixels: the followed person's
+                                    body box in each frame (between the detector's keyframes: linear),
+                                    only for box_method "detector"
 
 Frames read back are (S, S, 3) uint8 RGB. Codec choice, measured with benchmarks/prepare.py on noisy
 256² crops (one thread): JPEG q95 ~23 KB/frame and ~2,400 random reads/s; lzf ~182 KB/frame and ~4,000
@@ -131,6 +134,18 @@ class FramesCache(LazyH5):
     def frame_index(self, video: str) -> np.ndarray:
         """(N,) int64 original frame numbers of the cached frames of `video`."""
         return self.group(video)["frame_index"][()]
+
+    def person_boxes(self, video: str) -> np.ndarray | None:
+        """(N, 4) float32 (x0, y0, x1, y1) of the followed person in each cached frame, in that frame's
+        pixels (mapped through its crop); None when the person was not found by the detector."""
+        group = self.group(video)
+        if "person_boxes" not in group:
+            return None
+        boxes = group["person_boxes"][()].astype(np.float64)
+        crops = self.crop_boxes(video).astype(np.float64)
+        scale = (float(group["frames"].attrs["image_size"]) / crops[:, 2])[:, None]
+        origin = np.concatenate([crops[:, :2], crops[:, :2]], axis=1)
+        return ((boxes - origin + 0.5) * scale - 0.5).astype(np.float32)
 
     def crop_boxes(self, video: str) -> np.ndarray:
         """(N, 3) int64 (x0, y0, side) in source pixels of the square each cached frame was cut from."""

@@ -313,6 +313,14 @@ def _join(tracks: list[Track]) -> list[Track]:
     return tracks
 
 
+def box_at(track: Track, frame: int) -> np.ndarray:
+    """(4,) float32 body box of `track` at frame number `frame`: linear between its keyframes, the first
+    or last one outside them."""
+    frames = np.array([s.frame for s in track.sightings], np.float64)
+    boxes = np.array([s.box for s in track.sightings], np.float64)
+    return np.array([np.interp(frame, frames, boxes[:, k]) for k in range(4)], np.float32)
+
+
 def choose(tracks: Sequence[Track], rule: str, frame_size: tuple[int, int]) -> Track | None:
     """The track a video is about. rule: "largest" (highest `Track.presence`), "central" (the smallest
     mean distance of the body centre to the frame centre, in frame diagonals, among tracks seen in at least

@@ -300,6 +300,7 @@ def prepare_video(entry: VideoEntry, options: PrepareOptions, fingerprint: str, 
     dropped: list[Problem] = []
     notes: list[str] = []
     cut_boxes: list[tuple[int, int, int]] = []
+    person_boxes: list[np.ndarray] = []  # the followed person's box in each frame (detector boxes only)
     with atomic_path(shard_path(out_dir, entry.video_id)) as tmp:
         writer = ShardWriter(tmp, entry.video_id, options.image_size, options.codec, options.jpeg_quality)
         try:
@@ -315,6 +316,8 @@ def prepare_video(entry: VideoEntry, options: PrepareOptions, fingerprint: str, 
                                            f"{width}x{height}; frame left out", entry.video_id))
                     continue
                 cut = crop
+                if track is not None:
+                    person_boxes.append(people.box_at(track, frame.number))
                 if follow is not None:
                     cut = crop_mod.CropBox(*(int(v) for v in crop_mod.follow_crops(
                         np.array([frame.number]), *follow, height, width, options.crop_margin)[0]))
@@ -341,7 +344,8 @@ def prepare_video(entry: VideoEntry, options: PrepareOptions, fingerprint: str, 
                 notes.append(f"the crop follows the person ({len(follow[0])} keyframes)")
             meta = ShardMeta(entry.video_id, entry.split, options.source, str(entry.path), entry.kind,
                              fingerprint, options.content_hash(), source.fps, (height, width), crop, box,
-                             tuple(notes), np.array(cut_boxes, np.int64) if follow is not None else None)
+                             tuple(notes), np.array(cut_boxes, np.int64) if follow is not None else None,
+                             np.array(person_boxes, np.float32) if track is not None else None)
             writer.finish(meta, [{"path": p.path, "reason": p.reason} for p in dropped])
         except BaseException:
             writer.abort()

@@ -55,6 +55,7 @@ class ShardMeta:
     box: PersonBox
     notes: tuple[str, ...] = ()
     crop_boxes: np.ndarray | None = None  # (N, 3) per frame when the crop follows the person
+    person_boxes: np.ndarray | None = None  # (N, 4) the followed person's box per frame (detector)
 
 
 class ShardWriter:
@@ -97,6 +98,8 @@ class ShardWriter:
         self.group.create_dataset("frame_index", data=np.asarray(self.numbers, dtype=np.int64))
         if meta.crop_boxes is not None:
             self.group.create_dataset("crop_boxes", data=np.asarray(meta.crop_boxes, dtype=np.int64))
+        if meta.person_boxes is not None:
+            self.group.create_dataset("person_boxes", data=np.asarray(meta.person_boxes, dtype=np.float32))
         box = meta.box
         self.group.attrs.update(
             video_id=meta.video_id, split=meta.split, source=meta.source, source_path=meta.source_path,

@@ -18,7 +18,7 @@ pytest.importorskip("mediapipe", reason="the person detector (MediaPipe) is not 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZE = 128
+SIZE = 256  # the default data.image_size: the fit detector works on these frames
 
 # frame number -> (x0, y0, x1, y1) of each person, read off the frames.
 OUTDOOR_MAN = {10: (490, 72, 819, 457), 70: (460, 37, 802, 444), 130: (708, 89, 802, 461),
@@ -63,10 +63,15 @@ def crops_at(cache: FramesCache, video: str) -> dict[int, np.ndarray]:
     return dict(zip(cache.frame_index(video).tolist(), cache.crop_boxes(video), strict=True))
 
 
-def test_outdoor_clip_two_people_the_crop_follows_the_man_throughout(tmp_path):
+@pytest.fixture(scope="module")
+def outdoor(tmp_path_factory):
+    return prepared(tmp_path_factory.mktemp("outdoor"), "outdoor_jumps")
+
+
+def test_outdoor_clip_two_people_the_crop_follows_the_man_throughout(outdoor):
     """Wide outdoor shot in low sun: the man (on a roof, then jumping down and walking off) is followed,
     never the woman who crosses in front of him; he stays whole in the crop and at a usable size."""
-    cache, video = prepared(tmp_path, "outdoor_jumps")
+    cache, video = outdoor
     info = cache.info(video)
     assert info.box_method == "detector" and cache.num_frames(video) == 230
     crops = crops_at(cache, video)
@@ -126,3 +131,25 @@ def test_the_tasks_find_the_same_person_as_prepare():
     centre = ((box.x0 + box.x1) / 2 - square[2] / 2, (box.y0 + box.y1) / 2 - square[2] / 2, square[2])
     for frame in (0, 50, 99):
         assert off_centre(PORTRAIT_MAN[frame], centre) < off_centre(PORTRAIT_BYSTANDER[frame], centre)
+
+
+def test_the_fit_detector_keeps_to_the_followed_man(outdoor):
+    """Around frame 130 the woman walks below the man inside his square; the fit's keypoints must still be
+    his (their centre inside his box, read off the frame) on every frame the detector finds him."""
+    from lwgan.body.detect import MediaPipeDetector, detect_followed
+
+    cache, video = outdoor
+    index = cache.frame_index(video).tolist()
+    picks = [index.index(n) for n in range(122, 140, 2)]
+    frames = cache.frames(video, picks)
+    with MediaPipeDetector() as detector:
+        batch = detect_followed(list(frames), detector, cache.person_boxes(video)[picks])
+    x0, y0, side = cache.crop_boxes(video)[index.index(130)]
+    scale = SIZE / side
+    man = [(OUTDOOR_MAN[130][k] - (x0, y0)[k % 2]) * scale for k in range(4)]
+    assert batch.found.sum() >= len(picks) // 2
+    for keypoints, found in zip(batch.keypoints, batch.found, strict=True):
+        if found:
+            good = keypoints[keypoints[:, 2] > 0.3]
+            u, v = good[:, 0].mean(), good[:, 1].mean()
+            assert man[0] - 8 <= u <= man[2] + 8 and man[1] - 8 <= v <= man[3] + 8, (u, v, man)

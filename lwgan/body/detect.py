@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 K = len(COCO_KEYPOINT_NAMES)
 __all__ = ["Detection", "DetectionBatch", "GroundTruthKeypoints", "MediaPipeDetector", "PoseDetector",
-           "detect_video", "mask_to_cache", "not_found"]
+           "detect_followed", "detect_video", "mask_to_cache", "not_found"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,72 @@ def detect_video(frames: Iterable[np.ndarray], detector: PoseDetector,
     batch = DetectionBatch.stack(detections, size)
     log.debug("detected a person in %d of %d frames", int(batch.found.sum()), len(batch))
     return batch
+
+
+def detect_followed(frames: Iterable[np.ndarray], detector: PoseDetector, person_boxes: np.ndarray,
+                    progress: Callable[[int, int], None] | None = None) -> DetectionBatch:
+    """`detect_video` that keeps to the person the prepare stage followed: person_boxes (N, 4) x0, y0,
+    x1, y1 of that person in each frame's pixels (`lwgan.data.FramesCache.person_boxes`). Where the
+    detector's person lies elsewhere (a bystander inside the crop: its keypoint box overlaps the followed
+    box by less than `FOLLOW_MIN_OVERLAP` of its area), that person is greyed out (their mask, or their
+    keypoint box, grown) and the frame detected again, up to `FOLLOW_TRIES` times; if the followed person
+    is still not found, the frame counts as one without a person."""
+    boxes = np.asarray(person_boxes, np.float64)
+    total = len(boxes)
+    detector.reset()
+    detections: list[Detection] = []
+    size: tuple[int, int] | None = None
+    for i, image in enumerate(frames):
+        if size is None:
+            size = (int(image.shape[0]), int(image.shape[1]))
+        found = detector.detect(image)
+        tries = 0
+        while found.found and _overlap(found.keypoints, boxes[i]) < FOLLOW_MIN_OVERLAP:
+            tries += 1
+            if tries > FOLLOW_TRIES:
+                found = not_found(*size, with_mask=found.mask is not None)
+                break
+            image = _grey_person(image, found)
+            found = detector.detect(image)
+        detections.append(found)
+        if progress is not None:
+            progress(i + 1, total)
+    if size is None:
+        raise ValueError("detect_followed got no frames")
+    return DetectionBatch.stack(detections, size)
+
+
+FOLLOW_MIN_OVERLAP = 0.3  # share of the detected keypoint box inside the followed person's box
+FOLLOW_TRIES = 2  # other people greyed out per frame before giving up
+
+
+def _overlap(keypoints: np.ndarray, box: np.ndarray) -> float:
+    """Share of the confident keypoints' box inside `box` (1.0 when there are too few to tell)."""
+    good = keypoints[keypoints[:, 2] > 0.3]
+    if len(good) < 2:
+        return 1.0
+    (x0, y0), (x1, y1) = good[:, :2].min(axis=0), good[:, :2].max(axis=0) + 1.0
+    ix = max(0.0, min(x1, box[2]) - max(x0, box[0]))
+    iy = max(0.0, min(y1, box[3]) - max(y0, box[1]))
+    return ix * iy / max((x1 - x0) * (y1 - y0), 1e-6)
+
+
+def _grey_person(image: np.ndarray, found: Detection) -> np.ndarray:
+    """`image` with the detected person set to mid-grey: their mask dilated by a tenth of their size,
+    or without a mask their keypoint box grown by a fifth."""
+    good = found.keypoints[found.keypoints[:, 2] > 0.3]
+    (x0, y0), (x1, y1) = good[:, :2].min(axis=0), good[:, :2].max(axis=0)
+    extent = max(x1 - x0, y1 - y0, 1.0)
+    out = image.copy()
+    if found.mask is not None and found.mask.any():
+        k = max(3, int(extent * 0.1) | 1)
+        area = cv2.dilate(found.mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+        out[area] = 128
+    else:
+        g = 0.2 * extent
+        h, w = image.shape[:2]
+        out[max(0, int(y0 - g)):min(h, int(y1 + g) + 1), max(0, int(x0 - g)):min(w, int(x1 + g) + 1)] = 128
+    return out
 
 
 def mask_to_cache(mask: np.ndarray, crop_box: Sequence[int], image_size: int) -> np.ndarray:

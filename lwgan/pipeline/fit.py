@@ -129,15 +129,18 @@ class FitWorker:
                 self._ground_truth = GroundTruthKeypoints(root)
             return self._ground_truth.for_cache(self.cache, video)
         if kind == "detector":
-            from lwgan.body.detect import detect_video
+            from lwgan.body.detect import detect_followed, detect_video
 
             frames = (self.cache.frame(video, i) for i in range(self.cache.num_frames(video)))
+            followed = self.cache.person_boxes(video)  # the person prepare followed, where it did
+            if followed is not None:
+                return detect_followed(frames, self._detector, followed)
             return detect_video(frames, self._detector)
         from lwgan.body.keypoint_io import read_track
 
-        info = self.cache.info(video)
         track = read_track(kind, self.settings.keypoints_root or Path("."), video)
-        keypoints = track.to_cache(self.cache.frame_index(video), info.crop_box, self.image_size)
+        keypoints = track.to_cache(self.cache.frame_index(video), self.cache.crop_boxes(video),
+                                   self.image_size)
         found = (keypoints[..., 2] > 0).any(axis=1)
         return DetectionBatch(keypoints, found, keypoints[..., 2].mean(axis=1), None,
                               (self.image_size, self.image_size))

@@ -135,7 +135,34 @@ class FitParams:
     silhouette_weight: float = _f(0.0, "weight of the soft-silhouette term (0 = off)", ge=0.0)
     chunk_frames: int = _f(256, "frames optimised together; long videos are fitted chunk by chunk", ge=1)
     overlays_per_video: int = _f(3, "frames per video drawn with the fitted mesh", ge=0, le=100)
-    max_failure_fraction: float = _f(0.1, "the stage fails past this share of failed videos", ge=0.0, le=1.0)
+    max_failure_fraction: float = _f(0.1, "the stage fails when more than this share of the videos failed "
+                                     "(status 'failed', or their fit raised)", ge=0.0, le=1.0)
+    # The verdict on every video (metrics/fit.json 'videos'): failed past any failed_* threshold, else poor
+    # past any poor_* one, else ok. They are no part of a shard's key: changing them re-judges, never refits.
+    failed_fitted_rate: float = _f(0.5, "a video fails when fewer of its frames than this have a usable fit "
+                                   "(a person found, not flagged no-person or not-converged)", ge=0.0, le=1.0)
+    poor_fitted_rate: float = _f(0.8, "a video is poor when fewer of its frames than this have a usable fit",
+                                 ge=0.0, le=1.0)
+    failed_reprojection: float = _f(0.15, "a video fails when the 95th percentile of its keypoint "
+                                    "reprojection error, as a share of the body's size in the frame, exceeds "
+                                    "this", ge=0.0)
+    poor_reprojection: float = _f(0.05, "a video is poor when the 95th percentile of its keypoint "
+                                  "reprojection error, as a share of the body's size, exceeds this", ge=0.0)
+    failed_iou: float = _f(0.3, "a video fails when the median IoU of the fitted silhouette with the person "
+                           "mask is below this (keypoint sources with masks only)", ge=0.0, le=1.0)
+    poor_iou: float = _f(0.6, "a video is poor when the median IoU of the fitted silhouette with the person "
+                         "mask is below this", ge=0.0, le=1.0)
+
+    def validate(self, path: str) -> None:
+        # (poor key, failed key, whether the poor threshold lies above the failed one)
+        for poor, failed, above in (("poor_fitted_rate", "failed_fitted_rate", True),
+                                    ("poor_reprojection", "failed_reprojection", False),
+                                    ("poor_iou", "failed_iou", True)):
+            value, limit = getattr(self, poor), getattr(self, failed)
+            if (value < limit) if above else (value > limit):
+                side = ">=" if above else "<="
+                raise ConfigError(f"{path}.{poor}: got {value}, must be {side} {path}.{failed} ({limit}): a "
+                                  "video turns poor before it fails")
 
 
 @dataclasses.dataclass(frozen=True)

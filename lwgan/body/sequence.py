@@ -31,3 +31,10 @@ def project_video(body: BodyModel, betas: np.ndarray, pose: np.ndarray, cam: np.
     (N, J * 3), cam (N, 3) weak perspective (s, tx, ty)."""
     vertices = pose_body(body, betas, pose).vertices
     return weak_perspective_project(vertices, torch.from_numpy(np.asarray(cam, dtype=np.float32)))
+
+
+def project_keypoints(body: BodyModel, betas: np.ndarray, pose: np.ndarray, cam: np.ndarray) -> torch.Tensor:
+    """(N, K, 3) projected keypoints (NDC x, y and depth) of a video's fit, the body model's keypoint
+    regressor applied to the same posed mesh as `project_video`: betas (S,), pose (N, J * 3), cam (N, 3)."""
+    keypoints = pose_body(body, betas, pose).keypoints  # (N, K, 3)
+    return weak_perspective_project(keypoints, torch.from_numpy(np.asarray(cam, dtype=np.float32)))

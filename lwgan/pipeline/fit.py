@@ -5,7 +5,9 @@ imported files) -> batched body fit -> one SMPL shard, plus quality numbers and 
 process; `run(job)` fits one video and writes its shard atomically (temp file + rename), so an
 interrupted run leaves only whole shards and a rerun redoes only what is missing or stale (the shard's key
 hashes the frames shard, the body model, the fit options and the keypoint source). `lwgan.parallel` runs
-the workers on Ray or in-process; `summarise` turns their per-frame numbers into the stage's metrics.
+the workers on Ray or in-process. `review` then judges every video from its shard
+(`lwgan.pipeline.fit_quality`: per-video figures and an ok / poor / failed status), names the poor and failed
+ones in the log, draws their overlays and assembles the stage's metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import glob
 import logging
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from lwgan.body.detect import DetectionBatch, GroundTruthKeypoints
 from lwgan.body.fit import NO_PERSON, FitOptions, fit_video, fitted_joints
 from lwgan.body.model import BodyModel
 from lwgan.body.sequence import project_video
+from lwgan.config import FitParams
 from lwgan.data.cache import FramesCache
 from lwgan.data.h5util import (
     content_key,
@@ -41,6 +44,16 @@ from lwgan.data.smpl_cache import INDEX_FILE, KIND, SCHEMA_VERSION, SmplCache, w
 from lwgan.geometry import ndc_to_pixel
 from lwgan.metrics.pose import mpjpe, pa_mpjpe
 from lwgan.parallel import JobFailure, PoolOptions, one_thread, run_jobs
+from lwgan.pipeline.fit_quality import (
+    OK,
+    STATUSES,
+    Thresholds,
+    VideoReport,
+    judge,
+    measure_video,
+    raised,
+    summarise,
+)
 from lwgan.render.raster import RasterSettings, rasterize
 from lwgan.render.shade import overlay, shade, to_uint8
 
@@ -58,6 +71,19 @@ class FitSettings:
     keypoints_root: Path | None
     options: FitOptions
     overlays_per_video: int = 3
+
+
+def settings_from_params(fit: FitParams, frames_path: Path, body_path: Path, out_dir: Path) -> FitSettings:
+    """The `FitSettings` of the ``fit`` params section (paths resolved). Its verdict thresholds are left
+    out (`Thresholds.from_params`): they judge a fit, they do not change it."""
+    return FitSettings(
+        frames_path=frames_path.resolve(), body_path=body_path.resolve(), out_dir=out_dir.resolve(),
+        keypoints=fit.keypoints,
+        keypoints_root=Path(fit.keypoints_root).expanduser().resolve() if fit.keypoints_root else None,
+        options=FitOptions(pose_iterations=fit.pose_iterations, camera_iterations=fit.camera_iterations,
+                           silhouette_weight=fit.silhouette_weight, chunk_size=fit.chunk_frames),
+        overlays_per_video=fit.overlays_per_video,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,8 +165,9 @@ class FitWorker:
         from lwgan.body.keypoint_io import read_track
 
         track = read_track(kind, self.settings.keypoints_root or Path("."), video)
-        keypoints = track.to_cache(self.cache.frame_index(video), self.cache.crop_boxes(video),
-                                   self.image_size)
+        crops = self.cache.crop_boxes(video)  # one square per frame; all alike unless the crop follows
+        keypoints = track.to_cache(self.cache.frame_index(video),
+                                   crops[0] if (crops == crops[0]).all() else crops, self.image_size)
         found = (keypoints[..., 2] > 0).any(axis=1)
         return DetectionBatch(keypoints, found, keypoints[..., 2].mean(axis=1), None,
                               (self.image_size, self.image_size))
@@ -205,30 +232,51 @@ class FitWorker:
         return np.concatenate(out)
 
     def _overlays(self, video: str, result, keypoints: torch.Tensor) -> None:
-        """A few frames with the fitted mesh blended over them and the input keypoints."""
-        count = self.settings.overlays_per_video
+        """`FitSettings.overlays_per_video` frames with the fitted mesh, replacing an earlier fit's."""
         folder = self.settings.out_dir / "overlays"
-        for old in folder.glob(f"{glob.escape(video)}_{'[0-9]' * 5}.png"):  # an earlier fit's overlays
+        for old in overlay_files(folder, video).values():
             old.unlink()
-        if count <= 0:
-            return
-        status = result.status.numpy()
-        picks = np.unique(np.linspace(0, len(status) - 1, count).round().astype(int))
-        folder.mkdir(parents=True, exist_ok=True)
-        verts = self._project(result, picks)  # (P, V, 3)
-        frags = rasterize(verts, self.body.faces, RasterSettings(self.image_size, self.image_size))
-        meshes = to_uint8(shade(frags, verts, self.body.faces))  # (P, H, W, 3)
-        for k, i in enumerate(picks):
-            frame = self.cache.frame(video, int(i))
-            tinted = (meshes[k].astype(np.float32) * np.array([0.6, 0.8, 1.0])).astype(np.uint8)
-            image = overlay(frame, tinted, frags.silhouette[k].numpy(), alpha=0.55)
-            for u, v, c in keypoints[i].numpy():
-                if c > 0:
-                    cv2.circle(image, (int(round(u)), int(round(v))), 2, (255, 60, 60), -1, cv2.LINE_AA)
-            label = f"{video} #{int(i)}" + (" no person" if status[i] & NO_PERSON else "")
-            cv2.putText(image, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
-                        cv2.LINE_AA)
-            cv2.imwrite(str(folder / f"{video}_{int(i):05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        fit = {"betas": result.betas.numpy(), "pose": result.pose.numpy(), "cam": result.cam.numpy(),
+               "status": result.status.numpy(), "keypoints": keypoints.numpy()}
+        draw_overlays(self.body, self.cache, video, fit,
+                      overlay_frames(len(keypoints), self.settings.overlays_per_video), folder)
+
+
+def overlay_frames(frames: int, count: int) -> list[int]:
+    """`count` frames evenly spaced over a video of `frames` frames, first and last included."""
+    if count <= 0 or frames <= 0:
+        return []
+    return [int(i) for i in np.unique(np.linspace(0, frames - 1, count).round().astype(int))]
+
+
+def overlay_files(folder: Path, video: str) -> dict[int, Path]:
+    """frame -> overlay picture of `video` in `folder` (``<video>_<frame:05d>.png``)."""
+    return {int(path.name[-9:-4]): path for path in folder.glob(f"{glob.escape(video)}_{'[0-9]' * 5}.png")}
+
+
+def draw_overlays(body: BodyModel, cache: FramesCache, video: str, fit: Mapping[str, np.ndarray],
+                  frames: list[int], folder: Path) -> None:
+    """Draw `frames` of `video` with the fitted mesh blended over them and the keypoints it was fitted to
+    (red), into ``folder/<video>_<frame:05d>.png``. fit: betas, pose, cam, status and keypoints (N, K, 3)
+    as an SMPL shard stores them."""
+    if not frames:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    picks = np.asarray(frames)
+    size = int(cache.attrs["image_size"])
+    verts = project_video(body, fit["betas"], fit["pose"][picks], fit["cam"][picks])  # (P, V, 3)
+    frags = rasterize(verts, body.faces, RasterSettings(size, size))
+    meshes = to_uint8(shade(frags, verts, body.faces))  # (P, H, W, 3)
+    for k, i in enumerate(picks):
+        frame = cache.frame(video, int(i))
+        tinted = (meshes[k].astype(np.float32) * np.array([0.6, 0.8, 1.0])).astype(np.uint8)
+        image = overlay(frame, tinted, frags.silhouette[k].numpy(), alpha=0.55)
+        for u, v, c in fit["keypoints"][i]:
+            if c > 0:
+                cv2.circle(image, (int(round(u)), int(round(v))), 2, (255, 60, 60), -1, cv2.LINE_AA)
+        label = f"{video} #{int(i)}" + (" no person" if int(fit["status"][i]) & NO_PERSON else "")
+        cv2.putText(image, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.imwrite(str(folder / f"{video}_{int(i):05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
 def _synthetic_root(cache: FramesCache, video: str, required: bool = True) -> Path | None:
@@ -281,32 +329,72 @@ def fit_all(settings: FitSettings, pool: PoolOptions,
     return FitRun(results, failures, current)
 
 
-def summarise(cache: SmplCache, seconds: float = 0.0, frames_run: int = 0) -> dict[str, Any]:
-    """The stage's quality numbers over every fitted frame of every video in the SMPL cache."""
-    parts: dict[str, list[np.ndarray]] = {}
+FLAGGED_OVERLAYS = 3  # pictures of a poor or failed video at the least, whatever fit.overlays_per_video says
+
+
+@dataclasses.dataclass(frozen=True)
+class FitReport:
+    """The verdict on a fit: `metrics` is ``metrics/fit.json`` (`fit_quality.summarise` plus what this run
+    did), `videos` the report of every video."""
+
+    metrics: dict[str, Any]
+    videos: dict[str, VideoReport]
+
+    @property
+    def scalars(self) -> dict[str, float]:
+        """The numbers of `metrics` without the per-video table (what the tracked run gets as metrics)."""
+        return {k: v for k, v in self.metrics.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def review(settings: FitSettings, thresholds: Thresholds, done: FitRun) -> FitReport:
+    """Judge every video of the SMPL cache (and every video whose fit raised), log a WARNING line for each
+    poor or failed one, and make sure the overlays folder holds `FitSettings.overlays_per_video` pictures of
+    every video plus, for a poor or failed one, at least `FLAGGED_OVERLAYS` and its worst frame. Reads only
+    the shards, so a change of `thresholds` re-judges without refitting."""
+    cache = SmplCache(settings.out_dir / INDEX_FILE)
+    body = BodyModel.from_file(settings.body_path)
+    threshold = settings.options.confidence_threshold
+    videos: dict[str, VideoReport] = {}
+    extra: dict[str, list[int]] = {}
     for video in cache.videos:
-        params = cache.params(video)
-        fitted = (params["status"].astype(np.int64) & NO_PERSON) == 0
-        parts.setdefault("fitted", []).append(fitted)
-        parts.setdefault("reprojection_px", []).append(params["reprojection_px"][fitted])
-        for name, values in cache.quality(video).items():
-            parts.setdefault(name, []).append(values if name == "found" else values[fitted])
-    values = {name: np.concatenate(chunks).astype(np.float64) for name, chunks in parts.items()}
-    frames = len(values.get("fitted", ()))
-    metrics: dict[str, Any] = {"videos": len(cache.videos), "frames": frames}
-    if frames:
-        metrics["detection_rate"] = float(values["found"].mean()) if "found" in values else None
-        metrics["fitted_rate"] = float(values["fitted"].mean())
-    reproj = values.get("reprojection_px", np.zeros(0))
-    reproj = reproj[np.isfinite(reproj)]
-    if len(reproj):
-        metrics["reprojection_px_mean"] = float(reproj.mean())
-        metrics["reprojection_px_p95"] = float(np.percentile(reproj, 95))
-    for name in ("silhouette_iou", "mpjpe_mm", "pa_mpjpe_mm"):
-        finite = values.get(name, np.zeros(0))
-        finite = finite[np.isfinite(finite)]
-        if len(finite):
-            metrics[f"{name}_mean"] = float(finite.mean())
-    if seconds > 0:
-        metrics["frames_per_s_per_worker"] = float(frames_run / seconds)
-    return {k: v for k, v in metrics.items() if v is not None}
+        figures = measure_video(body, cache.params(video), cache.quality(video),
+                                int(cache.info(video)["image_size"]), threshold)
+        videos[video] = report = judge(figures, thresholds)
+        if report.status != OK:
+            worst = [] if figures.worst_frame is None else [figures.worst_frame]
+            extra[video] = overlay_frames(cache.num_frames(video),
+                                          max(settings.overlays_per_video, FLAGGED_OVERLAYS)) + worst
+    for failure in done.failures:
+        videos[failure.key] = raised(failure.reason)
+    for video in sorted(videos):
+        if videos[video].status != OK:
+            log.warning("video %s is %s", video, videos[video].describe())
+    _sync_overlays(settings, cache, body, extra)
+    metrics = summarise(cache, videos, seconds=sum(r["seconds"] for r in done.results),
+                        frames_run=sum(r["frames"] for r in done.results))
+    metrics.update(videos_fitted_now=len(done.results), videos_reused=len(done.reused))
+    counts = ", ".join(f"{metrics[f'videos_{status}']} {status}" for status in STATUSES)
+    log.info("%d videos judged: %s", len(videos), counts)
+    return FitReport(metrics, videos)
+
+
+def _sync_overlays(settings: FitSettings, cache: SmplCache, body: BodyModel,
+                   extra: dict[str, list[int]]) -> None:
+    """Overlays of every fitted video: its `overlay_frames` plus `extra` frames; pictures of other frames
+    (an earlier verdict's, an earlier overlays_per_video's) are removed, missing ones drawn."""
+    folder = settings.out_dir / "overlays"
+    frames: FramesCache | None = None
+    for video in cache.videos:
+        wanted = set(overlay_frames(cache.num_frames(video), settings.overlays_per_video))
+        wanted.update(extra.get(video, ()))
+        have = overlay_files(folder, video)
+        for frame, path in have.items():
+            if frame not in wanted:
+                path.unlink()
+        missing = sorted(wanted - set(have))
+        if missing:
+            frames = frames or FramesCache(settings.frames_path)
+            draw_overlays(body, frames, video, cache.params(video), missing, folder)
+    if frames is not None:
+        frames.close()

@@ -238,3 +238,18 @@ def test_read_track_finds_a_videos_files(tmp_path: Path) -> None:
         read_track("openpose", tmp_path / "op", "002_1_1")
     with pytest.raises(DataError, match="no COCO keypoints for video '002_1_1'"):
         read_track("coco", tmp_path / "coco", "002_1_1")
+
+
+def test_per_frame_crop_boxes_map_bit_for_bit_like_one_box():
+    """A video cut with one square per frame (`FramesCache.crop_boxes`) whose squares are all alike maps
+    keypoints exactly as the one square does, both ways: the two paths are one arithmetic."""
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        keypoints = rng.uniform(-300, 2000, (7, 17, 3)).astype(np.float32)
+        box = np.array([rng.integers(-500, 1500), rng.integers(-500, 1500), rng.integers(50, 3000)])
+        size = int(rng.choice([48, 64, 256, 512]))
+        frames = np.tile(box, (7, 1))
+        np.testing.assert_array_equal(source_to_cache(keypoints, frames, size),
+                                      source_to_cache(keypoints, box, size))
+        np.testing.assert_array_equal(cache_to_source(keypoints, frames, size),
+                                      cache_to_source(keypoints, box, size))

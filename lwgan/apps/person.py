@@ -23,7 +23,6 @@ from lwgan.body.keypoint_io import cache_to_source, source_to_cache
 from lwgan.body.model import BodyModel
 from lwgan.data import people
 from lwgan.data.crop import CropBox, PersonBox, apply_crop, square_crop
-from lwgan.data.detector import MediaPipeDetector
 from lwgan.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ def find_person(footage: Footage, rule: str = "largest") -> PersonBox | None:
     followed from keyframe to keyframe (`lwgan.data.people`). None when nobody is found."""
     total = 1 if footage.kind == "image" else max(1, footage.estimated_frames())
     every = max(1, -(-total // KEYFRAMES))
-    detect = people.mediapipe_detect_fn(_search_detector())
+    detect = people.mediapipe_detect_fn()
     seen, size = [], (0, 0)
     progress = ProgressLog(f"find people {footage.path.name}", "frames") if footage.kind == "video" else None
     for i, image in enumerate(footage.frames()):
@@ -77,23 +76,8 @@ def find_person(footage: Footage, rule: str = "largest") -> PersonBox | None:
     chosen = people.choose(people.follow(seen), rule, size)
     if chosen is None:
         return None
-    boxes = np.array([s.box for s in chosen.sightings])
-    (x0, y0), (x1, y1) = boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)
-    height, width = size
-    return PersonBox(max(0.0, float(x0)), max(0.0, float(y0)), min(float(width), float(x1)),
-                     min(float(height), float(y1)), "detector",
+    return PersonBox(*chosen.bounds(*size), "detector",
                      f"seen in {len(chosen.sightings)} of {len(seen)} keyframes")
-
-
-_SEARCH: MediaPipeDetector | None = None
-
-
-def _search_detector() -> MediaPipeDetector:
-    """The detector the people search uses (static images, masks on), built once."""
-    global _SEARCH
-    if _SEARCH is None:
-        _SEARCH = MediaPipeDetector(segmentation=True, static_image_mode=True)
-    return _SEARCH
 
 
 def fit_person(footage: Footage, detector: PoseDetector, body: BodyModel, side: int, margin: float,

@@ -29,6 +29,7 @@ from lwgan.body.keypoint_io import KeypointTrack
 from lwgan.data.crop import CropBox, apply_crop
 from lwgan.data.detector import Detection, MediaPipeDetector, PoseDetector, not_found
 from lwgan.data.errors import DataError
+from lwgan.data.people import share_inside
 
 if TYPE_CHECKING:
     from lwgan.data.cache import FramesCache
@@ -121,29 +122,32 @@ def detect_followed(frames: Iterable[np.ndarray], detector: PoseDetector, person
     box by less than `FOLLOW_MIN_OVERLAP` of its area), that person is greyed out (their mask, or their
     keypoint box, grown) and the frame detected again, up to `FOLLOW_TRIES` times; if the followed person
     is still not found, the frame counts as one without a person."""
-    boxes = np.asarray(person_boxes, np.float64)
-    total = len(boxes)
-    detector.reset()
-    detections: list[Detection] = []
-    size: tuple[int, int] | None = None
-    for i, image in enumerate(frames):
-        if size is None:
-            size = (int(image.shape[0]), int(image.shape[1]))
-        found = detector.detect(image)
-        tries = 0
-        while found.found and _overlap(found.keypoints, boxes[i]) < FOLLOW_MIN_OVERLAP:
-            tries += 1
-            if tries > FOLLOW_TRIES:
-                found = not_found(*size, with_mask=found.mask is not None)
-                break
+    return detect_video(frames, _Following(detector, np.asarray(person_boxes, np.float64)), progress)
+
+
+class _Following:
+    """A `PoseDetector` that keeps to one person: frame i's detection must lie in `boxes[i]`
+    (`detect_followed`)."""
+
+    def __init__(self, detector: PoseDetector, boxes: np.ndarray) -> None:
+        self.detector, self.boxes, self.frame = detector, boxes, 0
+
+    def detect(self, image: np.ndarray) -> Detection:
+        box = self.boxes[self.frame]
+        self.frame += 1
+        found = self.detector.detect(image)
+        for _ in range(FOLLOW_TRIES):
+            if not found.found or _overlap(found.keypoints, box) >= FOLLOW_MIN_OVERLAP:
+                return found
             image = _grey_person(image, found)
-            found = detector.detect(image)
-        detections.append(found)
-        if progress is not None:
-            progress(i + 1, total)
-    if size is None:
-        raise ValueError("detect_followed got no frames")
-    return DetectionBatch.stack(detections, size)
+            found = self.detector.detect(image)
+        if found.found and _overlap(found.keypoints, box) < FOLLOW_MIN_OVERLAP:
+            return not_found(*image.shape[:2], with_mask=found.mask is not None)
+        return found
+
+    def reset(self) -> None:
+        self.detector.reset()
+        self.frame = 0
 
 
 FOLLOW_MIN_OVERLAP = 0.3  # share of the detected keypoint box inside the followed person's box
@@ -156,9 +160,7 @@ def _overlap(keypoints: np.ndarray, box: np.ndarray) -> float:
     if len(good) < 2:
         return 1.0
     (x0, y0), (x1, y1) = good[:, :2].min(axis=0), good[:, :2].max(axis=0) + 1.0
-    ix = max(0.0, min(x1, box[2]) - max(x0, box[0]))
-    iy = max(0.0, min(y1, box[3]) - max(y0, box[1]))
-    return ix * iy / max((x1 - x0) * (y1 - y0), 1e-6)
+    return share_inside((float(x0), float(y0), float(x1), float(y1)), box)
 
 
 def _grey_person(image: np.ndarray, found: Detection) -> np.ndarray:

@@ -124,13 +124,16 @@ def source_to_cache(keypoints: np.ndarray, crop_box: Sequence[int], image_size: 
 
 
 def _crop_columns(crop_box: Sequence[int] | np.ndarray, ndim: int) -> tuple[Any, Any, Any]:
-    """x0, y0, side of a (3,) crop box as scalars, of (N, 3) boxes shaped (N, 1, ...) to broadcast over
-    keypoint arrays of `ndim` dimensions whose first axis is the frame."""
+    """x0, y0, side of a (3,) crop box as Python scalars, of (N, 3) boxes as float32 arrays shaped
+    (N, 1, ...) to broadcast over keypoint arrays of `ndim` dimensions whose first axis is the frame.
+    float32 (integers, exact) keeps the arithmetic of the two the same to the bit: NumPy computes with a
+    Python scalar in the array's float32, and a float32 quotient is the double one rounded."""
     boxes = np.asarray(crop_box, dtype=np.float64)
     if boxes.ndim == 1:
         return float(boxes[0]), float(boxes[1]), float(boxes[2])
     shape = (boxes.shape[0],) + (1,) * (ndim - 2)
-    return boxes[:, 0].reshape(shape), boxes[:, 1].reshape(shape), boxes[:, 2].reshape(shape)
+    columns = boxes.astype(np.float32)
+    return columns[:, 0].reshape(shape), columns[:, 1].reshape(shape), columns[:, 2].reshape(shape)
 
 
 def cache_to_source(keypoints: np.ndarray, crop_box: Sequence[int], image_size: int) -> np.ndarray:

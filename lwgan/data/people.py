@@ -19,6 +19,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -62,10 +63,6 @@ class Sighting:
     colour: np.ndarray
 
     @property
-    def height(self) -> float:
-        return self.box[3] - self.box[1]
-
-    @property
     def size(self) -> float:
         """The body box's diagonal: unlike its height, it barely changes when the person bends or jumps."""
         return math.hypot(self.box[2] - self.box[0], self.box[3] - self.box[1])
@@ -85,6 +82,13 @@ class Track:
     @property
     def last(self) -> Sighting:
         return self.sightings[-1]
+
+    def bounds(self, height: int, width: int) -> tuple[float, float, float, float]:
+        """The union of the track's boxes, clipped to a (height, width) frame: (x0, y0, x1, y1)."""
+        boxes = np.array([s.box for s in self.sightings], np.float64)
+        (x0, y0), (x1, y1) = boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)
+        return (max(0.0, float(x0)), max(0.0, float(y0)), min(float(width), float(x1)),
+                min(float(height), float(y1)))
 
     def presence(self) -> float:
         """Sum of the body sizes over the keyframes (seen long and large -> high)."""
@@ -227,11 +231,12 @@ def _merge(found: list[Sighting]) -> list[Sighting]:
     for s in sorted(found, key=lambda s: -s.score):
         if all(box_iou(s.box, k.box) < SAME_PERSON_IOU for k in kept):
             kept.append(s)
-    kept = [s for s in kept if sum(_inside(k.box, s.box) > CHIMERA_INSIDE for k in kept if k is not s) < 2]
+    kept = [s for s in kept
+            if sum(share_inside(k.box, s.box) > CHIMERA_INSIDE for k in kept if k is not s) < 2]
     return sorted(kept, key=lambda s: s.box[0])
 
 
-def _inside(inner: Sequence[float], outer: Sequence[float]) -> float:
+def share_inside(inner: Sequence[float], outer: Sequence[float]) -> float:
     """The share of box `inner`'s area inside box `outer`."""
     ix = max(0.0, min(inner[2], outer[2]) - max(inner[0], outer[0]))
     iy = max(0.0, min(inner[3], outer[3]) - max(inner[1], outer[1]))
@@ -346,8 +351,19 @@ def choose(tracks: Sequence[Track], rule: str, frame_size: tuple[int, int]) -> T
     return ordered[index] if 0 <= index < len(ordered) else None
 
 
-def mediapipe_detect_fn(detector) -> DetectFn:
-    """A `DetectFn` over a `lwgan.data.detector.MediaPipeDetector` (static image mode)."""
+_SEARCH: Any = None
+
+
+def mediapipe_detect_fn(detector: Any = None) -> DetectFn:
+    """A `DetectFn` over a `lwgan.data.detector.MediaPipeDetector` in static image mode; without one, over
+    this process's search detector (static images, masks on), built on first use and kept."""
+    global _SEARCH
+    if detector is None:
+        if _SEARCH is None:
+            from lwgan.data.detector import MediaPipeDetector
+
+            _SEARCH = MediaPipeDetector(segmentation=True, static_image_mode=True)
+        detector = _SEARCH
 
     def detect(image: np.ndarray):
         found = detector.detect(image)

@@ -215,37 +215,13 @@ def _person_box(source: FrameSource, plan: FramePlan, options: PrepareOptions
     return box, (height, width), track
 
 
-_DETECTOR: Any = None
-
-
-def _detector() -> Any:
-    """This process's MediaPipe detector (static image mode, masks on), built on first use."""
-    global _DETECTOR
-    if _DETECTOR is None:
-        from lwgan.data.detector import MediaPipeDetector
-
-        _DETECTOR = MediaPipeDetector(segmentation=True, static_image_mode=True)
-    return _DETECTOR
-
-
-def detector_available() -> str:
-    """"" when the MediaPipe detector can be imported, else why not (with how to install it)."""
-    from lwgan.data.detector import INSTALL_HINT
-
-    try:
-        import mediapipe.python.solutions.pose  # noqa: F401
-    except ImportError:
-        return INSTALL_HINT
-    return ""
-
-
 def _detected_box(source: FrameSource, plan: FramePlan, rule: str, height: int, width: int
                   ) -> tuple[crop_mod.PersonBox | None, str, people.Track | None]:
     """The box, over the video, of the person `rule` chooses among those the detector finds in the
     keyframes (`lwgan.data.people`), and their track; (None, why, None) when nobody is found."""
     keyframes = [f for f in source.sample(plan, PEOPLE_KEYFRAMES, PEOPLE_MAX_SIDE)
                  if f.source_size == (height, width)]
-    detect = people.mediapipe_detect_fn(_detector())
+    detect = people.mediapipe_detect_fn()
     seen = []
     for frame in keyframes:
         scale = width / frame.image.shape[1]
@@ -256,16 +232,12 @@ def _detected_box(source: FrameSource, plan: FramePlan, rule: str, height: int, 
     if chosen is None:
         what = "nobody" if not tracks else f"{len(tracks)} people but no person {rule}"
         return None, f"the detector found {what} in {len(keyframes)} keyframes", None
-    boxes = [s.box for s in chosen.sightings]
-    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
-    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
     others = len(tracks) - 1
     note = (f"followed the {rule} of {len(tracks)} people seen" if others and not rule.isdigit()
             else f"followed person {rule} of {len(tracks)} seen" if others else "")
     log.info("%s: person found in %d of %d keyframes%s", source.entry.video_id, len(chosen.sightings),
              len(keyframes), f"; {note}" if note else "")
-    return crop_mod.PersonBox(max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1),
-                              "detector", note), "", chosen
+    return crop_mod.PersonBox(*chosen.bounds(height, width), "detector", note), "", chosen
 
 
 def prepare_video(entry: VideoEntry, options: PrepareOptions, fingerprint: str, out_dir: Path,

@@ -165,9 +165,8 @@ class FitWorker:
         from lwgan.body.keypoint_io import read_track
 
         track = read_track(kind, self.settings.keypoints_root or Path("."), video)
-        crops = self.cache.crop_boxes(video)  # one square per frame; all alike unless the crop follows
-        keypoints = track.to_cache(self.cache.frame_index(video),
-                                   crops[0] if (crops == crops[0]).all() else crops, self.image_size)
+        keypoints = track.to_cache(self.cache.frame_index(video), self.cache.crop_boxes(video),
+                                   self.image_size)
         found = (keypoints[..., 2] > 0).any(axis=1)
         return DetectionBatch(keypoints, found, keypoints[..., 2].mean(axis=1), None,
                               (self.image_size, self.image_size))

@@ -10,10 +10,12 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -92,20 +94,55 @@ def write_png(path: str | Path, image: Any) -> Path:
 
 
 def write_video(path: str | Path, frames: Sequence[Any], fps: float) -> Path:
-    """Frames (H, W, 3) uint8 RGB as a video, atomically: MPEG-4 part 2 (mp4v), or Motion JPEG for .avi."""
-    import cv2
+    """Frames (H, W, 3) uint8 RGB, all the same size, as a video, atomically; OSError naming `path` when the
+    encoder fails.
+
+    .mp4 (and any other suffix but .avi): H.264 (libx264, yuv420p, BT.601 limited range) with the moov atom
+    first (``+faststart``), so browsers and the MLflow UI play and stream it. yuv420p needs an even width and
+    height: an odd one is padded by one pixel, a copy of the last column or row, so the video is then one
+    pixel wider or taller than the frames and loses nothing of them. .avi: Motion JPEG (yuvj420p) at the
+    frames' own size. The encoders ship inside the PyAV wheel; equal frames give equal bytes whatever the
+    number of cores.
+    """
+    import av
+    import numpy as np
 
     if not len(frames):
         raise ValueError(f"no frames to write to {path}")
     height, width = frames[0].shape[:2]
-    fourcc = "MJPG" if Path(path).suffix.lower() == ".avi" else "mp4v"
+    mjpeg = Path(path).suffix.lower() == ".avi"
+    # H.264 4:2:0 can only crop by whole chroma samples (2 pixels), so an odd size is padded, not cropped.
+    pad = ((0, 0), (0, 0), (0, 0)) if mjpeg else ((0, height % 2), (0, width % 2), (0, 0))
+    if not (math.isfinite(fps) and fps >= 0.001):
+        raise ValueError(f"fps of {path} must be a number of at least 0.001, got {fps!r}")
+    rate = Fraction(fps).limit_denominator(1001)  # 29.97 -> 2997/100; PyAV needs an exact rational
     with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-        if not writer.isOpened():
-            raise OSError(f"OpenCV cannot write the video {path}")
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        writer.release()
+        try:
+            with av.open(str(tmp), "w", format="avi" if mjpeg else "mp4",
+                         options={} if mjpeg else {"movflags": "+faststart"}) as container:
+                # x264's output depends on its thread count, which follows the machine's cores; and with
+                # macroblock-tree rate control, equal frames gave different bytes from one write to the next
+                # even on one thread (15 files in 30 writes; 1 in 30 without it). One thread and no mb-tree
+                # make the bytes depend only on the frames, fps and library versions (DVC sees no change).
+                options = {"threads": "1"} if mjpeg else {"threads": "1", "x264-params": "mbtree=0"}
+                stream = container.add_stream("mjpeg" if mjpeg else "libx264", rate=rate, options=options)
+                stream.width, stream.height = width + pad[1][1], height + pad[0][1]
+                stream.pix_fmt = "yuvj420p" if mjpeg else "yuv420p"
+                if not mjpeg:
+                    # Tag what swscale's RGB -> YUV conversion does, so players need not guess the matrix.
+                    stream.codec_context.colorspace = av.video.reformatter.Colorspace.ITU601
+                    stream.codec_context.color_range = av.video.reformatter.ColorRange.MPEG
+                for i, frame in enumerate(frames):
+                    frame = np.asarray(frame)
+                    if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+                        raise ValueError(f"frame {i} of {path} is {frame.shape} {frame.dtype}, but the video "
+                                         f"needs ({height}, {width}, 3) uint8 RGB like its first frame")
+                    image = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.pad(frame, pad, mode="edge")),
+                                                       format="rgb24")
+                    container.mux(stream.encode(image))
+                container.mux(stream.encode(None))
+        except av.FFmpegError as err:
+            raise OSError(f"could not write the video {path}: {err}") from err
     return Path(path)
 
 

@@ -9,6 +9,12 @@ person's left) as ``(u, v, confidence)`` rows: u the column and v the row in pix
 pixel centres at integers, confidence in [0, 1]. A keypoint that was not found is all zeros. The prepare
 stage uses it to find people in the source frames (`lwgan.data.people`), the fit stage on the cached crops
 (`lwgan.body.detect`).
+
+MediaPipe and the TensorFlow Lite runtime inside it print native log lines (glog's ``W0000 00:00:...
+inference_feedback_manager.cc:114] ...``, ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.``)
+straight to file descriptor 2, where no logging setting reaches them. The detector drops them while it
+builds its graph, detects, resets and closes (`lwgan.native_logs.quiet_native_logs`; every other line
+written meanwhile comes out unchanged); set ``LWGAN_NATIVE_LOGS=1`` in the environment to see them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from lwgan.native_logs import quiet_native_logs
 
 K = 17  # COCO-17 keypoints (`lwgan.body.extras.COCO_KEYPOINT_NAMES`)
 # BlazePose landmark index of each COCO-17 keypoint (nose, eyes, ears, shoulders, elbows, wrists, hips,
@@ -80,28 +88,31 @@ class MediaPipeDetector:
         if not 0.0 <= min_detection_confidence <= 1.0:
             raise ValueError(f"min_detection_confidence must be in [0, 1], got {min_detection_confidence!r}")
         os.environ.update(DETECTOR_THREAD_ENV)
-        try:
-            from mediapipe.python.solutions import pose as mp_pose
-        except ImportError as err:
-            raise ImportError(INSTALL_HINT) from err
         self.min_detection_confidence = float(min_detection_confidence)
         self.segmentation = bool(segmentation)
         self.static_image_mode = bool(static_image_mode)
-        self._pose: Any = mp_pose.Pose(
-            static_image_mode=self.static_image_mode,
-            model_complexity=1,
-            smooth_landmarks=not self.static_image_mode,
-            enable_segmentation=self.segmentation,
-            smooth_segmentation=not self.static_image_mode,
-            min_detection_confidence=self.min_detection_confidence,
-        )
+        with quiet_native_logs():
+            try:
+                from mediapipe.python.solutions import pose as mp_pose
+            except ImportError as err:
+                raise ImportError(INSTALL_HINT) from err
+            self._pose: Any = mp_pose.Pose(
+                static_image_mode=self.static_image_mode,
+                model_complexity=1,
+                smooth_landmarks=not self.static_image_mode,
+                enable_segmentation=self.segmentation,
+                smooth_segmentation=not self.static_image_mode,
+                min_detection_confidence=self.min_detection_confidence,
+            )
+            self._settle()
 
     def detect(self, image: np.ndarray) -> Detection:
         """Keypoints and mask of the most prominent person in `image` (H, W, 3) uint8 RGB."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"detect needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         height, width = image.shape[:2]
-        result = self._pose.process(np.ascontiguousarray(image))
+        with quiet_native_logs():
+            result = self._pose.process(np.ascontiguousarray(image))
         if result.pose_landmarks is None:
             return not_found(height, width, self.segmentation)
         landmarks = result.pose_landmarks.landmark
@@ -122,10 +133,21 @@ class MediaPipeDetector:
 
     def reset(self) -> None:
         if not self.static_image_mode:
-            self._pose.reset()
+            with quiet_native_logs():
+                self._pose.reset()
+                self._settle()
+
+    def _settle(self) -> None:
+        """Wait until the graph (re)started by `__init__` or `reset` has opened its calculators. They open
+        on MediaPipe's own threads after the call returns, and the TFLite runtime logs as they do: waiting
+        inside `quiet_native_logs` keeps those lines in the region that drops them."""
+        graph = getattr(self._pose, "_graph", None)  # mediapipe's SolutionBase keeps its CalculatorGraph here
+        if graph is not None:
+            graph.wait_until_idle()
 
     def close(self) -> None:
-        self._pose.close()
+        with quiet_native_logs():
+            self._pose.close()
 
     def __enter__(self) -> MediaPipeDetector:
         return self

@@ -1,0 +1,314 @@
+"""Fitting a body model to the 2D keypoints of a video: `fit_video`.
+
+All frames of a video are optimised together (one vectorised problem per chunk of `FitOptions.chunk_size`
+frames), in two stages (`lwgan.body.fit_stages`):
+
+1. camera and global orientation: for every frame, `FitOptions.orientation_candidates` turns about the
+   vertical axis are tried with the body in the prior's mean pose, each refined on the torso and face
+   keypoints with its weak-perspective camera; the candidate path through the video is chosen by dynamic
+   programming (fit error plus a penalty on frame-to-frame rotation), which settles front versus back
+   and left versus right turns from the shoulder order, the face and the neighbouring frames;
+2. full pose, shape and camera: Adam on a robust (Geman-McClure) keypoint reprojection error, the open
+   pose prior and joint limits of `lwgan.body.priors`, a shape prior, temporal smoothness of pose and
+   camera, and, with `silhouette_weight` > 0, a soft-silhouette IoU term against the person masks.
+
+Body joints are parametrised by Euler angles (the priors' convention); the result is SMPL axis-angle.
+Long videos are fitted chunk by chunk: the shape fitted in the first chunk with a person is kept for the
+rest of the video, and each chunk starts from the previous chunk's last frame (it anchors the
+orientation path and the smoothness terms).
+Frames with too few confident keypoints are flagged `NO_PERSON`, take no part in any loss, and get the
+pose and camera interpolated between their nearest fitted neighbours.
+
+Units: keypoints are pixels (u = column, v = row, centres at integers, `lwgan.geometry`); internally they
+become NDC. Errors seen by the robust loss and the convergence test are pixels of a `REFERENCE_SIZE`
+image (a 512-pixel input's errors are halved), so one set of options serves every image size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+
+from lwgan.body.cameras import axis_angle_to_matrix
+from lwgan.body.fit_stages import fit_chunk
+from lwgan.body.fit_state import REFERENCE_SIZE, ChunkFit, FitState, interpolate_missing
+from lwgan.body.kinematics import KeypointBody
+from lwgan.body.model import BodyModel
+from lwgan.body.poses import matrix_to_axis_angle
+from lwgan.body.priors import euler_to_matrix, matrix_to_euler
+from lwgan.geometry import pixel_to_ndc
+
+logger = logging.getLogger(__name__)
+
+NO_PERSON = 1  # too few confident keypoints: pose and camera interpolated from neighbours
+LOW_CONFIDENCE = 2  # the keypoints' mean confidence is below `FitOptions.low_confidence`
+NOT_CONVERGED = 4  # the final mean reprojection error exceeds `FitOptions.converged_error`
+
+__all__ = [
+    "LOW_CONFIDENCE", "NOT_CONVERGED", "NO_PERSON", "REFERENCE_SIZE", "FitInit", "FitOptions", "FitResult",
+    "fit_video", "fitted_joints",
+]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How to fit. The defaults were tuned on the synthetic default data set (256 x 256, ground-truth
+    keypoints with visibility as confidence): PA-MPJPE ~22 mm over its 24 joints at ~12 ms per frame on
+    one core. "Reference pixels" are pixels of a `REFERENCE_SIZE` image (module docstring).
+
+    Stage 1, orientation and camera per frame:
+        camera_iterations, camera_lr: Adam steps and step size for every candidate;
+        orientation_candidates: turns about the vertical axis tried per frame, evenly spaced over 360 deg;
+        turn_penalty: cost (squared reference pixels) of a squared radian of turn between two frames on the
+            candidate path.
+    Stage 2, everything:
+        pose_iterations: Adam steps (cosine decay of the step size to a tenth);
+        pose_lr: step size of the joint angles, in standard deviations of the pose prior;
+        global_lr: step size of the global rotation (radians), the log camera scale, the camera offset and
+            the betas.
+    Loss weights (each term is a mean over frames):
+        keypoint_weight: Geman-McClure reprojection error (squared reference pixels, confidence-weighted);
+        robust_scale: its scale in reference pixels (a keypoint off by far more costs ~robust_scale^2);
+        pose_prior_weight: squared standard deviations of the Euler-angle prior (`lwgan.body.priors`);
+        limit_weight: squared radians beyond a joint limit;
+        shape_prior_weight: squared norm of the betas;
+        pose_smooth_weight, orient_smooth_weight, camera_smooth_weight: squared change between consecutive
+            frames of the joint angles (radians), of the global rotation matrix and of the camera (log
+            scale and NDC offset of the root);
+        silhouette_weight: 1 - soft IoU of the body and the mask (0 = off); the term runs in
+            silhouette_iterations more steps after stage 2, on silhouette_size x silhouette_size masks,
+            with the soft edge silhouette_sigma (squared pixels: small, a body has many faces per pixel).
+    Keypoints and flags:
+        confidence_threshold: keypoints below it are ignored;
+        min_keypoints: fewer confident keypoints than this = NO_PERSON;
+        low_confidence: mean confidence below it = LOW_CONFIDENCE;
+        converged_error: final mean error above it (reference pixels) = NOT_CONVERGED.
+    chunk_size: frames optimised together (memory grows linearly with it).
+    device: torch device of the optimisation (the silhouette term runs on the body model's device).
+    """
+
+    camera_iterations: int = 40
+    camera_lr: float = 0.05
+    orientation_candidates: int = 8
+    turn_penalty: float = 40.0
+    pose_iterations: int = 150
+    pose_lr: float = 0.4
+    global_lr: float = 0.04
+    keypoint_weight: float = 1.0
+    pose_prior_weight: float = 2.0
+    limit_weight: float = 2000.0
+    shape_prior_weight: float = 5.0
+    pose_smooth_weight: float = 100.0
+    orient_smooth_weight: float = 100.0
+    camera_smooth_weight: float = 1000.0
+    silhouette_weight: float = 0.0
+    silhouette_iterations: int = 20
+    silhouette_size: int = 64
+    silhouette_sigma: float = 0.02
+    robust_scale: float = 20.0
+    confidence_threshold: float = 0.1
+    min_keypoints: int = 5
+    low_confidence: float = 0.4
+    converged_error: float = 8.0
+    chunk_size: int = 256
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        positive_ints = ("orientation_candidates", "min_keypoints", "chunk_size", "silhouette_size")
+        for name in positive_ints + ("camera_iterations", "pose_iterations", "silhouette_iterations"):
+            value = getattr(self, name)
+            low = 1 if name in positive_ints else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"FitOptions.{name} must be an integer >= {low}, got {value!r}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type == "float" and not (
+                isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+            ):
+                raise ValueError(f"FitOptions.{field.name} must be a number >= 0, got {value!r}")
+        for name in ("camera_lr", "pose_lr", "global_lr", "robust_scale"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FitOptions.{name} must be > 0, got {getattr(self, name)!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitInit:
+    """Starting values for `fit_video` (e.g. from `lwgan.body.hmr.hmr_init`); any field may be None.
+
+    pose: (N, J * 3) axis-angle incl. the global orientation (replaces stage 1's orientation search);
+    betas: (S',) or (N, S') shape (averaged over frames, padded / cut to the model's S);
+    cam: (N, 3) weak perspective (s, tx, ty) in the NDC of the fitted image.
+    """
+
+    pose: torch.Tensor | None = None
+    betas: torch.Tensor | None = None
+    cam: torch.Tensor | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """The fitted body of a video of N frames (float32 CPU tensors unless stated).
+
+    betas: (S,) one shape for the video. pose: (N, J * 3) axis-angle per joint, joint 0 the global
+    orientation (an upright person facing the camera has ~pi about x). cam: (N, 3) weak perspective
+    (s, tx, ty), NDC = s * (X + t) for the posed body without translation (`lwgan.geometry`).
+    status: (N,) uint8 bit flags `NO_PERSON`, `LOW_CONFIDENCE`, `NOT_CONVERGED` (0 = fine).
+    reprojection_px: (N,) mean distance in pixels of the input image between the fitted and the
+    confident keypoints; NaN for NO_PERSON frames. loss: name -> per-iteration values (chunks appended).
+    """
+
+    betas: torch.Tensor
+    pose: torch.Tensor
+    cam: torch.Tensor
+    status: torch.Tensor
+    reprojection_px: torch.Tensor
+    loss: dict[str, list[float]]
+
+
+_SKELETONS: dict[int, tuple[BodyModel, KeypointBody]] = {}
+
+
+def _skeleton(body: BodyModel, device: torch.device) -> KeypointBody:
+    """The body's `KeypointBody`, built once per body model and device."""
+    key = id(body)
+    cached = _SKELETONS.get(key)
+    if cached is None or cached[0] is not body:
+        cached = (body, KeypointBody(body))
+        _SKELETONS.clear()  # one body at a time: a pipeline fits with a single model
+        _SKELETONS[key] = cached
+    return cached[1].to(device)
+
+
+def _check_inputs(
+    keypoints: torch.Tensor,
+    image_size: int,
+    body: BodyModel,
+    masks: torch.Tensor | None,
+    init: FitInit | None,
+) -> None:
+    if not isinstance(keypoints, torch.Tensor) or keypoints.dim() != 3 or keypoints.shape[-1] != 3:
+        shape = tuple(keypoints.shape) if isinstance(keypoints, torch.Tensor) else type(keypoints).__name__
+        raise ValueError(f"keypoints must be an (N, K, 3) tensor of u, v, confidence; got {shape}")
+    if keypoints.shape[1] != body.num_keypoints:
+        raise ValueError(
+            f"keypoints have K={keypoints.shape[1]} points but the body model regresses {body.num_keypoints} "
+            f"({', '.join(body.keypoint_names)})"
+        )
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive int (pixels), got {image_size!r}")
+    frames = keypoints.shape[0]
+    if masks is not None and (masks.dim() != 3 or masks.shape[0] != frames):
+        raise ValueError(f"masks must be (N={frames}, H, W), got {tuple(masks.shape)}")
+    if init is None:
+        return
+    wanted = {"pose": (frames, 3 * body.num_joints), "cam": (frames, 3)}
+    for name, shape in wanted.items():
+        value = getattr(init, name)
+        if value is not None and tuple(value.shape) != shape:
+            raise ValueError(f"FitInit.{name} must have shape {shape}, got {tuple(value.shape)}")
+    if init.betas is not None and init.betas.dim() not in (1, 2):
+        raise ValueError(f"FitInit.betas must be (S,) or (N, S), got {tuple(init.betas.shape)}")
+
+
+def _init_state(init: FitInit | None, body: BodyModel, device: torch.device) -> FitState | None:
+    """FitInit -> a partial `FitState` on device (fields None where not given)."""
+    if init is None:
+        return None
+    rotation = euler = betas = None
+    if init.pose is not None:
+        rotations = axis_angle_to_matrix(
+            init.pose.detach().to(device, torch.float32).reshape(-1, body.num_joints, 3)
+        )
+        rotation, euler = rotations[:, 0], matrix_to_euler(rotations[:, 1:])  # (N, 3, 3), (N, J - 1, 3)
+    if init.betas is not None:
+        values = init.betas.detach().to(device, torch.float32).reshape(-1, init.betas.shape[-1]).mean(dim=0)
+        betas = torch.zeros(body.num_betas, device=device)
+        count = min(body.num_betas, values.shape[0])
+        betas[:count] = values[:count]
+    cam = None if init.cam is None else init.cam.detach().to(device, torch.float32)
+    return FitState(rotation=rotation, euler=euler, cam=cam, betas=betas)
+
+
+def fit_video(
+    keypoints: torch.Tensor,
+    image_size: int,
+    body: BodyModel,
+    options: FitOptions = FitOptions(),
+    masks: torch.Tensor | None = None,
+    init: FitInit | None = None,
+) -> FitResult:
+    """Fit one body shape and per-frame pose and camera to a video's 2D keypoints.
+
+    keypoints: (N, K, 3) float pixel u (column), v (row) and confidence in [0, 1] for the body model's K
+    keypoints (COCO-17 for lwgan's bodies) in images of image_size x image_size pixels.
+    masks: (N, H, W) bool person masks (any H, W), used only when options.silhouette_weight > 0.
+    init: optional starting values (`FitInit`). Returns a `FitResult`; never raises for frames without a
+    person (they are flagged). Deterministic for the same inputs, options and torch thread count.
+    """
+    _check_inputs(keypoints, image_size, body, masks, init)
+    device = torch.device(options.device)
+    skeleton = _skeleton(body, device)
+    keypoints = keypoints.detach().to(device, torch.float32)
+    frames = keypoints.shape[0]
+    finite = torch.isfinite(keypoints[..., :2]).all(dim=-1)  # (N, K): a NaN position counts as missing
+    target = pixel_to_ndc(keypoints[..., :2].nan_to_num(0.0, 0.0, 0.0), image_size, image_size)  # (N, K, 2)
+    confidence = torch.where(finite, keypoints[..., 2].nan_to_num(0.0).clamp(0.0, 1.0), 0.0)  # (N, K)
+    weight = torch.where(confidence >= options.confidence_threshold, confidence, 0.0)  # (N, K)
+    valid = (weight > 0).sum(dim=1) >= options.min_keypoints  # (N,)
+    weight = weight * valid[:, None]
+    status = torch.zeros(frames, dtype=torch.uint8)
+    status[~valid.cpu()] |= NO_PERSON
+    status[(confidence.mean(dim=1) < options.low_confidence).cpu()] |= LOW_CONFIDENCE
+    start_state = _init_state(init, body, device)
+    history: dict[str, list[float]] = {}
+    parts: list[ChunkFit] = []
+    anchor: FitState | None = None
+    betas = None if start_state is None else start_state.betas
+    shape_fitted = False  # the first chunk with a person fits the shape; later chunks keep it
+    for start in range(0, frames, options.chunk_size):
+        chunk = slice(start, min(start + options.chunk_size, frames))
+        part = fit_chunk(
+            skeleton=skeleton,
+            body=body,
+            target=target[chunk],
+            weight=weight[chunk],
+            options=options,
+            anchor=anchor,
+            betas=betas,
+            fit_betas=not shape_fitted,
+            init=None if start_state is None else start_state.slice(chunk),
+            masks=None if masks is None or options.silhouette_weight <= 0 else masks[chunk],
+        )
+        parts.append(part)
+        shape_fitted = shape_fitted or bool(valid[chunk].any())
+        betas = part.state.betas
+        anchor = part.state.last()
+        for name, values in part.loss.items():
+            history.setdefault(name, []).extend(values)
+    state = FitState.cat([part.state for part in parts])
+    state = interpolate_missing(state, valid, None)
+    error_px = torch.cat([part.error for part in parts]).cpu() * (image_size / REFERENCE_SIZE)  # (N,)
+    error_px[~valid.cpu()] = float("nan")
+    status[(error_px > options.converged_error * image_size / REFERENCE_SIZE) & valid.cpu()] |= NOT_CONVERGED
+    rotations = torch.cat((state.rotation[:, None], euler_to_matrix(state.euler)), dim=1)  # (N, J, 3, 3)
+    pose = matrix_to_axis_angle(rotations).reshape(frames, -1)  # (N, J * 3)
+    logger.debug("fitted %d frames: %d without a person", frames, int((~valid).sum()))
+    return FitResult(
+        betas=state.betas.detach().cpu().clone(),
+        pose=pose.detach().cpu().float(),
+        cam=state.cam.detach().cpu().clone(),
+        status=status,
+        reprojection_px=error_px.float(),
+        loss=history,
+    )
+
+
+def fitted_joints(body: BodyModel, result: FitResult) -> torch.Tensor:
+    """(N, J, 3) joints of a fit in camera axes, metres, no translation (as the synthetic ground truth's
+    joints3d: `BodyModel.forward(betas, pose).joints`)."""
+    skeleton = _skeleton(body, torch.device("cpu"))
+    rotations = axis_angle_to_matrix(result.pose.reshape(result.pose.shape[0], -1, 3))  # (N, J, 3, 3)
+    with torch.no_grad():
+        return skeleton(result.betas[None], rotations).joints

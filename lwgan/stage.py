@@ -49,7 +49,8 @@ def load_params(path: str | Path) -> config.Params:
 
 def tracked_run(stage: str, params: config.Params, sections: Sequence[str]) -> StageRun:
     """The MLflow run of this stage execution, logging the flattened `sections` of `params`; tagged
-    ``lwgan.variant`` when ``tracking.variant`` names one of the paper's experiments."""
+    ``lwgan.variant`` when ``tracking.variant`` names one of the paper's experiments. Under ``dvc repro`` /
+    ``dvc exp run`` it is nested under the run of that pipeline invocation (`lwgan.tracking`)."""
     tree = config.to_dict(params)
     logged = config.flatten({name: tree[name] for name in sections})
     tags = {TAG_VARIANT: params.tracking.variant} if params.tracking.variant else {}

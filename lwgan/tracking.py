@@ -1,14 +1,40 @@
 """Experiment tracking: the only module that imports mlflow.
 
-Each stage execution is one MLflow run. A run carries
+One pipeline invocation (``dvc repro``, ``dvc exp run``) is one top-level MLflow run, the *pipeline run*; each
+stage it executes is one run nested under it (MLflow's ``mlflow.parentRunId``). A stage that DVC finds up to
+date does not run and has no run. A stage run carries
     params     the flattened params sections the stage reads (``train.lr_g`` ...), sent in batches;
     tags       ``lwgan.stage``, ``lwgan.git_commit``, ``lwgan.dvc_exp`` (the DVC experiment name, or
-               ``workspace`` for a plain ``dvc repro``) and ``lwgan.run_group``, shared by every stage of one
-               ``dvc repro`` / ``dvc exp run`` so that a whole pipeline run can be selected together:
-               ``mlflow.search_runs(filter_string="tags.`lwgan.run_group` = '...'")``; runs of one of the
-               paper's experiments also carry ``lwgan.variant`` (`lwgan.experiments`);
+               ``workspace`` for a plain ``dvc repro``), ``lwgan.run_group`` (shared by the pipeline run
+               and every stage run of it: ``tags.`lwgan.run_group` = '...'`` selects them together) and the
+               command line (``lwgan.command``); its source (``mlflow.source.name``) is the stage script,
+               ``stages/fit.py``; runs of one of the paper's experiments also carry ``lwgan.variant``
+               (`lwgan.experiments`);
     metrics    every value with its step;
     artifacts  pictures and small files a stage wants a person to see.
+The pipeline run holds no params or metrics: it carries ``lwgan.pipeline_key`` (which only pipeline runs
+have), ``lwgan.run_group``, ``lwgan.git_commit``, ``lwgan.dvc_exp``, ``lwgan.dvc_baseline_rev`` (``dvc exp
+run``), ``lwgan.stages`` (the stages that ran, in order, updated as each ends) and the DVC command as its
+source. `search_runs` gives stage runs unless asked for pipeline runs.
+
+Which pipeline run a stage belongs to. The stages are separate processes, children of one DVC process: the
+nearest ancestor process that is a ``dvc`` command (read from Linux's ``/proc``; elsewhere none is found)
+names the pipeline run by its host, pid and start time, which together are unique (`pipeline_key`). For a
+queued experiment that is its ``dvc exp exec-run`` process, so every experiment of ``dvc exp run --run-all``
+is a pipeline run of its own.
+``LWGAN_RUN_GROUP`` overrides it, so that stages run by hand can share a pipeline run; a stage run by hand
+without it is a top-level run of its own. The first stage of an invocation creates the pipeline run, under a
+lock file so that processes racing to create it make one (`_store_lock`); the others find it by its
+``lwgan.pipeline_key`` tag.
+
+The pipeline run's status. MLflow has no hook for the end of a DVC pipeline, so the pipeline run follows its
+stages: a stage that starts marks it RUNNING, a stage that ends marks it FINISHED, or FAILED when the stage
+failed. DVC runs the stages of one invocation one after another and stops at the first failure, so once the
+invocation is over the pipeline run is FINISHED when every stage succeeded and FAILED when one failed
+(RUNNING only when a stage was killed before it could report).
+
+The experiment (``tracking.experiment``, default ``lwgan``) carries a description (``mlflow.note.content``,
+`EXPERIMENT_NOTE`), written when it has none.
 
 The store defaults to an SQLite file at the project root (``mlflow.db``; artifacts beside it in
 ``mlartifacts/``). ``MLFLOW_TRACKING_URI`` overrides it. Queued DVC experiments run in temporary copies under
@@ -20,15 +46,24 @@ or on a non-zero DDP rank, so library code can call the tracker unconditionally.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
 import logging
 import os
+import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +73,38 @@ TAG_EXP = "lwgan.dvc_exp"
 TAG_GROUP = "lwgan.run_group"
 TAG_VARIANT = "lwgan.variant"  # the paper's experiment (params tracking.variant), when the run is one
 TAG_DATA = "lwgan.data_key"  # train runs: hash of the correspondence shards' producing keys
+TAG_COMMAND = "lwgan.command"  # stage runs: the command line that ran the stage
+TAG_PIPELINE = "lwgan.pipeline_key"  # pipeline runs only: the key the stages find them by
+TAG_STAGES = "lwgan.stages"  # pipeline runs: "body, synthesize, fit (failed)"
+TAG_BASELINE = "lwgan.dvc_baseline_rev"  # pipeline runs of a DVC experiment: the commit it is based on
+# MLflow's own tags (mlflow.utils.mlflow_tags), spelled out so that importing this module needs no mlflow.
+MLFLOW_PARENT = "mlflow.parentRunId"
+MLFLOW_RUN_NAME = "mlflow.runName"
+MLFLOW_SOURCE_NAME = "mlflow.source.name"
+MLFLOW_SOURCE_TYPE = "mlflow.source.type"
+MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
+MLFLOW_NOTE = "mlflow.note.content"  # an experiment's or a run's description in the UI
 _MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
+_MAX_TAG_LEN = 8000  # ... and on a tag value
+GROUP_ENV = "LWGAN_RUN_GROUP"
+
+EXPERIMENT_NOTE = """\
+Runs of **lwgan**, the Liquid Warping GAN as a DVC pipeline.
+
+* A **top-level run** is one pipeline invocation (`dvc repro`, `dvc exp run`): named after the command and
+  the commit, tagged `lwgan.pipeline_key`, `lwgan.git_commit`, `lwgan.dvc_exp` (the DVC experiment,
+  `workspace` for `dvc repro`) and `lwgan.stages` (the stages that ran). It holds no metrics; its status
+  follows its stages: FINISHED when the last stage succeeded, FAILED when one failed.
+* The **runs nested under it** are its stages (tag `lwgan.stage`), each with the params it reads, its
+  metrics (with their steps) and artifacts; the source is the stage script. A stage that DVC found up to date
+  did not run and has no run. A stage run by hand outside DVC is a top-level run of its own.
+
+The runs table shows each pipeline run with its stages folded under it. Comparing variants: search
+``tags.`lwgan.stage` = 'train'`` (or `'evaluate'`) and compare those runs; their params differ by the keys set
+with `dvc exp run -S key=value`, `lwgan.dvc_exp` names the DVC experiment and `lwgan.variant` the paper's
+variant. `lwgan report` builds the paper's table from these runs and
+`dvc exp show` lists the same experiments from DVC's side.
+"""
 
 
 def project_root(start: str | Path | None = None) -> Path:
@@ -79,29 +145,142 @@ def dvc_experiment_name() -> str:
     return os.environ.get("DVC_EXP_NAME") or "workspace"
 
 
-def run_group() -> str:
-    """An id shared by every stage process of one pipeline run.
+@dataclasses.dataclass(frozen=True)
+class DvcProcess:
+    """A running ``dvc`` command. pid: its process id; start_ms: when it started, ms since the epoch;
+    argv: its command line as the kernel holds it."""
 
-    ``LWGAN_RUN_GROUP`` wins when set. Otherwise the nearest ancestor process that is DVC (every stage of
-    one ``dvc repro``/``dvc exp run`` is its child) names the group by its pid and start time. A process
-    started outside DVC gets a group of its own.
-    """
-    explicit = os.environ.get("LWGAN_RUN_GROUP")
-    if explicit:
-        return explicit
+    pid: int
+    start_ms: int
+    argv: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """Unique among all processes of all machines sharing a store: a pid is reused, not with the same
+        start time on the same host."""
+        return _clean_key(f"dvc-{socket.gethostname()}-{self.pid}-{self.start_ms}")
+
+    @property
+    def command(self) -> str:
+        """The DVC command line from ``dvc`` on (``dvc exp run -n x``), whichever way DVC was started."""
+        words = list(self.argv)
+        for i, word in enumerate(words):
+            if Path(word).name == "dvc":
+                return shlex.join(["dvc", *words[i + 1 :]])
+        return shlex.join(words)
+
+
+def is_dvc_command(argv: Sequence[str]) -> bool:
+    """Whether a command line runs DVC: ``dvc ...`` (argv[0] named dvc), ``python .../bin/dvc ...`` (how the
+    kernel shows a script started by its shebang) or ``python -m dvc ...``."""
+    if not argv:
+        return False
+    if Path(argv[0]).name == "dvc":
+        return True
+    if not Path(argv[0]).name.startswith("python"):
+        return False
+    for i, word in enumerate(argv[1:], start=1):
+        if word == "-m":
+            return argv[i + 1 : i + 2] == ["dvc"]
+        if not word.startswith("-"):
+            return Path(word).name == "dvc"
+    return False
+
+
+def _proc_stat(pid: int, proc: Path) -> tuple[int, int]:
+    """(parent pid, start time in clock ticks after boot) of `pid` from ``/proc/<pid>/stat``."""
+    text = (proc / str(pid) / "stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces; field 3 on
+    return int(fields[1]), int(fields[19])  # fields 4 (ppid) and 22 (starttime), counted from 1 (proc(5))
+
+
+def dvc_ancestor(pid: int | None = None, proc: str | Path = "/proc") -> DvcProcess | None:
+    """The nearest ancestor process of `pid` (default: this process) that is a ``dvc`` command
+    (`is_dvc_command`), or None (none, or no Linux ``/proc`` to read it from)."""
+    proc = Path(proc)
     try:
-        import psutil
+        btime = next(int(line.split()[1]) for line in (proc / "stat").read_text().splitlines()
+                     if line.startswith("btime "))
+        ticks = os.sysconf("SC_CLK_TCK")
+        current = _proc_stat(os.getpid() if pid is None else pid, proc)[0]
+        for _ in range(256):  # no process tree is this deep: a guard against a cycle
+            if current <= 0:
+                return None
+            argv = (proc / str(current) / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            parent, start = _proc_stat(current, proc)
+            words = tuple(os.fsdecode(w) for w in argv if w)
+            if is_dvc_command(words):
+                return DvcProcess(current, (btime * ticks + start) * 1000 // ticks, words)
+            current = parent
+    except (OSError, ValueError, IndexError, StopIteration) as err:  # a process that ended, no /proc
+        log.debug("could not inspect the parent processes: %s", err)
+    return None
 
-        proc = psutil.Process().parent()
-        while proc is not None:
-            cmd = " ".join(proc.cmdline()[:3])
-            name = proc.name()
-            if name == "dvc" or "/dvc " in f"{cmd} " or " -m dvc" in cmd or cmd.startswith("dvc "):
-                return f"dvc-{proc.pid}-{int(proc.create_time() * 1000)}"
-            proc = proc.parent()
-    except Exception as err:  # psutil raises its own AccessDenied/NoSuchProcess; grouping is best effort
-        log.debug("could not inspect parent processes: %s", err)
-    return f"solo-{uuid.uuid4().hex[:12]}"
+
+def _clean_key(key: str) -> str:
+    # The key goes into a search filter between single quotes: keep it to characters that need no escaping.
+    return re.sub(r"[^A-Za-z0-9_.:@/+-]", "_", key)[:200]
+
+
+def pipeline_key(ancestor: DvcProcess | None) -> str | None:
+    """What the stage processes of one pipeline invocation share: ``LWGAN_RUN_GROUP`` when set, else the key
+    of their nearest ``dvc`` ancestor (`dvc_ancestor`); None for a stage run by hand."""
+    explicit = os.environ.get(GROUP_ENV)
+    if explicit:
+        return _clean_key(explicit)
+    return ancestor.key if ancestor is not None else None
+
+
+def run_group() -> str:
+    """An id shared by every stage process of one pipeline run: `pipeline_key`, or for a process started
+    outside DVC (and without ``LWGAN_RUN_GROUP``) a group of its own."""
+    return pipeline_key(dvc_ancestor()) or f"solo-{uuid.uuid4().hex[:12]}"
+
+
+def source_name(argv0: str | None = None) -> str:
+    """The script a process runs (``sys.argv[0]``), relative to the working directory (DVC runs a stage in
+    the project root, or in a queued experiment's copy of it) or else to the project root."""
+    script = Path(argv0 if argv0 is not None else sys.argv[0])
+    for base in (Path.cwd(), project_root()):
+        try:
+            return script.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            continue
+    return str(script)
+
+
+def _short(commit: str) -> str:
+    return commit if commit == "unknown" else commit[:8] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
+def _source_tags(source: str, commit: str) -> dict[str, str]:
+    tags = {MLFLOW_SOURCE_NAME: source, MLFLOW_SOURCE_TYPE: "LOCAL"}
+    if commit != "unknown":
+        tags[MLFLOW_GIT_COMMIT] = commit.removesuffix("-dirty")
+    return tags
+
+
+@contextlib.contextmanager
+def _store_lock(tracking_uri: str) -> Iterator[None]:
+    """An exclusive lock per store, held while a stage opens the store (the first process creates a new
+    SQLite store's tables, and two at once fail), finds or creates its pipeline run, and updates it. The
+    processes that race share one DVC ancestor or run queued experiments of one project, so they share a
+    host: the lock file lives in its temp folder, not beside the store, which may be remote (and which, at the
+    project root, git would see). Opened read-only, so a lock file another user created still locks. Best
+    effort: without it, a rare race leaves two pipeline runs of one invocation, each stage under one."""
+    digest = hashlib.sha1(tracking_uri.encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"lwgan-mlflow-{digest}.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError as err:
+        log.debug("no lock file %s: %s", path, err)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _is_rank_zero() -> bool:
@@ -134,6 +313,7 @@ class StageRun:
         self._tags = dict(tags or {})
         self._client = None
         self._run_id: str | None = None
+        self._parent_id: str | None = None
         self._pending_metrics: list[Any] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -142,37 +322,37 @@ class StageRun:
     def run_id(self) -> str | None:
         return self._run_id
 
+    @property
+    def parent_run_id(self) -> str | None:
+        """The pipeline run this stage run is nested under; None for a stage run by hand."""
+        return self._parent_id
+
     def _ensure(self):
         if self._client is not None or not self.enabled:
             return self._client
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(tracking_uri=self.tracking_uri)
-        exp = client.get_experiment_by_name(self.experiment)
-        if exp is None:
-            artifact_location = None
-            if self.tracking_uri.startswith("sqlite:///"):
-                db = Path(self.tracking_uri.removeprefix("sqlite:///"))
-                artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
-            try:
-                exp_id = client.create_experiment(self.experiment, artifact_location=artifact_location)
-            except Exception:  # created concurrently by another stage process
-                exp = client.get_experiment_by_name(self.experiment)
-                if exp is None:
-                    raise
-                exp_id = exp.experiment_id
-        else:
-            exp_id = exp.experiment_id
+        commit = git_commit()
+        ancestor = dvc_ancestor()
+        key = pipeline_key(ancestor)
+        with _store_lock(self.tracking_uri):  # the first access to a new SQLite store creates its tables
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            exp_id = _experiment_id(client, self.experiment, self.tracking_uri)
+            if key is not None:
+                variant = {k: v for k, v in self._tags.items() if k == TAG_VARIANT}
+                self._parent_id = _open_pipeline_run(client, exp_id, key, commit, ancestor, variant)
         tags = {
             TAG_STAGE: self.stage,
-            TAG_COMMIT: git_commit(),
+            TAG_COMMIT: commit,
             TAG_EXP: dvc_experiment_name(),
-            TAG_GROUP: run_group(),
-            "mlflow.runName": f"{self.stage}@{dvc_experiment_name()}",
-            "mlflow.source.name": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv)),
+            TAG_GROUP: key or f"solo-{uuid.uuid4().hex[:12]}",
+            TAG_COMMAND: shlex.join(sys.argv)[:_MAX_TAG_LEN],
+            MLFLOW_RUN_NAME: f"{self.stage}@{dvc_experiment_name()}",
+            **_source_tags(source_name(), commit),
+            **({MLFLOW_PARENT: self._parent_id} if self._parent_id else {}),
             **self._tags,
         }
-        run = client.create_run(exp_id, tags=tags, run_name=tags["mlflow.runName"])
+        run = client.create_run(exp_id, tags=tags, run_name=tags[MLFLOW_RUN_NAME])
         self._client = client
         self._run_id = run.info.run_id
         self._send_params(dict(sorted(self._params.items())))
@@ -190,6 +370,8 @@ class StageRun:
             return
         self.flush()
         self._client.set_terminated(self._run_id, status="FAILED" if failed else "FINISHED")
+        if self._parent_id is not None:
+            _close_pipeline_run(self._client, self._parent_id, self.stage, failed, self.tracking_uri)
         self._client = None
 
     # -- logging -----------------------------------------------------------------------------------------
@@ -218,7 +400,6 @@ class StageRun:
         client = self._ensure()
         if client is None:
             return
-        import time
 
         from mlflow.entities import Metric
 
@@ -250,6 +431,71 @@ class StageRun:
                 log.warning("artifact %s does not exist; not logged", path)
 
 
+def _experiment_id(client: Any, name: str, tracking_uri: str) -> str:
+    """The id of experiment `name`, created when missing (artifacts beside an SQLite store), with
+    `EXPERIMENT_NOTE` as its description when it has none (one written in the UI stays)."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        artifact_location = None
+        if tracking_uri.startswith("sqlite:///"):
+            db = Path(tracking_uri.removeprefix("sqlite:///"))
+            artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location,
+                                            tags={MLFLOW_NOTE: EXPERIMENT_NOTE})
+        except Exception:  # created concurrently by another stage process
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if MLFLOW_NOTE not in exp.tags:
+        client.set_experiment_tag(exp.experiment_id, MLFLOW_NOTE, EXPERIMENT_NOTE)
+    return exp.experiment_id
+
+
+def _open_pipeline_run(client: Any, exp_id: str, key: str, commit: str, ancestor: DvcProcess | None,
+                       tags: Mapping[str, str]) -> str:
+    """The id of the pipeline run of `key` (module docstring), marked RUNNING; created, with `tags`, by the
+    first stage that asks. Call it holding `_store_lock`."""
+    found = client.search_runs([exp_id], filter_string=f"tags.`{TAG_PIPELINE}` = '{key}'", max_results=1,
+                               order_by=["attributes.start_time ASC"])
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    baseline = os.environ.get("DVC_EXP_BASELINE_REV")
+    at = f"({_short(baseline or commit)})"
+    if exp_name:
+        name = f"dvc exp run {exp_name} {at}"
+    elif ancestor is not None:
+        name = f"{' '.join(ancestor.command.split()[:2])} {at}"  # dvc repro (1a2b3c4d)
+    else:
+        name = f"pipeline {key} {at}"
+    source = ancestor.command if ancestor is not None else f"{GROUP_ENV}={key}"
+    run_tags = {
+        MLFLOW_RUN_NAME: name,
+        TAG_PIPELINE: key,
+        TAG_GROUP: key,
+        TAG_COMMIT: commit,
+        TAG_EXP: dvc_experiment_name(),
+        **({TAG_BASELINE: baseline} if baseline else {}),
+        **_source_tags(source[:_MAX_TAG_LEN], commit),
+        MLFLOW_NOTE: f"One pipeline invocation (`{source[:200]}`); the runs nested under it are the "
+                     "stages it ran. A stage that DVC found up to date did not run and has no run here.",
+        **tags,
+    }
+    return client.create_run(exp_id, tags=run_tags, run_name=name).info.run_id
+
+
+def _close_pipeline_run(client: Any, run_id: str, stage: str, failed: bool, tracking_uri: str) -> None:
+    """A stage of pipeline run `run_id` ended: add it to ``lwgan.stages`` and mark the pipeline run FINISHED,
+    or FAILED when the stage failed (the next stage of the invocation marks it RUNNING again)."""
+    with _store_lock(tracking_uri):
+        ran = client.get_run(run_id).data.tags.get(TAG_STAGES)
+        entry = f"{stage} (failed)" if failed else stage
+        client.set_tag(run_id, TAG_STAGES, f"{ran}, {entry}"[-_MAX_TAG_LEN:] if ran else entry)
+        client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
 def _metric_key(key: str) -> str:
     # MLflow allows alphanumerics, _ - . space : / ; keep keys readable and valid.
     return "".join(c if c.isalnum() or c in "_-. :/" else "_" for c in key)
@@ -259,9 +505,11 @@ def search_runs(
     filter_string: str = "",
     experiment: str = "lwgan",
     tracking_uri: str | None = None,
+    kind: Literal["stage", "pipeline", "all"] = "stage",
 ) -> list[dict[str, Any]]:
     """Runs of `experiment` as plain dicts: ``{"run_id", "status", "start_time", "end_time", "tags",
-    "params", "metrics"}`` (times in ms since the epoch; end_time None while running), newest first."""
+    "params", "metrics"}`` (times in ms since the epoch; end_time None while running), newest first.
+    `kind`: stage runs (tagged ``lwgan.stage``), pipeline runs (``lwgan.pipeline_key``) or every run."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri or default_tracking_uri())
@@ -269,6 +517,7 @@ def search_runs(
     if exp is None:
         return []
     runs = client.search_runs([exp.experiment_id], filter_string=filter_string, max_results=50000)
+    marker = {"stage": TAG_STAGE, "pipeline": TAG_PIPELINE, "all": None}[kind]
     return [
         {
             "run_id": r.info.run_id,
@@ -280,6 +529,7 @@ def search_runs(
             "metrics": dict(r.data.metrics),
         }
         for r in runs
+        if marker is None or marker in r.data.tags
     ]
 
 

@@ -127,6 +127,14 @@ def test_repro_then_exp_run_are_tracked(repo):
     head = _run(["git", "rev-parse", "HEAD"], repo, env).strip()
     assert all(r["tags"][tracking.TAG_COMMIT].startswith(head) for r in runs)
     assert all(r["status"] == "FINISHED" and r["metrics"] for r in runs)
+    # One pipeline run for the invocation, every stage run nested under it, each from its stage script.
+    (pipeline,) = tracking.search_runs(experiment="lwgan", tracking_uri=uri, kind="pipeline")
+    assert {r["tags"][tracking.MLFLOW_PARENT] for r in runs} == {pipeline["run_id"]}
+    assert pipeline["tags"][tracking.TAG_GROUP] in groups and pipeline["status"] == "FINISHED"
+    assert sorted(pipeline["tags"][tracking.TAG_STAGES].split(", ")) == sorted(stages)
+    assert pipeline["tags"][tracking.MLFLOW_RUN_NAME].startswith(f"dvc repro ({head[:8]}")
+    assert all(r["tags"][tracking.MLFLOW_SOURCE_NAME] == f"stages/{r['tags'][tracking.TAG_STAGE]}.py"
+               for r in runs)
 
     prepared = json.loads((repo / "metrics" / "prepare.json").read_text())
     assert prepared["videos"] == 4 and prepared["frames"] == 16 and prepared["train_videos"] == 2
@@ -178,6 +186,11 @@ def test_repro_then_exp_run_are_tracked(repo):
     assert [r["tags"][tracking.TAG_STAGE] for r in exp_runs] == ["body"]
     assert exp_runs[0]["params"]["body.preview_size"] == "48"
     assert exp_runs[0]["tags"][tracking.TAG_GROUP] not in groups
+    exp_pipeline = tracking.search_runs("tags.`lwgan.dvc_exp` = 'tiny-preview'", experiment="lwgan",
+                                        tracking_uri=uri, kind="pipeline")
+    assert [r["run_id"] for r in exp_pipeline] == [exp_runs[0]["tags"][tracking.MLFLOW_PARENT]]
+    assert exp_pipeline[0]["tags"][tracking.MLFLOW_RUN_NAME] == f"dvc exp run tiny-preview ({head[:8]})"
+    assert exp_pipeline[0]["tags"][tracking.TAG_BASELINE] == head
     shown = json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], repo, env))
     names = [exp.get("name") for entry in shown for exp in (entry.get("experiments") or [])]
     assert "tiny-preview" in names, shown

@@ -45,8 +45,9 @@ sys.path.insert(0, str(ROOT))
 from lwgan.body.detect import GroundTruthKeypoints, MediaPipeDetector, detect_video  # noqa: E402
 from lwgan.body.extras import COCO_KEYPOINT_NAMES  # noqa: E402
 from lwgan.body.model import BodyModel  # noqa: E402
-from lwgan.data import FramesCache, PrepareOptions, prepare  # noqa: E402
-from lwgan.data.synth import SynthOptions, synthesize  # noqa: E402
+from lwgan.data.cache import FramesCache  # noqa: E402
+from lwgan.data.prepare import PrepareOptions, prepare  # noqa: E402
+from lwgan.synth.synthesize import SynthOptions, synthesize  # noqa: E402
 
 IMAGE_SIZE = 256
 WRONG_IOU = 0.5  # a found person whose mask overlaps the silhouette less than this is someone else

@@ -32,8 +32,9 @@ from lwgan.losses import FaceLoss
 from lwgan.metrics.efficientnet import load_efficientnet_lite0
 from lwgan.metrics.lpips import load_lpips
 from lwgan.nets import Generator, PatchDiscriminator, load_feature_net
-from lwgan.train.loop import loss_weights, net_options
+from lwgan.nets.build import net_options
 from lwgan.train.objective import Batch, Objective, feature_losses
+from lwgan.train.train import loss_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "data" / "weights"

@@ -27,13 +27,14 @@ import torch
 
 from lwgan import parallel
 from lwgan.body import load_configured
-from lwgan.body.fit import FitOptions, fit_video
+from lwgan.body.fit import FitSettings, FitWorker, fit_all, plan_jobs
+from lwgan.body.fitting import FitOptions, fit_video
 from lwgan.body.model import BodyModel
 from lwgan.body.model_io import save_body_model
-from lwgan.data import FRAMES_FILE, PrepareOptions, prepare
-from lwgan.data.synth import SynthOptions, synthesize
-from lwgan.pipeline.correspond import build_maps
-from lwgan.pipeline.fit import FitSettings, FitWorker, fit_all, plan_jobs
+from lwgan.correspond.correspond import build_maps
+from lwgan.data.prepare import PrepareOptions, prepare
+from lwgan.data.shard import FRAMES_FILE
+from lwgan.synth.synthesize import SynthOptions, synthesize
 
 
 def make_set(root: Path, frames: int, subjects: int, body: BodyModel) -> Path:
@@ -105,7 +106,7 @@ def main() -> None:
         out["ray_scaling_efficiency"] = round(t1 / t2 / 2, 3)
 
         from lwgan.body.detect import GroundTruthKeypoints
-        from lwgan.data import FramesCache
+        from lwgan.data.cache import FramesCache
 
         cache = FramesCache(frames_path)
         video = cache.videos[0]

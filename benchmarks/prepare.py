@@ -40,10 +40,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the toy videos the tests make
 
-from lwgan.data import FramesCache, PrepareOptions, prepare  # noqa: E402
+from _toy import ToyVideo, write_video_file  # noqa: E402
+
+from lwgan.data.cache import FramesCache  # noqa: E402
+from lwgan.data.prepare import PrepareOptions, prepare  # noqa: E402
 from lwgan.data.shard import write_frames_file  # noqa: E402
-from lwgan.data.toy import ToyVideo, write_video_file  # noqa: E402
 
 IMAGE_SIZE = 256
 

@@ -7,7 +7,7 @@ videos at several points of one training run.
 Trains the configuration of params.yaml (with the --set overrides) from the workspace caches (`dvc repro
 correspond` makes them) in a fresh folder for N steps (default: the configuration's own schedule), keeps a
 checkpoint at step 0 and at K evenly spaced steps, and evaluates each with the evaluate stage's code
-(`lwgan.pipeline.evaluate`, self-imitation only, F targets per validation video): SSIM, PSNR, LPIPS and
+(`lwgan.evaluate.evaluate`, self-imitation only, F targets per validation video): SSIM, PSNR, LPIPS and
 body L1 for LWGAN and for the naive reference (the source warped by T over its inpainted background).
 Writes DIR/quality.json and the curve (each metric against minutes of training, naive as a line) to
 DIR/quality.png or --curve. The validation person is held out of training and nothing may be tuned on
@@ -29,12 +29,13 @@ from pathlib import Path
 import torch
 
 from lwgan import config
-from lwgan.data.pairs import PairDataset, PairOptions
+from lwgan.evaluate.evaluate import EvalSettings, evaluate
 from lwgan.nets import Generator
-from lwgan.pipeline.evaluate import EvalSettings, evaluate
+from lwgan.nets.build import net_options
 from lwgan.train import checkpoint
-from lwgan.train.loop import TrainPaths, net_options, train
+from lwgan.train.pairs import PairDataset, PairOptions
 from lwgan.train.schedule import Schedule
+from lwgan.train.train import TrainPaths, train
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = (("ssim", "SSIM", True), ("psnr", "PSNR (dB)", True), ("lpips", "LPIPS", False),

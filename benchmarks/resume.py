@@ -38,10 +38,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the small synthetic caches the tests build
+
+from _small import TINY_TRAIN, build_caches  # noqa: E402
 
 from lwgan.io import tree_sha256  # noqa: E402
+from lwgan.nets.build import CHECKPOINT_FILE  # noqa: E402
 from lwgan.parallel import carrying  # noqa: E402
-from lwgan.pipeline.small import TINY_TRAIN, build_caches  # noqa: E402
 
 TAG_ENV = "LWGAN_RESUME_TAG"
 
@@ -66,7 +69,7 @@ def _checkpoint_state(folder: Path) -> dict[str, str]:
 
     from lwgan.train import checkpoint
 
-    state = checkpoint.load(folder / checkpoint.CHECKPOINT_FILE)
+    state = checkpoint.load(folder / CHECKPOINT_FILE)
     out = {}
     for part in ("generator", "discriminator", "opt_g", "opt_d"):
         digest = hashlib.sha256()

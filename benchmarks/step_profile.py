@@ -3,7 +3,7 @@
     python benchmarks/step_profile.py [--quick] [--steps N] [--set train.KEY=VALUE ...] [--bf16]
                                       [--channels-last]
 
-Runs the train stage's step (the same networks, objective and loader as `lwgan.train.loop.train`, built
+Runs the train stage's step (the same networks, objective and loader as `lwgan.train.train.train`, built
 from params.yaml and the workspace caches: `dvc repro correspond` makes them) for N steps after two of
 warm-up, timing each part on the wall clock (CPU work is synchronous): waiting for the loader, G's
 forward, L_G's forward split into D, the perceptual network (VGG), the face network and the rest, L_G's
@@ -31,10 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lwgan import config  # noqa: E402
-from lwgan.data.pairs import PairDataset, PairOptions  # noqa: E402
 from lwgan.nets import Generator, PatchDiscriminator  # noqa: E402
-from lwgan.train.loop import loss_weights, net_options  # noqa: E402
+from lwgan.nets.build import net_options  # noqa: E402
 from lwgan.train.objective import Batch, Objective, feature_losses  # noqa: E402
+from lwgan.train.pairs import PairDataset, PairOptions  # noqa: E402
+from lwgan.train.train import loss_weights  # noqa: E402
 
 CACHES = {"frames": "data/cache/frames/frames.h5", "maps": "data/cache/maps/maps.h5",
           "smpl": "data/cache/smpl/smpl.h5", "body": "data/body/body.npz"}

@@ -31,12 +31,12 @@ from lwgan.apps import media, tasks
 from lwgan.apps.person import fit_person
 from lwgan.apps.synthesis import Synthesizer
 from lwgan.body.detect import MediaPipeDetector
-from lwgan.body.fit import FitOptions
+from lwgan.body.fitting import FitOptions
 from lwgan.body.model import BodyModel
-from lwgan.data.synth import SynthOptions, synthesize
 from lwgan.nets import Generator, PatchDiscriminator
+from lwgan.nets.build import net_options
+from lwgan.synth.synthesize import SynthOptions, synthesize
 from lwgan.train import checkpoint
-from lwgan.train.loop import net_options
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"image_size": 256, "base_width": 64, "res_blocks": 6, "d_layers": 4}

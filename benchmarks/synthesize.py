@@ -1,4 +1,4 @@
-"""Speed and size of the synthetic data generator (`lwgan.data.synth.synthesize`).
+"""Speed and size of the synthetic data generator (`lwgan.synth.synthesize`).
 
 Renders a data set into a temporary folder and reports frames per second, milliseconds per frame, bytes
 on disk per frame (JPEG frame + PNG mask + ground truth) and the time of the default data set: measured
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from lwgan.body.model import BodyModel
-from lwgan.data.synth import SynthOptions, synthesize
+from lwgan.synth.synthesize import SynthOptions, synthesize
 
 
 def _run(options: SynthOptions, body: BodyModel, out_dir: Path) -> dict[str, float]:

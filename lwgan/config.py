@@ -26,7 +26,6 @@ from typing import IO, Any, Literal, get_args, get_origin
 import yaml
 
 from lwgan.errors import UserError
-from lwgan.experiments.variants import VARIANT_NAMES
 
 
 class ConfigError(UserError, ValueError):
@@ -124,7 +123,7 @@ class DataParams:
 
 @dataclasses.dataclass(frozen=True)
 class FitParams:
-    """Body-mesh recovery on every frame (the fit stage); see `lwgan.body.fit.FitOptions` for the loss."""
+    """Body-mesh recovery on every frame (the fit stage); see `lwgan.body.fitting.FitOptions` for the loss."""
 
     keypoints: str = _f("detector", "2D keypoint source: 'detector' (mediapipe, optional group "
                         "[detect]), 'ground_truth' (synthetic set only), 'openpose' or 'coco' (files under "
@@ -294,9 +293,10 @@ class TrackingParams:
 
     experiment: str = _f("lwgan", "MLflow experiment that every stage run is logged to")
     enabled: bool = _f(True, "log to MLflow at all (metrics files are written either way)")
-    variant: str = _f("", "the paper's experiment this run belongs to (`lwgan experiments list`; empty = "
-                      "none): tags every MLflow run lwgan.variant; a param of the train and evaluate stages",
-                      choices=("", *VARIANT_NAMES))
+    variant: str = _f("", "a label for the experiment this run belongs to (letters, digits, '_', '-', '.'; "
+                      "empty = none): tags every MLflow run lwgan.variant; a param of the train and evaluate "
+                      "stages. The paper's experiments use their names (`lwgan experiments list`), which "
+                      "`lwgan report` tabulates", pattern=r"[A-Za-z0-9_.-]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -399,6 +399,8 @@ def _check_range(value: Any, meta: Mapping[str, Any], path: str) -> None:
         if "choices" in meta and item not in meta["choices"]:
             allowed = ", ".join(repr(c) for c in meta["choices"])
             raise ConfigError(f"{path}: got {item!r}, allowed: {allowed}")
+        if "pattern" in meta and isinstance(item, str) and not re.fullmatch(meta["pattern"], item):
+            raise ConfigError(f"{path}: got {item!r}, must match {meta['pattern']}")
         if not isinstance(item, int | float) or isinstance(item, bool):
             continue
         for key, ok, word in (
@@ -553,6 +555,8 @@ def describe(cls: type = Params, prefix: str = "") -> list[tuple[str, str, Any, 
                   if k in meta]
         if "choices" in meta:
             bounds.append("one of " + ", ".join(map(repr, meta["choices"])))
+        if "pattern" in meta:
+            bounds.append(f"matching {meta['pattern']}")
         type_text = _type_name(tp) + (f" ({', '.join(bounds)})" if bounds else "")
         rows.append((key, type_text, field.default, meta.get("help", "")))
     return rows

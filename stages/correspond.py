@@ -3,7 +3,7 @@ the conditioning map are rebuilt from them when read) of every fitted frame at d
 HDF5 with the hash of what produced them."""
 
 from lwgan import errors, stage
-from lwgan.pipeline.correspond import build_maps
+from lwgan.correspond.correspond import build_maps
 
 
 def main() -> None:

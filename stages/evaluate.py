@@ -6,8 +6,7 @@ sha256."""
 
 
 from lwgan import errors, stage
-from lwgan.pipeline.evaluate import EvalSettings, evaluate, tracking_records
-from lwgan.train.distributed import from_environment, pick_device
+from lwgan.evaluate import evaluate
 
 
 def main() -> None:
@@ -18,17 +17,11 @@ def main() -> None:
                                     "checkpoint": "training checkpoint"},
                             outputs={"out_dir": "folder of the grid and videos", "metrics": "metrics JSON"})
     params = stage.load_params(args.params)
-    p = params.evaluate
-    settings = EvalSettings(frames=args.frames, maps=args.maps, smpl=args.smpl, body=args.body,
-                            checkpoint=args.checkpoint, out_dir=args.out_dir,
-                            max_frames=p.max_frames_per_video, batch_size=p.batch_size,
-                            device=str(pick_device(p.device, from_environment())), fps=p.fps,
-                            lpips_net=p.lpips_net, lpips_backbone=p.lpips_backbone,
-                            lpips_linear=p.lpips_linear, feature_weights=p.feature_weights,
-                            inception_weights=p.inception_weights)
+    settings = evaluate.settings_from_params(params.evaluate, args.frames, args.maps, args.smpl, args.body,
+                                             args.checkpoint, args.out_dir)
     with stage.tracked_run("evaluate", params, sections=("evaluate",)) as run:
-        metrics = evaluate(settings)
-        net_params, net_tags = tracking_records(metrics["feature_nets"])
+        metrics = evaluate.evaluate(settings)
+        net_params, net_tags = evaluate.tracking_records(metrics["feature_nets"])
         run.log_params(net_params)
         run.set_tags(net_tags)
         stage.write_metrics(args.metrics, metrics, run)

@@ -7,11 +7,7 @@ import tempfile
 from pathlib import Path
 
 from lwgan import errors, stage
-from lwgan.io import write_json
-from lwgan.parallel import PoolOptions
-from lwgan.pipeline.fit import fit_all, review, settings_from_params
-from lwgan.pipeline.fit_quality import Thresholds, check_failures
-from lwgan.progress import ProgressLog
+from lwgan.body import fit
 
 
 def main() -> None:
@@ -19,19 +15,14 @@ def main() -> None:
                                                     "body": "resolved body model (.npz)"},
                             outputs={"out_dir": "SMPL cache folder", "metrics": "metrics JSON"})
     params = stage.load_params(args.params)
-    fit = params.fit
-    settings = settings_from_params(fit, args.frames, args.body, args.out_dir)
     with stage.tracked_run("fit", params, sections=("fit", "ray")) as run:
-        pool = PoolOptions(num_workers=params.ray.workers, address=params.ray.address or None,
-                           use_ray=params.ray.enabled)
-        done = fit_all(settings, pool, progress=ProgressLog("fit", "videos", every_s=0.0))
-        report = review(settings, Thresholds.from_params(fit), done)
+        settings, report = fit.run(params, args.frames, args.body, args.out_dir)
         stage.write_metrics(args.metrics, report.metrics)
         run.log_metrics(report.scalars)
         with tempfile.TemporaryDirectory() as tmp:
-            run.log_artifacts([write_json(Path(tmp) / "fit_videos.json", report.metrics["videos"])])
+            run.log_artifacts([report.write_videos(Path(tmp) / "fit_videos.json")])
         run.log_artifacts([settings.out_dir / "overlays"], "overlays")
-        check_failures(report.videos, fit.max_failure_fraction, str(settings.out_dir / "overlays"))
+        fit.fail_past_threshold(settings, report, params.fit)
 
 
 if __name__ == "__main__":

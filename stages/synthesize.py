@@ -2,22 +2,15 @@
 truth) from the resolved body model. Finished videos are reused on a rerun with the same options."""
 
 from lwgan import errors, stage
-from lwgan.body.model import BodyModel
-from lwgan.data.synth import SynthOptions, synthesize
-from lwgan.progress import ProgressLog
+from lwgan.synth import synthesize
 
 
 def main() -> None:
     args = stage.parse_args("synthesize", __doc__, inputs={"body": "resolved body model (.npz)"},
                             outputs={"out_dir": "data set folder (iPER layout)", "metrics": "metrics JSON"})
     params = stage.load_params(args.params)
-    synth = params.synth
-    options = SynthOptions(subjects=synth.subjects, clothes=synth.clothes,
-                           frames_per_action=synth.frames_per_action, image_size=synth.image_size,
-                           val_subjects=synth.val_subjects, seed=params.seed, workers=synth.workers)
     with stage.tracked_run("synthesize", params, sections=("seed", "synth")) as run:
-        report = synthesize(options, BodyModel.from_file(args.body), args.out_dir,
-                            progress=ProgressLog("synthesize", "frames"))
+        report = synthesize.run(params, args.body, args.out_dir)
         metrics = {
             "videos": report.videos,
             "frames": report.frames,

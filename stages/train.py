@@ -5,7 +5,7 @@ Several processes: `torchrun --nproc_per_node=N stages/train.py ...` (rank 0 wri
 
 
 from lwgan import errors, stage
-from lwgan.train.loop import TrainPaths, train
+from lwgan.train.train import TrainPaths, train
 
 
 def main() -> None:

@@ -8,14 +8,15 @@ import dataclasses
 from pathlib import Path
 
 from lwgan.body import load_configured
-from lwgan.body.fit import FitOptions
+from lwgan.body.fit import FitSettings, fit_all
+from lwgan.body.fitting import FitOptions
 from lwgan.body.model import BodyModel
 from lwgan.body.model_io import save_body_model
-from lwgan.data import FRAMES_FILE, PrepareOptions, prepare
-from lwgan.data.synth import SynthOptions, synthesize
+from lwgan.correspond.correspond import build_maps
+from lwgan.data.prepare import PrepareOptions, prepare
+from lwgan.data.shard import FRAMES_FILE
 from lwgan.parallel import PoolOptions
-from lwgan.pipeline.correspond import build_maps
-from lwgan.pipeline.fit import FitSettings, fit_all
+from lwgan.synth.synthesize import SynthOptions, synthesize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +57,8 @@ def train_tiny(caches: Caches, out_dir: Path, side: int = 64, **train: object) -
     """A briefly trained checkpoint on `caches` (frames of side²): `TINY_TRAIN` updated by `train`;
     returns its path."""
     from lwgan import config
-    from lwgan.train.loop import TrainPaths
-    from lwgan.train.loop import train as run
+    from lwgan.train.train import TrainPaths
+    from lwgan.train.train import train as run
 
     params = config.from_dict({"data": {"image_size": side}, "tracking": {"enabled": False},
                                "train": {**TINY_TRAIN, **train}})

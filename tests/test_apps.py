@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from _small import TINY_TRAIN, build_caches, train_tiny
 
 from lwgan import cli
 from lwgan.apps import tasks
@@ -19,14 +20,13 @@ from lwgan.apps.personalize import mirrored, personalize, self_pairs
 from lwgan.apps.synthesis import Synthesizer
 from lwgan.body.model import BodyModel
 from lwgan.data.cache import FramesCache
-from lwgan.data.pairs import PairDataset, PairOptions
 from lwgan.data.smpl_cache import SmplCache
 from lwgan.geometry import OUTSIDE
 from lwgan.io import write_video
 from lwgan.metrics.image import masked_l1
 from lwgan.nets.masks import BACKGROUND_CHANNEL
-from lwgan.pipeline.small import TINY_TRAIN, build_caches, train_tiny
 from lwgan.train.objective import Batch, generate
+from lwgan.train.pairs import PairDataset, PairOptions
 from lwgan.warp.flow import flow_valid, visible_faces, warp
 
 pytest.importorskip("mediapipe")

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from _small import TINY_TRAIN, build_caches, train_tiny
 
 from lwgan import cli
 from lwgan.data.h5util import shard_path
 from lwgan.io import tree_sha256
-from lwgan.pipeline.small import TINY_TRAIN, build_caches, train_tiny
 
 pytestmark = pytest.mark.slow
 

@@ -11,12 +11,14 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _toy import ToyVideo, write_iper_tree
 from torch.utils.data import DataLoader, Dataset
 
-from lwgan.data import DataError, FramesCache, PrepareOptions, contact_sheet, prepare
+from lwgan.data.cache import FramesCache
 from lwgan.data.crop import CropBox, apply_crop
-from lwgan.data.sheet import sheet_size
-from lwgan.data.toy import ToyVideo, write_iper_tree
+from lwgan.data.errors import DataError
+from lwgan.data.prepare import PrepareOptions, prepare
+from lwgan.data.sheet import contact_sheet, sheet_size
 
 SIZE = 32
 VIDEOS = {"001_1_1": ToyVideo(seed=1, frames=6), "001_1_2": ToyVideo(seed=2, frames=5),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _toy import ToyVideo
 
 from lwgan.data.crop import (
     CropBox,
@@ -14,7 +15,6 @@ from lwgan.data.crop import (
     centre_box,
     square_crop,
 )
-from lwgan.data.toy import ToyVideo
 from lwgan.data.video import Frame, FramePlan
 
 

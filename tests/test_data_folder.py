@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _toy import ToyVideo, write_video_file
 
-from lwgan.data import DataError, FramesCache, PrepareOptions, prepare
+from lwgan.data.cache import FramesCache
+from lwgan.data.errors import DataError
 from lwgan.data.folder import auto_split, video_id_for
-from lwgan.data.toy import ToyVideo, write_video_file
+from lwgan.data.prepare import PrepareOptions, prepare
 
 SIZE = 40
 CLIPS = {

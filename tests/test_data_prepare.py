@@ -15,16 +15,13 @@ import cv2
 import h5py
 import numpy as np
 import pytest
+from _toy import BLOB_BGR, ToyVideo, write_iper_tree
 
-from lwgan.data import (
-    DataError,
-    FramesCache,
-    PrepareOptions,
-    TooManyFailures,
-    prepare,
-)
+from lwgan.data.cache import FramesCache
+from lwgan.data.errors import DataError
 from lwgan.data.iper import parse_list_line
-from lwgan.data.toy import BLOB_BGR, ToyVideo, write_iper_tree
+from lwgan.data.prepare import PrepareOptions, prepare
+from lwgan.data.report import TooManyFailures
 from lwgan.io import tree_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +196,7 @@ def test_resume_after_kill_9(tree, tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from lwgan.data import PrepareOptions, prepare
+        from lwgan.data.prepare import PrepareOptions, prepare
         def progress(event):
             if event.videos_done == 2:
                 os.kill(os.getpid(), signal.SIGKILL)

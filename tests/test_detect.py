@@ -17,9 +17,10 @@ import matplotlib.cbook  # noqa: E402
 from lwgan.body.detect import GroundTruthKeypoints, MediaPipeDetector, detect_video  # noqa: E402
 from lwgan.body.extras import COCO_KEYPOINT_NAMES  # noqa: E402
 from lwgan.body.model import BodyModel  # noqa: E402
-from lwgan.data import FramesCache, PrepareOptions, prepare  # noqa: E402
-from lwgan.data.synth import SynthOptions, synthesize  # noqa: E402
-from lwgan.data.synth.background import make_background  # noqa: E402
+from lwgan.data.cache import FramesCache  # noqa: E402
+from lwgan.data.prepare import PrepareOptions, prepare  # noqa: E402
+from lwgan.synth.background import make_background  # noqa: E402
+from lwgan.synth.synthesize import SynthOptions, synthesize  # noqa: E402
 
 TINY = SynthOptions(subjects=2, clothes=1, frames_per_action=4, image_size=256, val_subjects=1)
 KP = {name: i for i, name in enumerate(COCO_KEYPOINT_NAMES)}

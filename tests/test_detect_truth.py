@@ -22,10 +22,11 @@ from lwgan.body.detect import (
 )
 from lwgan.body.keypoint_io import source_to_cache
 from lwgan.body.model import BodyModel
-from lwgan.data import FramesCache, PrepareOptions, prepare
+from lwgan.data.cache import FramesCache
 from lwgan.data.crop import CropBox
 from lwgan.data.errors import DataError
-from lwgan.data.synth import SynthOptions, synthesize
+from lwgan.data.prepare import PrepareOptions, prepare
+from lwgan.synth.synthesize import SynthOptions, synthesize
 
 TINY = SynthOptions(subjects=2, clothes=1, frames_per_action=4, image_size=256, val_subjects=1)
 

@@ -12,26 +12,26 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _small import build_caches, train_tiny
 
 from lwgan import config, weights
-from lwgan.data.pairs import PairDataset, PairOptions
-from lwgan.metrics.distribution import kernel_inception_distance
-from lwgan.metrics.image import masked_l1
-from lwgan.metrics.lpips import load_lpips
-from lwgan.nets import Generator, NetOptions
-from lwgan.nets.masks import BACKGROUND_CHANNEL
-from lwgan.pipeline.evaluate import (
+from lwgan.evaluate.evaluate import (
     DISTRIBUTION_NOTE,
     EvalSettings,
     _effnet_distances,
     evaluate,
-    load_generator,
     naive_reference,
     tracking_records,
 )
-from lwgan.pipeline.small import build_caches, train_tiny
+from lwgan.metrics.distribution import kernel_inception_distance
+from lwgan.metrics.image import masked_l1
+from lwgan.metrics.lpips import load_lpips
+from lwgan.nets import Generator, NetOptions
+from lwgan.nets.build import CheckpointError, load_generator
+from lwgan.nets.masks import BACKGROUND_CHANNEL
 from lwgan.train import checkpoint
 from lwgan.train.objective import Batch
+from lwgan.train.pairs import PairDataset, PairOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "data" / "weights"
@@ -91,7 +91,7 @@ def test_a_checkpoint_that_does_not_match_its_config_is_named(trained, tmp_path)
     state["config"]["train"]["base_width"] = 8
     kept = {k: v for k, v in state.items() if k not in ("format", "version")}
     bad = checkpoint.save(tmp_path / "bad.pt", kept)
-    with pytest.raises(checkpoint.CheckpointError, match="bad.pt"):
+    with pytest.raises(CheckpointError, match="bad.pt"):
         evaluate(EvalSettings(caches.frames, caches.maps, caches.smpl, caches.body, bad, tmp_path / "eval"))
 
 

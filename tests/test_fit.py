@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lwgan.body.cameras import axis_angle_to_matrix, facing_camera_orient, weak_perspective_project
-from lwgan.body.fit import (
+from lwgan.body.fitting import (
     LOW_CONFIDENCE,
     NO_PERSON,
     NOT_CONVERGED,
@@ -19,9 +19,9 @@ from lwgan.body.fit import (
     fitted_joints,
 )
 from lwgan.body.model import BodyModel
+from lwgan.body.pose_metrics import pa_mpjpe
 from lwgan.body.poses import euler_to_axis_angle, pose_from_angles
 from lwgan.geometry import ndc_to_pixel
-from lwgan.metrics.pose import pa_mpjpe
 from lwgan.render.raster import RasterSettings, rasterize
 
 SIZE = 256

@@ -13,13 +13,12 @@ from _tiny_body import tiny_smpl_arrays
 
 from lwgan.body.cameras import axis_angle_to_matrix, facing_camera_orient
 from lwgan.body.extras import SMPL_JOINT_NAMES
-from lwgan.body.fit_stages import _best_path
-from lwgan.body.fit_state import FitState, geman_mcclure, interpolate_missing, so3_exp
+from lwgan.body.fitting_stages import _best_path
+from lwgan.body.fitting_state import FitState, geman_mcclure, interpolate_missing, so3_exp
 from lwgan.body.kinematics import KeypointBody
 from lwgan.body.model import BodyModel
 from lwgan.body.model_io import make_body_model_data
 from lwgan.body.priors import PosePrior, euler_to_matrix, joint_limits, matrix_to_euler, prior_mean
-from lwgan.data.synth import motion
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +58,6 @@ def test_keypoint_body_includes_pose_blend_shapes():
         fast = KeypointBody(tiny)(betas, axis_angle_to_matrix(pose.reshape(3, 24, 3)))
     torch.testing.assert_close(fast.keypoints, reference.keypoints, atol=2e-6, rtol=0.0)
     torch.testing.assert_close(fast.joints, reference.joints, atol=2e-6, rtol=0.0)
-
-
-def test_joint_limits_are_the_synthetic_motions_limits():
-    np.testing.assert_array_equal(joint_limits(), motion.joint_limits())
 
 
 def test_limits_mirror_left_to_right_and_the_prior_mean_respects_them():

@@ -14,14 +14,15 @@ import numpy as np
 import pytest
 import yaml
 
-from lwgan.body.fit import FitOptions
+from lwgan.body.fit import FitSettings, FitWorker, plan_jobs
+from lwgan.body.fitting import FitOptions
 from lwgan.body.model import BodyModel
 from lwgan.body.model_io import save_body_model
-from lwgan.data import FRAMES_FILE, PrepareOptions, prepare
+from lwgan.data.prepare import PrepareOptions, prepare
+from lwgan.data.shard import FRAMES_FILE
 from lwgan.data.smpl_cache import ARRAYS, SmplCache
-from lwgan.data.synth import SynthOptions, synthesize
 from lwgan.parallel import PoolOptions, run_jobs
-from lwgan.pipeline.fit import FitSettings, FitWorker, plan_jobs
+from lwgan.synth.synthesize import SynthOptions, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

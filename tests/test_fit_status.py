@@ -20,17 +20,8 @@ import yaml
 from lwgan import config, tracking
 from lwgan.body import load_configured
 from lwgan.body.detect import GroundTruthKeypoints
-from lwgan.body.fit import NO_PERSON, NOT_CONVERGED, FitOptions
-from lwgan.body.model import BodyModel
-from lwgan.body.model_io import save_body_model
-from lwgan.body.sequence import project_video
-from lwgan.data import FRAMES_FILE, PrepareOptions, prepare
-from lwgan.data.cache import FramesCache
-from lwgan.data.smpl_cache import SmplCache
-from lwgan.data.synth import SynthOptions, synthesize
-from lwgan.parallel import PoolOptions
-from lwgan.pipeline.fit import FitSettings, fit_all, plan_jobs, review, settings_from_params
-from lwgan.pipeline.fit_quality import (
+from lwgan.body.fit import FitSettings, fit_all, plan_jobs, review, settings_from_params
+from lwgan.body.fit_quality import (
     FAILED,
     OK,
     POOR,
@@ -43,7 +34,17 @@ from lwgan.pipeline.fit_quality import (
     judge,
     raised,
 )
+from lwgan.body.fitting import NO_PERSON, NOT_CONVERGED, FitOptions
+from lwgan.body.model import BodyModel
+from lwgan.body.model_io import save_body_model
+from lwgan.body.sequence import project_video
+from lwgan.data.cache import FramesCache
+from lwgan.data.prepare import PrepareOptions, prepare
+from lwgan.data.shard import FRAMES_FILE
+from lwgan.data.smpl_cache import SmplCache
+from lwgan.parallel import PoolOptions
 from lwgan.render.raster import RasterSettings, rasterize
+from lwgan.synth.synthesize import SynthOptions, synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 64

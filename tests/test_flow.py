@@ -7,9 +7,9 @@ import pytest
 import torch
 from _meshes import POSES, procedural_body, to_image
 
+from lwgan.correspond.maps import correspond, head_box
 from lwgan.geometry import OUTSIDE, pixel_centers
-from lwgan.render.correspond import barycentrics, conditioning_map, correspond, head_box
-from lwgan.render.raster import RasterSettings, rasterize
+from lwgan.render.raster import RasterSettings, barycentrics, conditioning_map, rasterize
 from lwgan.warp.flow import flow, flow_valid, resize_flow, visible_faces, warp
 
 SIZE = 128

@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _small import build_caches
 
 from lwgan import config
-from lwgan.data.pairs import PairDataset, PairOptions
+from lwgan.evaluate.evaluate import naive_reference
 from lwgan.geometry import ALIGN_CORNERS, OUTSIDE
 from lwgan.metrics.image import masked_l1
 from lwgan.metrics.lpips import load_lpips
 from lwgan.nets import Generator, NetOptions, PatchDiscriminator
 from lwgan.nets.masks import BACKGROUND_CHANNEL
-from lwgan.pipeline.evaluate import naive_reference
-from lwgan.pipeline.small import build_caches
-from lwgan.train.loop import loss_weights
 from lwgan.train.objective import Batch, Objective, feature_losses
+from lwgan.train.pairs import PairDataset, PairOptions
+from lwgan.train.train import loss_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "data" / "weights"

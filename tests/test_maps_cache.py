@@ -10,8 +10,8 @@ import torch
 
 from lwgan.body.model import BodyModel
 from lwgan.body.sequence import project_video
-from lwgan.data.h5util import content_key, shard_is_current, shard_path, write_index
-from lwgan.data.maps_cache import (
+from lwgan.correspond.maps import correspond, correspond_sequence
+from lwgan.correspond.maps_cache import (
     INDEX_FILE,
     KIND,
     SCHEMA_VERSION,
@@ -20,9 +20,9 @@ from lwgan.data.maps_cache import (
     encode_xy,
     write_maps_shard,
 )
-from lwgan.data.synth import SynthOptions, synthesize
-from lwgan.render.correspond import correspond, correspond_sequence
+from lwgan.data.h5util import content_key, shard_is_current, shard_path, write_index
 from lwgan.render.raster import RasterSettings
+from lwgan.synth.synthesize import SynthOptions, synthesize
 from lwgan.warp.flow import flow, flow_valid
 
 SIZE = 96
@@ -89,7 +89,7 @@ def test_stale_or_foreign_file_is_refused(tmp_path):
 def test_barycentrics_of_a_sliver_made_collinear_by_the_fixed_point_stay_finite():
     # A face of the default body read back from the cache as three collinear points (seen on a real fit):
     # the weights must be finite, in [0, 1] and sum to 1, never NaN or extrapolated.
-    from lwgan.render.correspond import barycentrics
+    from lwgan.render.raster import barycentrics
 
     verts = torch.tensor([[[0.0154, -0.5508, 0.0], [0.0184, -0.5508, 0.0], [0.0204, -0.5508, 0.0],
                            [-0.5, -0.5, 0.0], [0.5, -0.5, 0.0], [0.0, 0.5, 0.0]]])

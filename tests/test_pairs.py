@@ -14,17 +14,18 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from _small import Caches, build_caches
 from torch.utils.data import DataLoader, default_collate
 
-from lwgan.body.fit import LOW_CONFIDENCE, NO_PERSON
+from lwgan.body.fitting import LOW_CONFIDENCE, NO_PERSON
 from lwgan.body.model import BodyModel
-from lwgan.data import FRAMES_FILE, FramesCache
+from lwgan.correspond.maps_cache import MapsCache
+from lwgan.data.cache import FramesCache
 from lwgan.data.errors import DataError
 from lwgan.data.h5util import shard_path
-from lwgan.data.maps_cache import MapsCache
-from lwgan.data.pairs import ColorJitter, PairDataset, PairOptions, StepBatchSampler
-from lwgan.pipeline.small import Caches, build_caches
-from lwgan.render.correspond import barycentrics
+from lwgan.data.shard import FRAMES_FILE
+from lwgan.render.raster import barycentrics
+from lwgan.train.pairs import ColorJitter, PairDataset, PairOptions, StepBatchSampler
 from lwgan.warp.flow import flow, flow_valid, resize_flow, warp
 
 SIDE = 64  # the caches' side
@@ -65,8 +66,9 @@ def test_items_have_the_documented_shapes_ranges_and_dtypes(caches):
     item = ds[(2, 5)]
     shapes = {"src_img": (3, 32, 32), "tgt_img": (3, 32, 32), "src_cond": (4, 32, 32),
               "tgt_cond": (4, 32, 32), "flow": (32, 32, 2), "src_head_box": (4,), "tgt_head_box": (4,),
-              "tgt_face_kp": (5, 3), "index": ()}
+              "tgt_face_kp": (5, 3), "src_valid": (1, 32, 32), "tgt_valid": (1, 32, 32), "index": ()}
     assert {k: tuple(v.shape) for k, v in item.items()} == shapes
+    assert item["src_valid"].eq(1).all() and item["tgt_valid"].eq(1).all()  # the synthetic crops never pad
     assert all(v.dtype == torch.float32 for k, v in item.items() if k != "index")
     assert item["index"].dtype == torch.int64 and int(item["index"]) == 5
     for name in ("src_img", "tgt_img"):

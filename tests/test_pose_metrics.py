@@ -1,4 +1,4 @@
-"""Pose errors of `lwgan.metrics.pose` against direct computations."""
+"""Pose errors of `lwgan.body.pose_metrics` against direct computations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lwgan.body.cameras import axis_angle_to_matrix
-from lwgan.metrics.pose import (
+from lwgan.body.pose_metrics import (
     LSP14_HIPS,
     LSP14_NAMES,
     lsp14,

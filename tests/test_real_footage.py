@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from lwgan import footage
-from lwgan.data import FramesCache, PrepareOptions, prepare
+from lwgan.data.cache import FramesCache
+from lwgan.data.prepare import PrepareOptions, prepare
 
 pytest.importorskip("mediapipe", reason="the person detector (MediaPipe) is not installed")
 pytestmark = pytest.mark.slow

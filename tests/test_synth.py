@@ -16,10 +16,10 @@ import torch
 from lwgan.body.cameras import axis_angle_to_matrix
 from lwgan.body.model import BodyModel
 from lwgan.body.poses import euler_to_axis_angle
+from lwgan.body.priors import joint_limits
 from lwgan.body.sequence import project_video
-from lwgan.data.synth import SynthOptions, synthesize
-from lwgan.data.synth.motion import joint_limits
 from lwgan.render.raster import RasterSettings, rasterize
+from lwgan.synth.synthesize import SynthOptions, synthesize
 
 TINY = SynthOptions(subjects=2, clothes=1, frames_per_action=6, image_size=64, val_subjects=1, seed=3)
 VIDEOS = ["001/1/1", "001/1/2", "002/1/1", "002/1/2"]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from lwgan.body.poses import SMPL_JOINTS
-from lwgan.data.synth.appearance import make_outfit, make_subject
-from lwgan.data.synth.motion import SEGMENTS, clamp_to_limits, joint_limits, turn_motion, varied_motion
-from lwgan.data.synth.patterns import Garment, pattern_weight
+from lwgan.body.priors import joint_limits
+from lwgan.synth.appearance import make_outfit, make_subject
+from lwgan.synth.motion import SEGMENTS, clamp_to_limits, turn_motion, varied_motion
+from lwgan.synth.patterns import Garment, pattern_weight
 
 
 def test_limits_mirror_left_and_right() -> None:

@@ -14,22 +14,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from _small import Caches, build_caches
 from test_feature_nets import vgg19_checkpoint
 
 from lwgan import config, tracking
 from lwgan.nets import Generator
-from lwgan.pipeline.small import Caches, build_caches
+from lwgan.nets.build import CHECKPOINT_FILE, CheckpointError, net_options
 from lwgan.train import checkpoint
-from lwgan.train.loop import (
+from lwgan.train.schedule import Schedule
+from lwgan.train.train import (
     CONFIG_FILE,
     CURVES_FILE,
     FEATURE_NETS_FILE,
     NonFiniteLoss,
     TrainPaths,
-    net_options,
     train,
 )
-from lwgan.train.schedule import Schedule
 from lwgan.weights import WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def test_checkpoint_holds_both_networks_optimisers_and_config(caches, tmp_path, 
     # Another configuration does not resume from this checkpoint: it trains from scratch, and the old
     # checkpoint is kept aside byte for byte, the log naming what differs and where it went.
     before = result.checkpoint.read_bytes()
-    with caplog.at_level(logging.WARNING, logger="lwgan.train.loop"):
+    with caplog.at_level(logging.WARNING, logger="lwgan.train.train"):
         fresh = train(params(max_steps=1), paths(caches, tmp_path))
     assert fresh.resumed_from == 0 and checkpoint.load(fresh.checkpoint)["config"]["train"]["gp_weight"] == 0
     kept = list((out / "previous").glob("checkpoint.*.step2.pt"))
@@ -124,7 +124,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(caches, tmp_pa
         train(p, paths(caches, tmp_path))
     message = str(info.value)
     assert "step 1" in message and "L_adv" in message and "step 1)" in message and "is kept" in message
-    kept = checkpoint.load(tmp_path / "models" / checkpoint.CHECKPOINT_FILE)
+    kept = checkpoint.load(tmp_path / "models" / CHECKPOINT_FILE)
     assert kept["step"] == 1
     assert all(torch.isfinite(t).all() for t in kept["generator"].values())
 
@@ -161,9 +161,9 @@ def test_a_checkpoint_set_aside_never_replaces_another(tmp_path):
 
 
 def test_a_damaged_checkpoint_is_named(tmp_path):
-    bad = tmp_path / checkpoint.CHECKPOINT_FILE
+    bad = tmp_path / CHECKPOINT_FILE
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(checkpoint.CheckpointError, match=str(bad)):
+    with pytest.raises(CheckpointError, match=str(bad)):
         checkpoint.load(bad)
 
 
@@ -236,7 +236,7 @@ def test_two_process_ddp_matches_one_process_with_the_global_batch(caches, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "train.json").read_text())
     assert metrics["global_batch"] == 2 and metrics["steps"] == 3
-    ddp = checkpoint.load(tmp_path / "ddp" / checkpoint.CHECKPOINT_FILE)
+    ddp = checkpoint.load(tmp_path / "ddp" / CHECKPOINT_FILE)
     # What is exact: data parallelism keeps the ranks' weights bit-identical after every step (the same
     # all-reduced gradients through the same Adam arithmetic); the stage checks it at every checkpoint
     # and would have failed otherwise.
@@ -285,11 +285,11 @@ def test_the_replica_check_tells_equal_weights_from_different_ones(tmp_path, sam
 def test_objective_under_bfloat16_autocast_and_channels_last(caches):
     # The CUDA fast path (bf16 autocast, channels_last) run through CPU autocast: every loss stays a
     # finite float32 scalar and both networks receive gradients.
-    from lwgan.data.pairs import PairDataset, PairOptions
     from lwgan.losses import FaceLoss, PerceptualLoss
     from lwgan.nets import PatchDiscriminator, load_feature_net
-    from lwgan.train.loop import loss_weights
     from lwgan.train.objective import Batch, Objective
+    from lwgan.train.pairs import PairDataset, PairOptions
+    from lwgan.train.train import loss_weights
 
     p = params(gp_weight=10.0, lambda_style=1.0).train
     data = PairDataset(caches.frames, caches.maps, caches.smpl, caches.body, PairOptions(p.image_size))
@@ -329,7 +329,7 @@ def test_stage_killed_mid_run_resumes_and_ends_as_an_uninterrupted_run(caches, t
            "--frames", str(caches.frames), "--maps", str(caches.maps), "--smpl", str(caches.smpl),
            "--body", str(caches.body), "--out-dir", str(out / "models"), "--plots", str(out / "plots"),
            "--metrics", str(out / "train.json")]
-    ckpt = out / "models" / checkpoint.CHECKPOINT_FILE
+    ckpt = out / "models" / CHECKPOINT_FILE
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300

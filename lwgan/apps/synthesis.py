@@ -1,7 +1,7 @@
 """The trained generator driven by body meshes: what the three tasks share.
 
 A *source* is an image with the mesh fitted to it; a *target* is any mesh (another pose, another camera,
-the same body turned). As in the data the network was trained on (`lwgan.data.pairs`), correspondence is
+the same body turned). As in the data the network was trained on (`lwgan.train.pairs`), correspondence is
 rasterised at the render side (a multiple of G's image size near `RENDER_SIDE`), the flow T is one gather
 there and is brought down with `resize_flow`, and conditioning maps and images are area-averaged to G's
 size.
@@ -28,17 +28,21 @@ import torch.nn.functional as F
 
 from lwgan.body.model import BodyModel
 from lwgan.body.sequence import project_video
-from lwgan.data.pairs import resize_cond
+from lwgan.correspond.maps import Correspondence, correspond
 from lwgan.geometry import OUTSIDE
+from lwgan.nets.build import generator_from_state, read_checkpoint
 from lwgan.nets.generator import HeadPrior, compose, liquid_warping_block
 from lwgan.nets.inpaint import pull_push
-from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, background, foreground
-from lwgan.pipeline.evaluate import generator_from_state
-from lwgan.render.correspond import Correspondence, correspond
+from lwgan.nets.masks import (
+    BACKGROUND_CHANNEL,
+    BACKGROUND_ERODE,
+    background,
+    foreground,
+    resize_cond,
+    scaled_kernel,
+)
 from lwgan.render.raster import RasterSettings
-from lwgan.train.checkpoint import load as load_checkpoint
-from lwgan.train.objective import scaled_kernel
-from lwgan.train.visuals import to_uint8
+from lwgan.render.shade import to_uint8
 from lwgan.warp.flow import flow, flow_valid, resize_flow, warp
 
 log = logging.getLogger(__name__)
@@ -68,7 +72,7 @@ class Synthesizer:
                  batch_size: int = 8, visible_faces: bool | None = None) -> None:
         self.device = torch.device(device)
         self.checkpoint = Path(checkpoint)
-        state = load_checkpoint(self.checkpoint)
+        state = read_checkpoint(self.checkpoint)
         self.generator, self.train = generator_from_state(state, self.checkpoint, self.device)
         self.step = int(state["step"])
         self.discriminator_state = state.get("discriminator")  # for personalisation; the rest is dropped
@@ -185,7 +189,7 @@ class Synthesizer:
                 record = self.records(targets[start:start + step])
                 flows = self.split([self.flow(record, s) for s in sources], record, parts)
                 out = self.render(sources, features, flows, self.conds(record), bg)
-                frames.append(to_uint8(out))
+                frames.append(to_uint8(out, low=-1.0, channels_first=True))
                 if progress is not None:
                     progress(min(start + step, len(targets)), len(targets))
         return np.concatenate(frames)

@@ -6,7 +6,7 @@ process; `run(job)` fits one video and writes its shard atomically (temp file + 
 interrupted run leaves only whole shards and a rerun redoes only what is missing or stale (the shard's key
 hashes the frames shard, the body model, the fit options and the keypoint source). `lwgan.parallel` runs
 the workers on Ray or in-process. `review` then judges every video from its shard
-(`lwgan.pipeline.fit_quality`: per-video figures and an ok / poor / failed status), names the poor and failed
+(`lwgan.body.fit_quality`: per-video figures and an ok / poor / failed status), names the poor and failed
 ones in the log, draws their overlays and assembles the stage's metrics.
 """
 
@@ -27,10 +27,22 @@ import torch
 
 from lwgan.body.cameras import facing_camera_orient, fit_weak_perspective, weak_perspective_project
 from lwgan.body.detect import DetectionBatch, GroundTruthKeypoints
-from lwgan.body.fit import NO_PERSON, FitOptions, fit_video, fitted_joints
+from lwgan.body.fit_quality import (
+    OK,
+    STATUSES,
+    Thresholds,
+    VideoReport,
+    check_failures,
+    judge,
+    measure_video,
+    raised,
+    summarise,
+)
+from lwgan.body.fitting import NO_PERSON, FitOptions, fit_video, fitted_joints
 from lwgan.body.model import BodyModel
+from lwgan.body.pose_metrics import mpjpe, pa_mpjpe
 from lwgan.body.sequence import project_video
-from lwgan.config import FitParams
+from lwgan.config import FitParams, Params
 from lwgan.data.cache import FramesCache
 from lwgan.data.h5util import (
     content_key,
@@ -42,18 +54,9 @@ from lwgan.data.h5util import (
 )
 from lwgan.data.smpl_cache import INDEX_FILE, KIND, SCHEMA_VERSION, SmplCache, write_smpl_shard
 from lwgan.geometry import ndc_to_pixel
-from lwgan.metrics.pose import mpjpe, pa_mpjpe
+from lwgan.io import write_json
 from lwgan.parallel import JobFailure, PoolOptions, one_thread, run_jobs
-from lwgan.pipeline.fit_quality import (
-    OK,
-    STATUSES,
-    Thresholds,
-    VideoReport,
-    judge,
-    measure_video,
-    raised,
-    summarise,
-)
+from lwgan.progress import ProgressLog
 from lwgan.render.raster import RasterSettings, rasterize
 from lwgan.render.shade import overlay, shade, to_uint8
 
@@ -90,6 +93,7 @@ def settings_from_params(fit: FitParams, frames_path: Path, body_path: Path, out
 class FitJob:
     video_id: str
     key: str  # what the shard must carry to be current
+    frames: int = 0  # in the video (for progress lines)
 
 
 def job_key(settings: FitSettings, video_attrs: dict[str, Any], body_digest: str) -> str:
@@ -110,7 +114,7 @@ def plan_jobs(settings: FitSettings) -> tuple[list[FitJob], list[str]]:
         if shard_is_current(shard_path(settings.out_dir, video), KIND, SCHEMA_VERSION, key):
             current.append(video)
         else:
-            jobs.append(FitJob(video, key))
+            jobs.append(FitJob(video, key, cache.num_frames(video)))
     cache.close()
     return jobs, current
 
@@ -303,19 +307,22 @@ class FitRun:
         return len(self.results) + len(self.failures) + len(self.reused)
 
 
-def fit_all(settings: FitSettings, pool: PoolOptions,
-            progress: Callable[[int, int], None] | None = None) -> FitRun:
+def fit_all(settings: FitSettings, pool: PoolOptions, progress: Callable[..., None] | None = None) -> FitRun:
     """Fit every video of the frames cache that has no current shard, on `pool`, then link the shards of
-    every fitted video from ``smpl.h5``."""
+    every fitted video from ``smpl.h5``. `progress` (a `lwgan.progress.ProgressLog`) is called with the
+    frames done and to do as each video finishes, and the videos done as its extra text."""
     jobs, current = plan_jobs(settings)
     remove_stale(settings.out_dir, keep=[job.video_id for job in jobs] + current)
     log.info("%d videos to fit, %d already fitted", len(jobs), len(current))
     done: list[dict[str, Any]] = []
+    total_frames, done_frames = sum(job.frames for job in jobs), 0
 
     def on_result(job: FitJob, result: dict[str, Any]) -> None:
+        nonlocal done_frames
         done.append(result)
+        done_frames += job.frames
         if progress is not None:
-            progress(len(done), len(jobs))
+            progress(done_frames, total_frames, extra=f"{len(done)}/{len(jobs)} videos")
 
     results, failures = run_jobs(FitWorker, (settings,), jobs, pool, key=lambda job: job.video_id,
                                  on_result=on_result)
@@ -338,6 +345,10 @@ class FitReport:
 
     metrics: dict[str, Any]
     videos: dict[str, VideoReport]
+
+    def write_videos(self, path: Path) -> Path:
+        """The per-video table of `metrics` as JSON (what the tracked run keeps as an artifact)."""
+        return write_json(path, self.metrics["videos"])
 
     @property
     def scalars(self) -> dict[str, float]:
@@ -397,3 +408,18 @@ def _sync_overlays(settings: FitSettings, cache: SmplCache, body: BodyModel,
             draw_overlays(body, frames, video, cache.params(video), missing, folder)
     if frames is not None:
         frames.close()
+
+
+def run(params: Params, frames_path: Path, body_path: Path, out_dir: Path) -> tuple[FitSettings, FitReport]:
+    """The fit stage: every video not fitted yet, on Ray workers as params ``ray.*`` say, with progress
+    lines in frames (rate, ETA), then the verdict on every video (`review`)."""
+    settings = settings_from_params(params.fit, frames_path, body_path, out_dir)
+    pool = PoolOptions(num_workers=params.ray.workers, address=params.ray.address or None,
+                       use_ray=params.ray.enabled)
+    done = fit_all(settings, pool, progress=ProgressLog("fit", "frames", every_s=0.0))
+    return settings, review(settings, Thresholds.from_params(params.fit), done)
+
+
+def fail_past_threshold(settings: FitSettings, report: FitReport, fit: FitParams) -> None:
+    """FitQualityError naming the failed videos when more than ``fit.max_failure_fraction`` of them failed."""
+    check_failures(report.videos, fit.max_failure_fraction, str(settings.out_dir / "overlays"))

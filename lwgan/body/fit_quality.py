@@ -36,13 +36,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from lwgan.body.fit import NO_PERSON, NOT_CONVERGED
+from lwgan.body.fitting import NO_PERSON, NOT_CONVERGED
 from lwgan.body.model import BodyModel
+from lwgan.body.pose_metrics import reprojection_error
 from lwgan.body.sequence import project_keypoints
 from lwgan.data.smpl_cache import SmplCache
 from lwgan.errors import UserError
 from lwgan.geometry import ndc_to_pixel
-from lwgan.metrics.pose import reprojection_error
 
 OK, POOR, FAILED = "ok", "poor", "failed"
 STATUSES = (OK, POOR, FAILED)

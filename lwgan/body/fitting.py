@@ -1,7 +1,7 @@
 """Fitting a body model to the 2D keypoints of a video: `fit_video`.
 
 All frames of a video are optimised together (one vectorised problem per chunk of `FitOptions.chunk_size`
-frames), in two stages (`lwgan.body.fit_stages`):
+frames), in two stages (`lwgan.body.fitting_stages`):
 
 1. camera and global orientation: for every frame, `FitOptions.orientation_candidates` turns about the
    vertical axis are tried with the body in the prior's mean pose, each refined on the torso and face
@@ -32,8 +32,8 @@ import logging
 import torch
 
 from lwgan.body.cameras import axis_angle_to_matrix
-from lwgan.body.fit_stages import fit_chunk
-from lwgan.body.fit_state import REFERENCE_SIZE, ChunkFit, FitState, interpolate_missing
+from lwgan.body.fitting_stages import fit_chunk
+from lwgan.body.fitting_state import REFERENCE_SIZE, ChunkFit, FitOptions, FitState, interpolate_missing
 from lwgan.body.kinematics import KeypointBody
 from lwgan.body.model import BodyModel
 from lwgan.body.poses import matrix_to_axis_angle
@@ -53,89 +53,8 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True)
-class FitOptions:
-    """How to fit. The defaults were tuned on the synthetic default data set (256 x 256, ground-truth
-    keypoints with visibility as confidence): PA-MPJPE ~22 mm over its 24 joints at ~12 ms per frame on
-    one core. "Reference pixels" are pixels of a `REFERENCE_SIZE` image (module docstring).
-
-    Stage 1, orientation and camera per frame:
-        camera_iterations, camera_lr: Adam steps and step size for every candidate;
-        orientation_candidates: turns about the vertical axis tried per frame, evenly spaced over 360 deg;
-        turn_penalty: cost (squared reference pixels) of a squared radian of turn between two frames on the
-            candidate path.
-    Stage 2, everything:
-        pose_iterations: Adam steps (cosine decay of the step size to a tenth);
-        pose_lr: step size of the joint angles, in standard deviations of the pose prior;
-        global_lr: step size of the global rotation (radians), the log camera scale, the camera offset and
-            the betas.
-    Loss weights (each term is a mean over frames):
-        keypoint_weight: Geman-McClure reprojection error (squared reference pixels, confidence-weighted);
-        robust_scale: its scale in reference pixels (a keypoint off by far more costs ~robust_scale^2);
-        pose_prior_weight: squared standard deviations of the Euler-angle prior (`lwgan.body.priors`);
-        limit_weight: squared radians beyond a joint limit;
-        shape_prior_weight: squared norm of the betas;
-        pose_smooth_weight, orient_smooth_weight, camera_smooth_weight: squared change between consecutive
-            frames of the joint angles (radians), of the global rotation matrix and of the camera (log
-            scale and NDC offset of the root);
-        silhouette_weight: 1 - soft IoU of the body and the mask (0 = off); the term runs in
-            silhouette_iterations more steps after stage 2, on silhouette_size x silhouette_size masks,
-            with the soft edge silhouette_sigma (squared pixels: small, a body has many faces per pixel).
-    Keypoints and flags:
-        confidence_threshold: keypoints below it are ignored;
-        min_keypoints: fewer confident keypoints than this = NO_PERSON;
-        low_confidence: mean confidence below it = LOW_CONFIDENCE;
-        converged_error: final mean error above it (reference pixels) = NOT_CONVERGED.
-    chunk_size: frames optimised together (memory grows linearly with it).
-    device: torch device of the optimisation (the silhouette term runs on the body model's device).
-    """
-
-    camera_iterations: int = 40
-    camera_lr: float = 0.05
-    orientation_candidates: int = 8
-    turn_penalty: float = 40.0
-    pose_iterations: int = 150
-    pose_lr: float = 0.4
-    global_lr: float = 0.04
-    keypoint_weight: float = 1.0
-    pose_prior_weight: float = 2.0
-    limit_weight: float = 2000.0
-    shape_prior_weight: float = 5.0
-    pose_smooth_weight: float = 100.0
-    orient_smooth_weight: float = 100.0
-    camera_smooth_weight: float = 1000.0
-    silhouette_weight: float = 0.0
-    silhouette_iterations: int = 20
-    silhouette_size: int = 64
-    silhouette_sigma: float = 0.02
-    robust_scale: float = 20.0
-    confidence_threshold: float = 0.1
-    min_keypoints: int = 5
-    low_confidence: float = 0.4
-    converged_error: float = 8.0
-    chunk_size: int = 256
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        positive_ints = ("orientation_candidates", "min_keypoints", "chunk_size", "silhouette_size")
-        for name in positive_ints + ("camera_iterations", "pose_iterations", "silhouette_iterations"):
-            value = getattr(self, name)
-            low = 1 if name in positive_ints else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"FitOptions.{name} must be an integer >= {low}, got {value!r}")
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.type == "float" and not (
-                isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-            ):
-                raise ValueError(f"FitOptions.{field.name} must be a number >= 0, got {value!r}")
-        for name in ("camera_lr", "pose_lr", "global_lr", "robust_scale"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"FitOptions.{name} must be > 0, got {getattr(self, name)!r}")
-
-
-@dataclasses.dataclass(frozen=True)
 class FitInit:
-    """Starting values for `fit_video` (e.g. from `lwgan.body.hmr.hmr_init`); any field may be None.
+    """Starting values for `fit_video` (a regressor's estimate, an earlier fit); any field may be None.
 
     pose: (N, J * 3) axis-angle incl. the global orientation (replaces stage 1's orientation search);
     betas: (S',) or (N, S') shape (averaged over frames, padded / cut to the model's S);

@@ -1,9 +1,9 @@
-"""The two stages of `lwgan.body.fit.fit_video` on one chunk of frames (`fit_chunk`).
+"""The two stages of `lwgan.body.fitting.fit_video` on one chunk of frames (`fit_chunk`).
 
 Stage 1 (`search_orientation`) tries C turns per frame with the body in the prior's mean pose (its
 keypoints are then a fixed point set X, so a candidate costs one 3 x 3 rotation), refines each with Adam
 on the torso and face keypoints, and picks the candidate path by dynamic programming. Stage 2 (`refine`)
-optimises every parameter with the loss described in `lwgan.body.fit` (and, with masks, the soft
+optimises every parameter with the loss described in `lwgan.body.fitting` (and, with masks, the soft
 silhouette term in its last steps). The global rotation of stage 2 is R = R_1 exp(delta) around the
 stage-1 rotation R_1, which has no axis-angle wrap at pi.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
 
 import smplx.lbs
 import torch
@@ -20,9 +19,10 @@ import torch.nn.functional as F
 
 from lwgan.body.cameras import axis_angle_to_matrix, facing_camera_orient, weak_perspective_project
 from lwgan.body.extras import SMPL_JOINT_NAMES
-from lwgan.body.fit_state import (
+from lwgan.body.fitting_state import (
     PX_PER_NDC,
     ChunkFit,
+    FitOptions,
     FitState,
     camera_from_points,
     geman_mcclure,
@@ -33,9 +33,6 @@ from lwgan.body.kinematics import KeypointBody
 from lwgan.body.model import BodyModel
 from lwgan.body.priors import PosePrior, euler_to_matrix, shape_prior
 from lwgan.render.soft import SoftSilhouetteSettings, soft_silhouette
-
-if TYPE_CHECKING:
-    from lwgan.body.fit import FitOptions
 
 TORSO = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
 FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")

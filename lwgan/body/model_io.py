@@ -9,7 +9,7 @@ Accepted files
     ``.pkl``      a pickle holding a dict of numpy arrays, or the official SMPL ``.pkl`` (a Python-2 pickle
                   whose arrays are chumpy ``Ch`` objects and whose ``J_regressor`` is a scipy sparse
                   matrix). Neither chumpy nor scipy is needed: the pickle is read by a restricted
-                  unpickler (`lwgan.body.safe_pickle`) that rebuilds numpy arrays, reads chumpy ``Ch``
+                  unpickler (`lwgan.safe_pickle`) that rebuilds numpy arrays, reads chumpy ``Ch``
                   and scipy ``csc_matrix``/``csr_matrix`` objects as dense arrays, and refuses every
                   other class (a pickle can run arbitrary code).
 
@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from lwgan.body.safe_pickle import UnsafePickleError, load_restricted_pickle
 from lwgan.errors import UserError
 from lwgan.io import write_npz
+from lwgan.safe_pickle import UnsafePickleError, load_restricted_pickle
 
 SMPL_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 EXTRA_KEYS = (

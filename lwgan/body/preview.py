@@ -16,8 +16,7 @@ from lwgan.body.cameras import facing_camera_orient, fit_weak_perspective, weak_
 from lwgan.body.model import BodyModel
 from lwgan.body.poses import SMPL_JOINTS, pose_from_angles
 from lwgan.geometry import ndc_to_pixel
-from lwgan.render.correspond import conditioning_map
-from lwgan.render.raster import RasterSettings, rasterize
+from lwgan.render.raster import RasterSettings, conditioning_map, rasterize
 from lwgan.render.shade import label_image, palette, shade, to_uint8
 
 # (name, {joint: XYZ Euler degrees in the body frame}, yaw in degrees). The rest pose is a T-pose with the

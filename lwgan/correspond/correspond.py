@@ -1,6 +1,6 @@
 """The correspond stage's work: for every fitted video, the correspondence maps of every frame at the
-frames cache's resolution, into the correspondence cache (`lwgan.data.maps_cache`), resumably: a shard is
-redone only when the SMPL shard, the body model or the image size it was made from changed."""
+frames cache's resolution, into the correspondence cache (`lwgan.correspond.maps_cache`), resumably:
+a shard is redone only when the SMPL shard, the body model or the image size it was made from changed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 import h5py
 
 from lwgan.body.model import BodyModel
-from lwgan.data import maps_cache
+from lwgan.correspond import maps_cache
+from lwgan.correspond.maps import correspond_sequence
 from lwgan.data.h5util import (
     content_key,
     file_digest,
@@ -23,7 +24,6 @@ from lwgan.data.h5util import (
 )
 from lwgan.data.smpl_cache import SmplCache
 from lwgan.progress import ProgressLog
-from lwgan.render.correspond import correspond_sequence
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """The correspondence cache: per frame, what the transformation flow between any two frames needs.
 
-Only what cannot be recomputed cheaply is stored (DESIGN.md: bytes per frame matter at iPER's 241,564
-frames); barycentrics and the conditioning map follow from these in one vectorised step each
-(`lwgan.render.correspond.barycentrics`, `conditioning_map`).
+Only what cannot be recomputed cheaply is stored (bytes per frame matter at iPER's 241,564 frames);
+barycentrics and the conditioning map follow from these in one vectorised step each
+(`lwgan.render.raster.barycentrics`, `conditioning_map`).
 
 Layout of ``videos/<video_id>.h5`` (kind ``lwgan-maps``, schema `SCHEMA_VERSION`):
 
@@ -27,9 +27,10 @@ import h5py
 import numpy as np
 import torch
 
+from lwgan.correspond.maps import Correspondence
 from lwgan.data.h5util import LazyH5
 from lwgan.io import atomic_path
-from lwgan.render.correspond import Correspondence, barycentrics, conditioning_map
+from lwgan.render.raster import barycentrics, conditioning_map
 
 KIND = "lwgan-maps"
 SCHEMA_VERSION = 1

@@ -46,6 +46,7 @@ import cv2
 import h5py
 import numpy as np
 
+from lwgan.data.crop import valid_mask
 from lwgan.data.errors import DataError
 from lwgan.data.h5util import LazyH5
 
@@ -153,6 +154,19 @@ class FramesCache(LazyH5):
         if "crop_boxes" in group:
             return group["crop_boxes"][()]
         return np.tile(np.asarray(self.info(video).crop_box, np.int64), (self.num_frames(video), 1))
+
+    def valid_masks(self, video: str, indices: Sequence[int] | np.ndarray) -> np.ndarray | None:
+        """(n, S, S) bool for the cached frames at `indices`: True where the pixel shows the source, False
+        on the padding of a square that reached past the source frame; None when no frame of the video
+        is padded (the common case, and the cheap one)."""
+        crops = self.crop_boxes(video)
+        height, width = self.info(video).source_size
+        inside = ((crops[:, 0] >= 0) & (crops[:, 1] >= 0) & (crops[:, 0] + crops[:, 2] <= width)
+                  & (crops[:, 1] + crops[:, 2] <= height))
+        if inside.all():
+            return None
+        size = int(self.group(video)["frames"].attrs["image_size"])
+        return np.stack([valid_mask(tuple(crops[i]), (height, width), size) for i in np.asarray(indices)])
 
     # -- frames -----------------------------------------------------------------------------------------
     def frame(self, video: str, i: int) -> np.ndarray:

@@ -183,6 +183,17 @@ def follow_crops(numbers: np.ndarray, key_numbers: np.ndarray, key_boxes: np.nda
     return np.array(rows, np.int64).reshape(-1, 3)
 
 
+def valid_mask(box: tuple[int, int, int], source_size: tuple[int, int], size: int) -> np.ndarray:
+    """(size, size) bool: the pixels of a `size` crop of the square `box` (x0, y0, side) whose footprint
+    lies wholly inside the (height, width) source, i.e. neither padding nor mixed with it by the resize."""
+    x0, y0, side = (float(v) for v in box)
+    height, width = source_size
+    edges = np.arange(size + 1) * (side / size)  # footprint edges in source pixels, from the box corner
+    cols = (x0 + edges[:-1] >= 0) & (x0 + edges[1:] <= width)
+    rows = (y0 + edges[:-1] >= 0) & (y0 + edges[1:] <= height)
+    return rows[:, None] & cols[None, :]
+
+
 def apply_crop(image: np.ndarray, crop: CropBox, size: int, pad: PadMode = "constant") -> np.ndarray:
     """Cut `crop` from `image` (H, W, C) uint8, padding outside the image, resized to (size, size, C).
 

@@ -39,15 +39,24 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from lwgan.config import DataParams
 from lwgan.data import crop as crop_mod
 from lwgan.data import people
-from lwgan.data.cache import CODECS, SCHEMA_VERSION
+from lwgan.data.cache import CODECS, SCHEMA_VERSION, FramesCache
 from lwgan.data.errors import DataError
 from lwgan.data.folder import discover_folder
 from lwgan.data.h5util import remove_stale, shard_path
 from lwgan.data.iper import discover_iper
 from lwgan.data.report import Discovery, PrepareReport, Problem, Progress, ProgressCallback, VideoResult
-from lwgan.data.shard import ShardKey, ShardMeta, ShardWriter, read_shard_attrs, write_frames_file
+from lwgan.data.shard import (
+    FRAMES_FILE,
+    ShardKey,
+    ShardMeta,
+    ShardWriter,
+    read_shard_attrs,
+    write_frames_file,
+)
+from lwgan.data.sheet import contact_sheet
 from lwgan.data.video import FramePlan, FrameSource, VideoEntry, open_source
 from lwgan.io import atomic_path, write_json
 
@@ -468,3 +477,29 @@ def _write_outputs(options: PrepareOptions, out_dir: Path, report: PrepareReport
     write_json(out_dir / REPORT_FILE, report.to_dict(run_state=False))
     log.info("prepared %d videos (%d reused), %d frames; %d failed, %d ignored -> %s", len(report.videos),
              report.num_reused, report.num_frames, len(report.failed), len(report.ignored), out_dir)
+
+
+CONTACT_SHEET_FILE = "contact_sheet.png"
+
+
+def options_from_params(data: DataParams, synthetic_root: Path) -> PrepareOptions:
+    """The prepare stage's options from params ``data.*``; the synthetic source reads `synthetic_root`."""
+    root = synthetic_root if data.source == "synthetic" else Path(data.root).expanduser()
+    return PrepareOptions(
+        source="folder" if data.source == "folder" else "iper", root=root, image_size=data.image_size,
+        frame_step=data.frame_step, max_frames_per_video=data.max_frames_per_video,
+        val_fraction=data.val_fraction, max_failure_fraction=data.max_failure_fraction,
+        crop_margin=data.crop_margin, codec=data.codec, jpeg_quality=data.jpeg_quality, workers=data.workers,
+        person_box=data.person_box, person=data.person, crop=data.crop, pad=data.pad,  # type: ignore[arg-type]
+        min_person_share=data.min_person_share,
+    )
+
+
+def run(options: PrepareOptions, out_dir: Path) -> PrepareReport:
+    """The prepare stage: `prepare`, a WARNING line for every skipped video, and the contact sheet
+    (`CONTACT_SHEET_FILE`, one labelled frame per video) beside the cache."""
+    report = prepare(options, out_dir)  # logs frames done, rate and ETA as it goes
+    for problem in report.failed:
+        log.warning("skipped %s: %s", problem.path, problem.reason)
+    contact_sheet(FramesCache(out_dir / FRAMES_FILE), out_dir / CONTACT_SHEET_FILE)
+    return report

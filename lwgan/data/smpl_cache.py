@@ -9,7 +9,7 @@ Layout of ``videos/<video_id>.h5`` (kind ``lwgan-smpl``, schema `SCHEMA_VERSION`
         pose             (N, 72) float32   axis-angle per joint, joint 0 = global orientation (HMR convention)
         cam              (N, 3) float32    weak perspective (s, tx, ty), lwgan.geometry
         keypoints        (N, K, 3) float32 the 2D keypoints fitted (cache pixels u, v + confidence)
-        status           (N,) uint8        bit flags, `lwgan.body.fit` (0 = fitted normally)
+        status           (N,) uint8        bit flags, `lwgan.body.fitting` (0 = fitted normally)
         reprojection_px  (N,) float32      mean keypoint error of the fit, pixels
         frame            (N,) int64        position of each row in the frames cache's video
         quality/<name>   (N,) float32      per-frame quality measures (found, silhouette_iou, mpjpe_mm, ...)

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from lwgan import config, weights
-from lwgan.data.pairs import PairDataset, PairOptions, subject_of
 from lwgan.io import write_png, write_video
 from lwgan.metrics.distribution import (
     feature_statistics,
@@ -48,13 +47,13 @@ from lwgan.metrics.efficientnet import EfficientNetLite0, load_efficientnet_lite
 from lwgan.metrics.image import masked_l1, psnr, ssim
 from lwgan.metrics.inception import FIDInception, load_inception
 from lwgan.metrics.lpips import LPIPS, load_lpips
-from lwgan.nets import Generator
-from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, dilate
+from lwgan.nets.build import load_generator
+from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, dilate, scaled_kernel
 from lwgan.progress import ProgressLog
-from lwgan.train import checkpoint
-from lwgan.train.loop import net_options
-from lwgan.train.objective import Batch, generate, scaled_kernel
-from lwgan.train.visuals import to_uint8
+from lwgan.render.shade import to_uint8
+from lwgan.train.distributed import from_environment, pick_device
+from lwgan.train.objective import Batch, generate
+from lwgan.train.pairs import PairDataset, PairOptions, subject_of
 from lwgan.warp.flow import flow_valid, warp
 
 log = logging.getLogger(__name__)
@@ -99,50 +98,27 @@ class EvalSettings:
     dev_subject: str = ""
 
 
-def load_generator(path: Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
-    """The trained G of a checkpoint, in eval mode, and the train params it was made with."""
-    return generator_from_state(checkpoint.load(path), path, device)
-
-
-def generator_from_state(state: Mapping[str, Any], path: Path, device: torch.device
-                         ) -> tuple[Generator, config.TrainParams]:
-    """`load_generator` for a checkpoint already read (`checkpoint.load`) from `path`."""
-    weights, cfg = state["generator"], state["config"]
-    try:
-        # checkpoints from before the residual heads were made with the original's
-        train_tree = {"color_head": "direct", "bg_head": "direct", **cfg["train"]}
-        tree = {"data": {"image_size": train_tree["image_size"]}, "train": train_tree}
-        train = config.from_dict(tree).train
-    except config.ConfigError as err:
-        raise checkpoint.CheckpointError(f"checkpoint {path} holds a config this lwgan cannot read: "
-                                         f"{err}") from err
-    generator = Generator(net_options(train))
-    try:
-        generator.load_state_dict(weights)
-    except RuntimeError as err:
-        raise checkpoint.CheckpointError(f"checkpoint {path} does not match its own config: {err}") from err
-    return generator.to(device).eval(), train
-
-
 def naive_reference(batch: Batch) -> torch.Tensor:
     """The source warped by T on the target body, over the source's inpainted background: (B, 3, H, W)."""
     warped = warp(batch.src_img, batch.flow)  # (B, 3, H, W)
     valid = flow_valid(batch.flow)[:, None].to(warped.dtype)  # (B, 1, H, W)
     body = 1.0 - batch.src_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
     hole = dilate(body, scaled_kernel(BACKGROUND_ERODE, batch.src_img.shape[-1]))  # the body and a margin
-    images, holes = to_uint8(batch.src_img), (hole[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
+    images = to_uint8(batch.src_img, low=-1.0, channels_first=True)
+    holes = (hole[:, 0] > 0.5).cpu().numpy().astype(np.uint8)
     background = np.stack([cv2.inpaint(im, m, 3, cv2.INPAINT_TELEA)
                            for im, m in zip(images, holes, strict=True)])
     bg = torch.from_numpy(background).permute(0, 3, 1, 2).float().to(warped.device) / 127.5 - 1.0
     return valid * warped + (1.0 - valid) * bg
 
 
-def _scores(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor,
-            lpips: LPIPS | None) -> dict[str, np.ndarray]:
-    scores = {"ssim": ssim(fake, real).cpu().numpy(), "psnr": psnr(fake, real).cpu().numpy(),
-              "masked_l1": masked_l1(fake, real, body).cpu().numpy()}
+def _scores(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor, lpips: LPIPS | None,
+            valid: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Per-image SSIM, PSNR, body L1 and LPIPS; pixels where `valid` is 0 (a crop's padding) left out."""
+    scores = {"ssim": ssim(fake, real, valid).cpu().numpy(), "psnr": psnr(fake, real, valid).cpu().numpy(),
+              "masked_l1": masked_l1(fake, real, body, valid).cpu().numpy()}
     if lpips is not None:
-        scores["lpips"] = lpips(fake.float(), real.float()).cpu().numpy()
+        scores["lpips"] = lpips(fake.float(), real.float(), valid).cpu().numpy()
     return scores
 
 
@@ -314,7 +290,8 @@ class _Runner:
 
 def _side_by_side(batch: Batch, outputs: Mapping[str, torch.Tensor]) -> list[np.ndarray]:
     """(H, 4W, 3) frames: source | driving | naive | LWGAN."""
-    tiles = [to_uint8(t) for t in (batch.src_img, batch.tgt_img, outputs["naive"], outputs["lwgan"])]
+    tiles = [to_uint8(t, low=-1.0, channels_first=True)
+             for t in (batch.src_img, batch.tgt_img, outputs["naive"], outputs["lwgan"])]
     return [np.concatenate(row, axis=1) for row in zip(*tiles, strict=True)]
 
 
@@ -361,7 +338,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
         for batch, outputs in run(video, sources[video], rows):
             body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
             for method, fake in outputs.items():
-                for name, values in _scores(fake, batch.tgt_img, body, lpips).items():
+                for name, values in _scores(fake, batch.tgt_img, body, lpips, batch.tgt_valid).items():
                     scores[method].setdefault(name, []).append(values)
                     totals[method].setdefault(name, []).append(values)
             frames += _side_by_side(batch, outputs)
@@ -424,3 +401,15 @@ def write_grid(path: Path, rows: list[np.ndarray], columns: tuple[str, ...]) -> 
         cv2.putText(label, name, (c * tile + 4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
                     cv2.LINE_AA)
     write_png(path, np.concatenate([label, *big]))
+
+
+def settings_from_params(p: config.EvaluateParams, frames: Path, maps: Path, smpl: Path, body: Path,
+                         checkpoint: Path, out_dir: Path) -> EvalSettings:
+    """The evaluate stage's settings from params ``evaluate.*``; `device` is resolved for this process (a
+    torchrun rank gets its own GPU)."""
+    return EvalSettings(frames=frames, maps=maps, smpl=smpl, body=body, checkpoint=checkpoint,
+                        out_dir=out_dir,
+                        max_frames=p.max_frames_per_video, batch_size=p.batch_size,
+                        device=str(pick_device(p.device, from_environment())), fps=p.fps,
+                        lpips_net=p.lpips_net, lpips_backbone=p.lpips_backbone, lpips_linear=p.lpips_linear,
+                        feature_weights=p.feature_weights, inception_weights=p.inception_weights)

@@ -1,5 +1,5 @@
-"""Every experiment of the paper (seed/: "Liquid Warping GAN: An Exploratory Analysis", section 3 and Table 1)
-as a named variant: a set of `params.yaml` overrides on top of the baseline, at a scale.
+"""Every experiment of the paper "Liquid Warping GAN: An Exploratory Analysis" (section 3 and Table 1) as
+a named variant: a set of `params.yaml` overrides on top of the baseline, at a scale.
 
 A variant is data. Its overrides are absolute values (``train.gp_weight: 10``) or multiples of the
 baseline's value at the same scale (``train.lambda_rec: Times(1.5)``: 10 -> 15 with the shipped params), so

@@ -9,7 +9,7 @@ resampling (`grid_sample`, align_corners=False, zeros outside the image; a diffe
 without torchvision), so the loss compares like with like:
 
 - aligned (`face_kp` given): a similarity transform from the target's face keypoints projected from the
-  body model (`lwgan.render.correspond.face_keypoints`): rotated so the eyes are level, the eye midpoint
+  body model (`lwgan.correspond.maps.face_keypoints`): rotated so the eyes are level, the eye midpoint
   at `EYE_ROW` of the crop height, the crop side `CHIP_SCALE` times the head box's longer side. Where the
   eyes are not both seen from the front (profile, back view: the image distance between the eyes is below
   `FRONTAL_EYES` of that side, or the person's left eye is not on the image's right) it falls back to the

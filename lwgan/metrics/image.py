@@ -7,6 +7,10 @@ SSIM follows Wang et al. 2004 as the original LWGAN's evaluation (scikit-image's
 with `gaussian_weights=True`): an 11 x 11 Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03, the sample
 covariance's N / (N - 1) correction, computed per channel on the "valid" part of the image (no padding)
 and averaged over channels and pixels. Returns one value per image.
+
+`valid` (B, 1, H, W), where given, marks the pixels that show the video: a crop that reached past the
+source frame is padded with a constant, and those pixels are left out of every metric (SSIM: windows
+centred on them; PSNR: their squared error; L1: their difference). None, or all ones, is the plain metric.
 """
 
 from __future__ import annotations
@@ -35,7 +39,11 @@ def gaussian_window(size: int = WINDOW, sigma: float = SIGMA) -> torch.Tensor:
     return torch.outer(g, g)
 
 
-def ssim(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+def _partial(valid: torch.Tensor | None) -> bool:
+    return valid is not None and not bool(valid.all())
+
+
+def ssim(fake: torch.Tensor, real: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """SSIM of (B, C, H, W) images in [-1, 1] (module docstring): (B,) float64 in [-1, 1]."""
     _check(fake, real)
     x, y = _unit(fake), _unit(real)
@@ -56,20 +64,30 @@ def ssim(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     cov = (blur(x * y) - mu_x * mu_y) * correction
     c1, c2 = K1**2, K2**2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return s.mean(dim=(1, 2, 3))
+    if not _partial(valid):
+        return s.mean(dim=(1, 2, 3))
+    half = WINDOW // 2
+    m = valid.double()[..., half:-half, half:-half]  # (B, 1, H - 10, W - 10): window centres
+    return (s * m).sum(dim=(1, 2, 3)) / (m.sum(dim=(1, 2, 3)) * channels)
 
 
-def psnr(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+def psnr(fake: torch.Tensor, real: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """PSNR in dB of (B, C, H, W) images in [-1, 1] at data range 1: (B,) float64 (inf for equal images)."""
     _check(fake, real)
-    mse = (_unit(fake) - _unit(real)).square().mean(dim=(1, 2, 3))
+    squared = (_unit(fake) - _unit(real)).square()
+    if _partial(valid):
+        m = valid.double()
+        mse = (squared * m).sum(dim=(1, 2, 3)) / (m.sum(dim=(1, 2, 3)) * squared.shape[1])
+    else:
+        mse = squared.mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(1.0 / mse)
 
 
-def masked_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean |fake - real| in [0, 1] units over the pixels where mask (B, 1, H, W) is 1 (the body):
-    (B,) float64; NaN for an empty mask."""
+def masked_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor,
+              valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean |fake - real| in [0, 1] units over the pixels where mask (B, 1, H, W) is 1 (the body) and
+    `valid`: (B,) float64; NaN for an empty mask."""
     _check(fake, real)
     diff = (_unit(fake) - _unit(real)).abs().mean(dim=1, keepdim=True)  # (B, 1, H, W)
-    m = mask.double()
+    m = mask.double() * valid.double() if _partial(valid) else mask.double()
     return (diff * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3))

@@ -18,6 +18,7 @@ import os
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lwgan.nets.pretrained import WeightLayoutError, _read, freeze
@@ -80,10 +81,20 @@ class LPIPS(nn.Module):
                 outs.append(x / (x.square().sum(dim=1, keepdim=True).sqrt() + 1e-10))
         return outs
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """LPIPS of (B, 3, H, W) images in [-1, 1]: (B,). `valid` (B, 1, H, W): average each layer's
+        distance map only where at least half of a feature pixel's footprint is valid (a crop's padding
+        left out); None or all ones is the published metric."""
+        partial = valid is not None and not bool(valid.all())
         total = torch.zeros(x.shape[0], device=x.device)
         for lin, fx, fy in zip(self.lins, self._taps(x), self._taps(y), strict=True):
-            total = total + lin((fx - fy).square()).mean(dim=(1, 2, 3))
+            dist = lin((fx - fy).square())  # (B, 1, h, w)
+            if partial:
+                m = F.interpolate(valid.to(dist.dtype), size=dist.shape[-2:], mode="area")
+                m = (m >= 0.5).to(dist.dtype)
+                total = total + (dist * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp(min=1.0)
+            else:
+                total = total + dist.mean(dim=(1, 2, 3))
         return total
 
 

@@ -1,6 +1,6 @@
 """Binary mask morphology for the generator's inputs and the attention targets.
 
-Masks are float tensors (B, 1, H, W) with 1 = inside. The conditioning map C (lwgan.render.correspond)
+Masks are float tensors (B, 1, H, W) with 1 = inside. The conditioning map C (lwgan.correspond.maps)
 marks the background in its channel `BACKGROUND_CHANNEL` (1 = background, 0 = body).
 """
 
@@ -14,6 +14,25 @@ BACKGROUND_CHANNEL = 3
 # target, and by 15 px for the background stream's input mask.
 FOREGROUND_ERODE = 3
 BACKGROUND_ERODE = 15
+REFERENCE_SIZE = 256  # the resolution the original's mask sizes are given for
+
+
+def scaled_kernel(size_at_256: int, image_size: int) -> int:
+    """An odd morphology kernel that covers the same share of the image as `size_at_256` px at 256^2."""
+    k = max(1, round(size_at_256 * image_size / REFERENCE_SIZE))
+    return k if k % 2 else k + 1
+
+
+def resize_cond(cond: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 4, H, W) conditioning maps -> (B, 4, h, w): background in {0, 1} (body where at least half of
+    the footprint is body), surface code averaged over the footprint's body part, 0 on background."""
+    if tuple(cond.shape[2:]) == tuple(size):
+        return cond
+    small = F.interpolate(cond, size=size, mode="area")  # (B, 4, h, w)
+    body = 1.0 - small[:, BACKGROUND_CHANNEL : BACKGROUND_CHANNEL + 1]  # (B, 1, h, w) body fraction
+    keep = body >= 0.5
+    code = torch.where(keep, small[:, :BACKGROUND_CHANNEL] / body.clamp(min=1e-6), torch.zeros(()))
+    return torch.cat((code, (~keep).float()), dim=1)
 
 
 def _check_kernel(size: int) -> None:

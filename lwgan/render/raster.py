@@ -38,6 +38,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from lwgan.geometry import pixel_centers
 from lwgan.render._numba_kernel import rasterize_numba
 from lwgan.render._torch_kernel import rasterize_torch
 
@@ -171,3 +172,64 @@ def interpolate_maps(face_index: torch.Tensor, bary: torch.Tensor, faces: torch.
     corner = torch.gather(attributes, 1, index).view(n_batch, height, width, 3, channels)
     weights = bary.to(attributes.dtype).unsqueeze(-1)  # (B, H, W, 3, 1)
     return (corner * weights).sum(-2) * covered.unsqueeze(-1).to(attributes.dtype)  # (B, H, W, C)
+
+
+def barycentrics(
+    face_index: torch.Tensor,
+    verts: torch.Tensor,
+    faces: torch.Tensor,
+    perspective_correct: bool = False,
+) -> torch.Tensor:
+    """Barycentric weights of every pixel centre in its face, from the face index and projected vertices.
+
+    face_index: (B, H, W) int, -1 background.  verts: (B, V, 3) NDC x, y and depth.  faces: (F, 3).
+    Returns (B, H, W, 3) float32 (zeros on background). With `perspective_correct`, weights are corrected
+    with the corners' depths (pinhole renders), as the rasteriser does.
+    """
+    batch, height, width = face_index.shape
+    out = torch.zeros(batch, height * width, 3, dtype=torch.float32, device=verts.device)
+    face = face_index.reshape(batch, -1).long()  # (B, P)
+    b_idx, p_idx = (face >= 0).nonzero(as_tuple=True)
+    if b_idx.numel() == 0:
+        return out.reshape(batch, height, width, 3)
+    corners = verts[b_idx[:, None], faces[face[b_idx, p_idx]]].double()  # (N, 3 corners, 3)
+    centre = pixel_centers(height, width, device=verts.device, dtype=torch.float64).reshape(-1, 2)[p_idx]
+    a, b, c = corners[:, 0, :2], corners[:, 1, :2], corners[:, 2, :2]  # (N, 2) each
+
+    def cross(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+
+    # The rasteriser skips degenerate faces, but vertices read back from a fixed-point cache can make a
+    # sliver collinear (area 0) or move the centre just outside it: such weights are clamped to [0, 1]
+    # and renormalised, and a face with no area gets equal weights, so no pixel is ever NaN or extrapolated.
+    area = cross(b - a, c - a)  # (N,)
+    flat = area.abs() < 1e-12
+    area = torch.where(flat, torch.ones_like(area), area)
+    w0 = cross(b - centre, c - centre) / area
+    w1 = cross(c - centre, a - centre) / area
+    weights = torch.stack((w0, w1, 1.0 - w0 - w1), dim=-1).clamp(0.0, 1.0)  # (N, 3)
+    weights = torch.where(flat[:, None], torch.full_like(weights, 1.0 / 3.0),
+                          weights / weights.sum(dim=-1, keepdim=True).clamp(min=1e-12))
+    if perspective_correct:
+        weights = weights / corners[:, :, 2]
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    out[b_idx, p_idx] = weights.float()
+    return out.reshape(batch, height, width, 3)
+
+
+def conditioning_map(
+    face_index: torch.Tensor,
+    bary: torch.Tensor,
+    faces: torch.Tensor,
+    surface_coords: torch.Tensor,
+) -> torch.Tensor:
+    """The conditioning map C (B, 4, H, W): interpolated surface coordinate + background channel.
+
+    face_index: (B, H, W) int, -1 background.  bary: (B, H, W, 3).  faces: (F, 3).
+    surface_coords: (V, 3) in [0, 1], the body model's canonical per-vertex code.
+    """
+    fg = face_index >= 0  # (B, H, W)
+    codes = surface_coords.to(bary.dtype).expand(face_index.shape[0], -1, -1)  # (B, V, 3)
+    code = interpolate_maps(face_index, bary, faces, codes)  # (B, H, W, 3), 0 on background
+    cond = torch.cat((code, (~fg)[..., None].to(code.dtype)), dim=-1)  # (B, H, W, 4)
+    return cond.permute(0, 3, 1, 2).contiguous()  # (B, 4, H, W)

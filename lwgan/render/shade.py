@@ -60,12 +60,17 @@ def label_image(
     return out
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(B, H, W[, C]) float in [0, 1] -> uint8 numpy, grey replicated to RGB."""
-    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+def to_uint8(images: torch.Tensor, low: float = 0.0, channels_first: bool = False) -> np.ndarray:
+    """Float images with values in [low, 1] (0 or -1: masks and shading, or the networks' images) ->
+    (B, H, W, 3) uint8 numpy RGB, grey replicated. images: (B, H, W) or (B, H, W, C), or with
+    `channels_first` (B, C, H, W); C is 1 or 3."""
+    x = images.detach().float()
+    if channels_first:
+        x = x.permute(0, 2, 3, 1)
+    array = ((x.clamp(low, 1.0) - low) * (255.0 / (1.0 - low))).round().to(torch.uint8).cpu().numpy()
     if array.ndim == 3:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    return array
+        array = array[..., None]
+    return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array
 
 
 def overlay(image: np.ndarray, drawn: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:

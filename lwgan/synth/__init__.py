@@ -2,10 +2,6 @@
 
 Subjects differ in body shape (betas), skin tone and hair; each wears several procedural outfits whose
 patterns are glued to the body surface; every (subject, outfit) is filmed in iPER's two actions (an
-A-pose turn and a sequence of movements) in front of a procedural background. See `generate` for the
-layout on disk and `SynthOptions` for the knobs.
+A-pose turn and a sequence of movements) in front of a procedural background. See
+`lwgan.synth.synthesize` for the layout on disk and `SynthOptions` for the knobs.
 """
-
-from lwgan.data.synth.generate import GT_FIELDS, SynthOptions, SynthReport, synthesize
-
-__all__ = ["GT_FIELDS", "SynthOptions", "SynthReport", "synthesize"]

@@ -16,8 +16,8 @@ import numpy as np
 
 from lwgan.body.model import BodyModel
 from lwgan.body.poses import SMPL_JOINTS
-from lwgan.data.synth.face import FaceLayout, paint_head
-from lwgan.data.synth.patterns import PATTERNS, Garment, colour_name, pattern_weight
+from lwgan.synth.face import FaceLayout, Subject, paint_head
+from lwgan.synth.patterns import PATTERNS, Garment, colour_name, pattern_weight
 
 SKIN_TONES: tuple[tuple[int, int, int], ...] = (
     (250, 220, 196), (236, 192, 160), (222, 170, 132), (198, 142, 104),
@@ -34,18 +34,6 @@ PRINTS = ("none", "disc", "ring", "star", "diamond")
 # Random streams: np.random.default_rng([seed, tag, *keys]). Each tag always takes the same number of
 # keys, because numpy's SeedSequence pads the entropy with zeros ([s, t, 1] and [s, t, 1, 0] coincide).
 SUBJECT_SET, SUBJECT, OUTFIT_SET, OUTFIT, VIDEO = 1, 2, 3, 4, 5
-
-
-@dataclasses.dataclass(frozen=True)
-class Subject:
-    """A person: shape coefficients (S,), skin, hair and eye colours (RGB uint8 triples), hair length."""
-
-    index: int
-    betas: tuple[float, ...]
-    skin: tuple[int, int, int]
-    hair: tuple[int, int, int]
-    long_hair: bool
-    eyes: tuple[int, int, int]
 
 
 @dataclasses.dataclass(frozen=True)

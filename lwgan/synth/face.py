@@ -8,12 +8,21 @@ Features are bold on purpose: at 256 x 256 the face spans only ~15 pixels.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from lwgan.data.synth.appearance import Subject
+
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    """A person: shape coefficients (S,), skin, hair and eye colours (RGB uint8 triples), hair length."""
+
+    index: int
+    betas: tuple[float, ...]
+    skin: tuple[int, int, int]
+    hair: tuple[int, int, int]
+    long_hair: bool
+    eyes: tuple[int, int, int]
+
 
 SCLERA = np.array([236, 234, 228], dtype=np.float32) / 255.0
 PUPIL = np.array([12, 10, 10], dtype=np.float32) / 255.0

@@ -29,31 +29,16 @@ import torch
 
 from lwgan.body.cameras import axis_angle_to_matrix
 from lwgan.body.poses import SMPL_JOINTS, euler_to_axis_angle, matrix_to_axis_angle
-from lwgan.body.priors import JOINT_LIMITS_DEG
+from lwgan.body.priors import joint_limits
 
 Angle = float | np.ndarray
 
-# Per-joint (x, y, z) Euler ranges in degrees, shared with the fitting prior.
-_LIMITS = JOINT_LIMITS_DEG
 _MIRROR = np.array([1.0, -1.0, -1.0])  # left-side angles -> right-side angles
 
 
-def joint_limits() -> np.ndarray:
-    """(J, 3, 2) float64 lower and upper limit in degrees of every joint's x, y and z Euler angle."""
-    limits = np.zeros((len(SMPL_JOINTS), 3, 2))
-    for j, name in enumerate(SMPL_JOINTS):
-        side, _, base = name.partition("_")
-        if side not in ("left", "right"):
-            base = name
-        box = np.asarray(_LIMITS[base], dtype=np.float64)  # (3, 2)
-        if side == "right":
-            box = np.sort(box * _MIRROR[:, None], axis=1)
-        limits[j] = box
-    return limits
-
-
 def clamp_to_limits(euler: np.ndarray) -> np.ndarray:
-    """(..., J, 3) Euler degrees -> the same clamped into `joint_limits`."""
+    """(..., J, 3) Euler degrees -> the same clamped into the fitting prior's joint limits
+    (`lwgan.body.priors.joint_limits`), so the synthetic motions never leave what the fit allows."""
     limits = joint_limits()
     return np.clip(euler, limits[..., 0], limits[..., 1])
 

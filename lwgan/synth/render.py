@@ -21,11 +21,11 @@ from lwgan.body.cameras import facing_camera_orient, fit_weak_perspective, weak_
 from lwgan.body.model import BodyModel
 from lwgan.body.poses import pose_from_angles
 from lwgan.body.sequence import pose_body
-from lwgan.data.synth.appearance import VIDEO, BodyLayout, Outfit, Subject, Texturer, stream
-from lwgan.data.synth.background import add_shadow, make_background
-from lwgan.data.synth.motion import A_POSE_SHOULDER, Motion, turn_motion, varied_motion
 from lwgan.geometry import ndc_to_pixel
 from lwgan.render.raster import RasterSettings, rasterize
+from lwgan.synth.appearance import VIDEO, BodyLayout, Outfit, Subject, Texturer, stream
+from lwgan.synth.background import add_shadow, make_background
+from lwgan.synth.motion import A_POSE_SHOULDER, Motion, turn_motion, varied_motion
 
 SUPERSAMPLE = 2
 FILL = (0.55, 0.65)  # fraction of the image height a standing person spans

@@ -1,5 +1,5 @@
-"""The contact sheet of a synthetic data set: a few frames of every video in a row, labelled, and one
-ground-truth overlay per video (mask outline, keypoints: yellow visible, red occluded)."""
+"""The preview of a synthetic data set (`preview.png`): a few frames of every video in a row, labelled,
+and one ground-truth overlay per video (mask outline, keypoints: yellow visible, red occluded)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def _overlay(image: np.ndarray, mask: np.ndarray, keypoints: np.ndarray) -> np.n
     return out
 
 
-def contact_sheet(out_dir: Path, records: list[dict], thumb: int = 128, max_rows: int = 32) -> np.ndarray:
+def truth_sheet(out_dir: Path, records: list[dict], thumb: int = 128, max_rows: int = 32) -> np.ndarray:
     """(H, W, 3) uint8 RGB: one row per video record (``video``, ``frames``, ``action``, ``outfit`` keys);
     of more than `max_rows` videos, `max_rows` spread evenly over the list."""
     if len(records) > max_rows:

@@ -35,10 +35,12 @@ import numpy as np
 import torch
 
 from lwgan.body.model import BodyModel
-from lwgan.data.synth.appearance import make_outfit, make_subject
-from lwgan.data.synth.render import VideoRenderer, VideoSpec, VideoTruth
-from lwgan.data.synth.sheet import contact_sheet
+from lwgan.config import Params
 from lwgan.io import atomic_path, remove_temporaries, write_json, write_npz
+from lwgan.progress import ProgressLog
+from lwgan.synth.appearance import make_outfit, make_subject
+from lwgan.synth.render import VideoRenderer, VideoSpec, VideoTruth
+from lwgan.synth.sheet import truth_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +324,7 @@ def synthesize(
     ordered = [records[spec.stem] for spec in specs]
     content = _write_index(options, specs, ordered, out_dir, {"source": str(body.source), "sha256": digest})
     with atomic_path(out_dir / "preview.png") as tmp:
-        cv2.imwrite(str(tmp), contact_sheet(out_dir, ordered)[..., ::-1])
+        cv2.imwrite(str(tmp), truth_sheet(out_dir, ordered)[..., ::-1])
     return SynthReport(
         out_dir=out_dir,
         videos=len(specs),
@@ -380,3 +382,18 @@ def _write_index(
     }  # fmt: skip
     write_json(out_dir / "manifest.json", manifest)
     return content
+
+
+def options_from_params(params: Params) -> SynthOptions:
+    """The synthesize stage's options: params ``synth.*`` and the global seed."""
+    synth = params.synth
+    return SynthOptions(subjects=synth.subjects, clothes=synth.clothes,
+                        frames_per_action=synth.frames_per_action, image_size=synth.image_size,
+                        val_subjects=synth.val_subjects, seed=params.seed, workers=synth.workers)
+
+
+def run(params: Params, body_path: Path, out_dir: Path) -> SynthReport:
+    """The synthesize stage: the data set of `params` rendered with the body model at `body_path`, with
+    progress lines (frames done, rate, ETA)."""
+    return synthesize(options_from_params(params), BodyModel.from_file(body_path), out_dir,
+                      progress=ProgressLog("synthesize", "frames"))

@@ -1,2 +1,2 @@
-"""LWGAN training: the loop (`loop.train`), its objective, the step-pure schedule, checkpoints, DDP and the
-pictures a run writes."""
+"""LWGAN training: the train stage's loop (`lwgan.train.train`), the training pairs, the objective, the
+step-pure schedule, checkpoints, DDP and the pictures a run writes."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,20 +36,13 @@ import h5py
 import torch
 
 from lwgan.data.h5util import content_key, shard_path
-from lwgan.errors import UserError
 from lwgan.io import atomic_path
+from lwgan.nets.build import FORMAT, VERSION, read_checkpoint
 
-FORMAT = "lwgan.train.checkpoint"
-VERSION = 1
-CHECKPOINT_FILE = "checkpoint.pt"
 # Train params that change how a run is executed, not what it computes: a checkpoint made under other
 # values of these is still resumed.
 RUNTIME_KEYS = ("workers", "device", "threads", "max_steps", "checkpoint_every", "log_every",
                 "sample_every", "samples")
-
-
-class CheckpointError(UserError, RuntimeError):
-    """A checkpoint that cannot be read or does not belong to this run; the message names the file."""
 
 
 def save(path: str | Path, state: Mapping[str, Any]) -> Path:
@@ -60,22 +52,7 @@ def save(path: str | Path, state: Mapping[str, Any]) -> Path:
     return Path(path)
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `save`; a damaged or foreign file raises CheckpointError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); it is "
-                              "damaged: delete it to train from scratch") from err
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not an lwgan training checkpoint")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint {path} has version {state.get('version')}; this lwgan reads "
-                              f"version {VERSION}")
-    return state
+load = read_checkpoint  # training resumes through the same reader as inference
 
 
 def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -85,8 +62,8 @@ def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
 
 # The code that computes a run's numbers (what the train stage lists as its code dependencies).
-CODE = ("lwgan/train", "lwgan/nets", "lwgan/losses", "lwgan/warp", "lwgan/data/pairs.py",
-        "lwgan/data/maps_cache.py", "lwgan/render/correspond.py")
+CODE = ("lwgan/train", "lwgan/nets", "lwgan/losses", "lwgan/warp", "lwgan/train/pairs.py",
+        "lwgan/correspond/maps_cache.py", "lwgan/correspond/maps.py")
 
 
 def code_tree(source: str) -> str:

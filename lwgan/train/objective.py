@@ -51,22 +51,26 @@ from lwgan.losses import (
     total_variation,
 )
 from lwgan.nets import FeatureNetInfo, GeneratorOutput, load_feature_net
-from lwgan.nets.masks import BACKGROUND_ERODE, FOREGROUND_ERODE, background
-
-REFERENCE_SIZE = 256  # the resolution the original's mask sizes are given for
-
-
-def scaled_kernel(size_at_256: int, image_size: int) -> int:
-    """An odd morphology kernel that covers the same share of the image as `size_at_256` px at 256^2."""
-    k = max(1, round(size_at_256 * image_size / REFERENCE_SIZE))
-    return k if k % 2 else k + 1
+from lwgan.nets.masks import BACKGROUND_ERODE, FOREGROUND_ERODE, background, scaled_kernel
 
 
 def generate(generator: nn.Module, batch: Batch, bg_kernel: int) -> GeneratorOutput:
     """G's outputs for a batch; the background stream sees the source's rendered background eroded by
-    `bg_kernel` px (`scaled_kernel(BACKGROUND_ERODE, image_size)`)."""
+    `bg_kernel` px (`scaled_kernel(BACKGROUND_ERODE, image_size)`). On a crop's padding the outputs hold
+    the real frame (`keep_padding`)."""
     bg_mask = background(batch.src_cond, bg_kernel)  # (B, 1, H, W)
-    return generator(batch.src_img, bg_mask, batch.src_cond, batch.tgt_cond, batch.flow)
+    out = generator(batch.src_img, bg_mask, batch.src_cond, batch.tgt_cond, batch.flow)
+    return dataclasses.replace(out, src_rec=keep_padding(out.src_rec, batch.src_img, batch.src_valid),
+                               tgt=keep_padding(out.tgt, batch.tgt_img, batch.tgt_valid))
+
+
+def keep_padding(image: torch.Tensor, real: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """`image` with the real frame's pixels where `valid` is 0 (a crop's constant padding), so that no loss
+    (and no discriminator) sees an error there and G gets no gradient from it; unchanged when every pixel
+    is valid."""
+    if valid is None or bool(valid.all()):
+        return image
+    return valid * image + (1.0 - valid) * real
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,9 +109,9 @@ class StepLoss:
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    """One batch of pairs on the training device (see `lwgan.data.pairs`): images (B, 3, H, W) in [-1, 1],
+    """One batch of pairs on the training device (see `lwgan.train.pairs`): images (B, 3, H, W) in [-1, 1],
     conditioning maps (B, 4, H, W), flow T (B, H, W, 2), target head boxes (B, 4) NDC and target face
-    keypoints (B, 5, 3) (`lwgan.render.correspond.FACE_KEYPOINTS`: NDC x, y, depth)."""
+    keypoints (B, 5, 3) (`lwgan.correspond.maps.FACE_KEYPOINTS`: NDC x, y, depth)."""
 
     src_img: torch.Tensor
     tgt_img: torch.Tensor
@@ -116,12 +120,16 @@ class Batch:
     flow: torch.Tensor
     tgt_head_box: torch.Tensor
     tgt_face_kp: torch.Tensor
+    src_valid: torch.Tensor | None = None  # (B, 1, H, W) 1 on the video, 0 on a crop's padding; None: all
+    tgt_valid: torch.Tensor | None = None
 
     @classmethod
     def from_items(cls, items: Mapping[str, torch.Tensor], device: torch.device,
                    channels_last: bool = False) -> Batch:
         fields = {}
         for f in dataclasses.fields(cls):
+            if f.name not in items and f.default is None:
+                continue
             t = items[f.name].to(device, non_blocking=True)
             if channels_last and t.dim() == 4 and f.name != "flow":
                 t = t.contiguous(memory_format=torch.channels_last)

@@ -5,7 +5,7 @@ boxes and the transformation flow T that samples the source image at every targe
 original LWGAN, the target is any usable frame of the video and the source is drawn uniformly from the
 first `PairOptions.source_frames` (K) usable frames of the same video (it may be the target itself, an
 identity pair). A frame is usable when its SMPL status has none of the bits of `PairOptions.skip_status`
-(`lwgan.body.fit`: NO_PERSON by default).
+(`lwgan.body.fitting`: NO_PERSON by default).
 
 Determinism. ``dataset[(epoch, index)]`` is a pure function of (seed, epoch, index): every random choice
 comes from ``np.random.default_rng([seed, epoch, index])`` and is drawn in a fixed order (source, flip,
@@ -49,14 +49,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
-from lwgan.body.fit import NO_PERSON
+from lwgan.body.fitting import NO_PERSON
 from lwgan.body.model import BodyModel
+from lwgan.correspond.maps import MIRROR_FACE, face_keypoints, face_regressor
+from lwgan.correspond.maps_cache import MapsCache
 from lwgan.data.cache import FramesCache
 from lwgan.data.errors import DataError
-from lwgan.data.maps_cache import MapsCache
 from lwgan.data.smpl_cache import SmplCache
-from lwgan.nets.masks import BACKGROUND_CHANNEL
-from lwgan.render.correspond import MIRROR_FACE, face_keypoints, face_regressor
+from lwgan.nets.masks import resize_cond
 from lwgan.warp.flow import flow, resize_flow
 
 SPLITS = ("train", "val", "all", "dev")
@@ -143,6 +143,9 @@ class PairDataset(Dataset):
         src_head_box, tgt_head_box (4,) NDC (x0, y0, x1, y1)
         tgt_face_kp               (5, 3) the target's face keypoints (nose, left/right eye, left/right ear:
                                   NDC x, y, depth) from the body model's regressor, for aligned head crops
+        src_valid, tgt_valid      (1, S, S) 1 where the pixel shows the video, 0 on the constant padding of
+                                  a crop that reached past the frame (`FramesCache.valid_masks`): losses
+                                  and metrics ignore those pixels
         index                     () int64 item index, -1 for a pair chosen with `pair`
 
     Attributes: `videos` (the split's videos with usable frames), `targets` (N, 2) int64 rows of
@@ -276,12 +279,14 @@ class PairDataset(Dataset):
                             for f in dataclasses.fields(a)))
             images = np.concatenate((self.frames.frames(src_video, self._frame_of[src_video][[src]]),
                                      self.frames.frames(video, self._frame_of[video][[tgt]])))
+        valid = self._valid(((src_video, src), (video, tgt)))  # (2, 1, S, S)
         face_index, bary, verts, cond, box = rec.face_index, rec.bary, rec.verts, rec.cond, rec.head_box
         if flip:
             face_index, bary, cond = face_index.flip(2), bary.flip(2), cond.flip(3)
             verts = verts * torch.tensor([-1.0, 1.0, 1.0])  # the mirror's keypoints follow from these
             box = torch.stack((-box[:, 2], box[:, 1], -box[:, 0], box[:, 3]), dim=1)  # (2, 4)
             images = images[:, :, ::-1]
+            valid = valid.flip(3)
         source_faces = face_index[0:1] if self.options.visible_faces else None
         size = (self.options.image_size,) * 2
         t = flow(face_index[1:2], bary[1:2], verts[0:1], self.faces, source_face_index=source_faces)
@@ -295,8 +300,25 @@ class PairDataset(Dataset):
             kp = kp[list(MIRROR_FACE)]  # the mirror image's left eye is the flipped right eye
         return {"src_img": img[0].contiguous(), "tgt_img": img[1].contiguous(), "src_cond": cond[0],
                 "tgt_cond": cond[1], "flow": resize_flow(t, size)[0].contiguous(), "src_head_box": box[0],
-                "tgt_head_box": box[1], "tgt_face_kp": kp.float(),
+                "tgt_head_box": box[1], "tgt_face_kp": kp.float(), "src_valid": valid[0],
+                "tgt_valid": valid[1],
                 "index": torch.tensor(-1, dtype=torch.int64)}
+
+    def _valid(self, rows: tuple[tuple[str, int], ...]) -> torch.Tensor:
+        """(len(rows), 1, S, S) float valid masks of the frames at maps `rows` ((video, row) each), at the
+        training size: a pixel is valid when at least half of its footprint is."""
+        size = self.options.image_size
+        masks = []
+        for video, row in rows:
+            mask = self.frames.valid_masks(video, self._frame_of[video][[row]])
+            if mask is None:
+                masks.append(torch.ones(1, 1, size, size))
+                continue
+            m = torch.from_numpy(mask).float()[:, None]  # (1, 1, side, side)
+            if m.shape[-1] != size:
+                m = (F.interpolate(m, size=(size, size), mode="area") >= 0.5).float()
+            masks.append(m)
+        return torch.cat(masks)
 
     def _resize(self, image: np.ndarray) -> np.ndarray:
         """(side, side, 3) uint8 -> (S, S, 3) uint8 by area averaging."""
@@ -309,18 +331,6 @@ def subject_of(video: str) -> str:
     """The person of a video id: iPER's and the synthetic set's <subject>_<cloth>_<action> (the whole id
     for other sources)."""
     return video.split("_")[0]
-
-
-def resize_cond(cond: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, 4, H, W) conditioning maps -> (B, 4, h, w): background in {0, 1} (body where at least half of
-    the footprint is body), surface code averaged over the footprint's body part, 0 on background."""
-    if tuple(cond.shape[2:]) == tuple(size):
-        return cond
-    small = F.interpolate(cond, size=size, mode="area")  # (B, 4, h, w)
-    body = 1.0 - small[:, BACKGROUND_CHANNEL : BACKGROUND_CHANNEL + 1]  # (B, 1, h, w) body fraction
-    keep = body >= 0.5
-    code = torch.where(keep, small[:, :BACKGROUND_CHANNEL] / body.clamp(min=1e-6), torch.zeros(()))
-    return torch.cat((code, (~keep).float()), dim=1)
 
 
 class StepBatchSampler(Sampler):

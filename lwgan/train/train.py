@@ -1,9 +1,14 @@
-"""The LWGAN training loop: one readable function from validated options to a trained checkpoint.
+"""The LWGAN training loop: from validated options to a trained checkpoint, in parts that each do one thing.
+
+`train` is the driver: `build` makes a fresh run (data, schedule, G, D, objective, optimisers, the keys of
+its checkpoints); `resume` continues it from its checkpoint when the same run made it; `replicate` wraps
+the networks for DDP; then per batch `train_step` updates the networks and `log_window` turns every
+`log_every` steps into a history row, with `write_samples` and `save_checkpoint` on their own periods.
 
 Per step (the original's order): G synthesises the batch; every `g_every`-th step G is updated on L_G
 with D frozen; every `d_every`-th step D is updated on L_D with G's outputs detached. Learning rates are a
 pure function of the step (`lwgan.train.schedule`), the data are a pure function of the step
-(`lwgan.data.pairs.StepBatchSampler`) and so are the gradient penalty's interpolation weights, so a run
+(`lwgan.train.pairs.StepBatchSampler`) and so are the gradient penalty's interpolation weights, so a run
 resumed from a checkpoint computes exactly what an uninterrupted run does (on the CPU, bit for bit).
 
 A non-finite loss stops the run before any optimiser step could corrupt the weights; the last checkpoint
@@ -27,13 +32,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from lwgan import config
 from lwgan.data.errors import DataError
-from lwgan.data.pairs import PairDataset, PairOptions, StepBatchSampler
 from lwgan.errors import UserError
 from lwgan.io import remove_temporaries, write_json
-from lwgan.nets import Generator, NetOptions, PatchDiscriminator
+from lwgan.nets import Generator, PatchDiscriminator
+from lwgan.nets.build import CHECKPOINT_FILE, net_options
 from lwgan.progress import ProgressLog
 from lwgan.train import checkpoint, distributed
 from lwgan.train.objective import Batch, LossWeights, Objective, StepLoss, feature_losses
+from lwgan.train.pairs import PairDataset, PairOptions, StepBatchSampler
 from lwgan.train.schedule import Schedule
 from lwgan.train.visuals import loss_curves, sample_grid, write_curves_csv
 
@@ -43,6 +49,8 @@ SAMPLES_DIR = "samples"
 CURVES_FILE = "loss_curves.png"
 CONFIG_FILE = "config.json"
 FEATURE_NETS_FILE = "feature_nets.json"
+# The statistics summed per epoch (for `summarise`); learning rates and timings are not.
+EPOCH_TERMS = ("loss/", "raw/", "d/", "grad_norm/")
 
 
 class Tracker(Protocol):
@@ -83,10 +91,75 @@ class TrainResult:
     checkpoint: Path
 
 
-def net_options(p: config.TrainParams) -> NetOptions:
-    return NetOptions(base_width=p.base_width, res_blocks=p.res_blocks, image_size=p.image_size, norm=p.norm,
-                      spectral_norm_d=p.spectral_norm, d_layers=p.d_layers, color_head=p.color_head,
-                      bg_head=p.bg_head)
+@dataclasses.dataclass
+class TrainRun:
+    """One training run in this process: its parts (made by `build`) and its state between steps.
+
+    fast: bf16 autocast and channels_last (CUDA with train.bf16). g_train / d_train: the networks the
+    updates run through, the DistributedDataParallel wrappers of generator / discriminator under torchrun
+    (`replicate`), the networks themselves otherwise. data_key / code_key / run_key: see
+    `lwgan.train.checkpoint`; a checkpoint is resumed only under the same run_key. resolved: what
+    config.json and the checkpoint's "config" hold. step: steps done; history: one row per logged window;
+    epochs: {epoch: {statistic: [sum over steps, steps]}}; saved_step: the step of the checkpoint on
+    disk, None before the first.
+    """
+
+    params: config.TrainParams
+    seed: int
+    paths: TrainPaths
+    env: distributed.DistEnv
+    device: torch.device
+    fast: bool
+    pair_opts: PairOptions
+    dataset: PairDataset
+    schedule: Schedule
+    generator: Generator
+    discriminator: PatchDiscriminator
+    objective: Objective
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    feature_nets: dict[str, dict[str, Any]]
+    data_key: str
+    code_key: str
+    run_key: str
+    resolved: dict[str, Any]
+    g_train: nn.Module
+    d_train: nn.Module
+    step: int = 0
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    epochs: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
+    saved_step: int | None = None
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.paths.out_dir)
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out_dir / CHECKPOINT_FILE
+
+    @property
+    def global_batch(self) -> int:
+        return self.params.batch_size * self.env.world_size
+
+    @property
+    def total(self) -> int:
+        return self.schedule.total_steps
+
+
+@dataclasses.dataclass
+class Window:
+    """The statistics of the steps since the last history row (0-d float tensors per name, one per step
+    that had it), how many steps, and when the first began (`time.perf_counter`)."""
+
+    values: dict[str, list[torch.Tensor]] = dataclasses.field(default_factory=dict)
+    steps: int = 0
+    start: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def add(self, stats: Mapping[str, torch.Tensor]) -> None:
+        for name, value in stats.items():
+            self.values.setdefault(name, []).append(value.detach().float())
+        self.steps += 1
 
 
 def loss_weights(p: config.TrainParams) -> LossWeights:
@@ -95,43 +168,53 @@ def loss_weights(p: config.TrainParams) -> LossWeights:
                        tsf_l1=p.lambda_tsf_l1, real_target=p.real_target, gp=p.gp_weight)
 
 
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    """The L2 norm of all of a module's gradients together (a 0-d tensor on its device)."""
-    return torch.stack([p.grad.detach().float().norm() for p in module.parameters()
-                        if p.grad is not None]).norm()
-
-
-def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
-def _worker_init(_: int) -> None:
-    """One compute thread per loader process (torch already has one in DataLoader workers)."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def _check_finite(loss: StepLoss, what: str, step: int, env: distributed.DistEnv, ckpt: Path,
-                  saved_step: int | None) -> None:
-    finite = torch.isfinite(loss.value.detach()).float().reshape(1)
-    if distributed.mean_across(finite, env).item() == 1.0:
-        return
-    bad = {k: float(v) for k, v in loss.terms.items() if not math.isfinite(float(v))}
-    kept = (f"the last good checkpoint {ckpt} (step {saved_step}) is kept" if saved_step is not None
-            else "no checkpoint had been written yet")
-    raise NonFiniteLoss(f"non-finite {what} loss at step {step} ({bad or 'on another rank'}); training "
-                        f"stopped and {kept}. Lower train.lr_g / train.lr_d, or enable train.gp_weight or "
-                        "train.spectral_norm, then run again")
-
-
 def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = None,
           progress: Callable[..., None] | None = None,
           on_checkpoint: Callable[[int, Path], None] | None = None) -> TrainResult:
     """Train LWGAN on the caches in `paths` with `params.train` (and `params.seed`); see the module
     docstring. Resumes from `paths.out_dir / checkpoint.pt` when it was made by the same configuration.
     `on_checkpoint(step, path)` is called (by the main process) after every checkpoint is written."""
+    run = build(params, paths)
+    resume(run)
+    resumed_from = run.step
+    progress = progress or ProgressLog("train", "steps", every_s=10.0, start_done=run.step)
+    replicate(run)
+    if run.env.is_main:
+        _write_run_files(run, tracker)
+    samples = _sample_batch(run) if run.env.is_main else None
+    loader = _loader(run)
+    p = run.params
+    window = Window()
+    started = time.perf_counter()
+    if run.step == 0:
+        write_samples(run, samples)
+    for items in loader:
+        window.add(train_step(run, Batch.from_items(items, run.device, channels_last=run.fast)))
+        step = run.step
+        if step % p.log_every == 0 or step % run.schedule.steps_per_epoch == 0 or step == run.total:
+            log_window(run, window, tracker, progress)
+        if step % p.sample_every == 0 and step < run.total:
+            write_samples(run, samples)
+        if step % p.checkpoint_every == 0 and step < run.total:
+            save_checkpoint(run, on_checkpoint)
+
+    if run.saved_step != run.step:
+        save_checkpoint(run, on_checkpoint)
+    write_samples(run, samples)
+    metrics = summarise(run.history, run.epochs, run.step, run.schedule, time.perf_counter() - started,
+                        resumed_from, run.global_batch, run.feature_nets)
+    if run.env.is_main:
+        _publish(run, tracker)
+    distributed.shutdown()
+    return TrainResult(steps=run.step, resumed_from=resumed_from, metrics=metrics, history=run.history,
+                       checkpoint=run.ckpt_path)
+
+
+def build(params: config.Params, paths: TrainPaths) -> TrainRun:
+    """Set this process up (process group, device, CPU threads) and make a fresh run at step 0: the pairs,
+    the schedule, G then D from `torch.manual_seed(params.seed)` (equal on every rank), the objective with
+    its feature networks, both optimisers, and the keys and resolved config its checkpoints carry. Writes
+    nothing."""
     p, seed = params.train, params.seed
     env = distributed.from_environment()
     device = distributed.pick_device(p.device, env)
@@ -140,8 +223,6 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
     fast = cuda and p.bf16
     if not cuda:
         torch.set_num_threads(p.threads or max(1, (os.cpu_count() or 1) // env.world_size))
-    out_dir = Path(paths.out_dir)
-    ckpt_path = out_dir / checkpoint.CHECKPOINT_FILE
 
     pair_opts = PairOptions(image_size=p.image_size, source_frames=p.source_frames,
                             visible_faces=p.visible_faces, augment=p.augment,
@@ -152,7 +233,6 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
     schedule = Schedule(steps_per_epoch=max(1, (p.pairs_per_epoch or len(dataset)) // global_batch),
                         epochs_constant=p.epochs_constant, epochs_decay=p.epochs_decay, final_lr=p.final_lr,
                         max_steps=p.max_steps)
-    total = schedule.total_steps
 
     torch.manual_seed(seed)  # equal initial weights on every rank (DDP also broadcasts rank 0's)
     generator = Generator(net_options(p))
@@ -168,176 +248,142 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
     feature_nets = {info.kind: dataclasses.asdict(info) for info in infos}
 
     data_key, code_key = checkpoint.data_key(paths.maps), checkpoint.code_key()
-    key = checkpoint.run_key(config.to_dict(p), seed, data_key, code_key)
     resolved = {"seed": seed, "train": config.to_dict(p), "world_size": env.world_size,
-                "steps_per_epoch": schedule.steps_per_epoch, "total_steps": total, "pairs": len(dataset)}
-    step, history, epochs = 0, [], {}
-    saved_step: int | None = None
-    if ckpt_path.is_file():
-        state = checkpoint.load(ckpt_path, map_location=device)
-        if state["run_key"] == key:
-            generator.load_state_dict(state["generator"])
-            discriminator.load_state_dict(state["discriminator"])
-            opt_g.load_state_dict(state["opt_g"])
-            opt_d.load_state_dict(state["opt_d"])
-            step = saved_step = int(state["step"])
-            history, epochs = list(state["history"]), dict(state["epochs"])
-            log.info("resuming from %s at step %d of %d", ckpt_path, step, total)
-        elif env.is_main:
-            differs = checkpoint.differences(state, config.to_dict(p), seed, data_key, code_key)
-            kept = checkpoint.set_aside(ckpt_path, state)
-            log.warning("%s (step %d) was made by another run (%s); it is kept as %s and this run trains "
-                        "from scratch. To continue that run instead, move it back and train with the "
-                        "config, data and code it was made with.", ckpt_path, int(state.get("step", 0)),
-                        "; ".join(differs), kept)
-    resumed_from = step
-    progress = progress or ProgressLog("train", "steps", every_s=10.0, start_done=step)
+                "steps_per_epoch": schedule.steps_per_epoch, "total_steps": schedule.total_steps,
+                "pairs": len(dataset)}
+    return TrainRun(params=p, seed=seed, paths=paths, env=env, device=device, fast=fast, pair_opts=pair_opts,
+                    dataset=dataset, schedule=schedule, generator=generator, discriminator=discriminator,
+                    objective=objective, opt_g=opt_g, opt_d=opt_d, feature_nets=feature_nets,
+                    data_key=data_key, code_key=code_key,
+                    run_key=checkpoint.run_key(config.to_dict(p), seed, data_key, code_key),
+                    resolved=resolved, g_train=generator, d_train=discriminator)
 
-    g_train: nn.Module = generator
-    d_train: nn.Module = discriminator
-    if env.enabled:
-        ids = [device.index] if cuda else None
-        g_train = DistributedDataParallel(generator, device_ids=ids)
-        d_train = DistributedDataParallel(discriminator, device_ids=ids)
 
-    if env.is_main:
-        for folder in (out_dir, paths.plots_dir):
-            if folder is not None:
-                remove_temporaries(folder)  # left by a run killed while writing
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / CONFIG_FILE, resolved)
-        write_json(out_dir / FEATURE_NETS_FILE, feature_nets)
-        if tracker is not None:
-            tracker.set_tags({f"lwgan.feature_net.{k}": v["note"] for k, v in feature_nets.items()} |
-                             {"lwgan.resumed_from_step": resumed_from})
-            run_params = {"train.steps_per_epoch": schedule.steps_per_epoch, "train.total_steps": total,
-                          "train.world_size": env.world_size}
-            for kind, info in feature_nets.items():
-                run_params.update({f"feature_net.{kind}.source": info["source"],
-                                   f"feature_net.{kind}.sha256": info["sha256"],
-                                   f"feature_net.{kind}.substitute": info["substitute"]})
-            tracker.log_params(run_params)
-    samples = _sample_batch(paths, pair_opts, p.samples, device, fast) if env.is_main else None
+def resume(run: TrainRun) -> None:
+    """Continue `run` from the checkpoint in its folder when the same run (config, seed, data, code) made
+    it: weights, optimiser states, step, history and epoch sums. A checkpoint of another run is moved
+    aside by the main process, with a warning naming what differs, and `run` stays at step 0."""
+    if not run.ckpt_path.is_file():
+        return
+    state = checkpoint.load(run.ckpt_path, map_location=run.device)
+    if state["run_key"] == run.run_key:
+        run.generator.load_state_dict(state["generator"])
+        run.discriminator.load_state_dict(state["discriminator"])
+        run.opt_g.load_state_dict(state["opt_g"])
+        run.opt_d.load_state_dict(state["opt_d"])
+        run.step = run.saved_step = int(state["step"])
+        run.history, run.epochs = list(state["history"]), dict(state["epochs"])
+        log.info("resuming from %s at step %d of %d", run.ckpt_path, run.step, run.total)
+    elif run.env.is_main:
+        differs = checkpoint.differences(state, config.to_dict(run.params), run.seed, run.data_key,
+                                         run.code_key)
+        kept = checkpoint.set_aside(run.ckpt_path, state)
+        log.warning("%s (step %d) was made by another run (%s); it is kept as %s and this run trains "
+                    "from scratch. To continue that run instead, move it back and train with the "
+                    "config, data and code it was made with.", run.ckpt_path, int(state.get("step", 0)),
+                    "; ".join(differs), kept)
 
-    def save(at: int) -> None:
-        nonlocal saved_step
-        digest = distributed.check_replicas({"G": generator, "D": discriminator}, env)
-        if env.enabled and env.is_main:
-            log.info("step %d: all %d ranks hold the same weights (sha256 %s)", at, env.world_size,
-                     digest[:16])
-        if env.is_main:
-            checkpoint.save(ckpt_path, {
-                "step": at, "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-                "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "config": resolved, "run_key": key,
-                "data_key": data_key, "code_key": code_key, "history": history, "epochs": epochs,
-                "feature_nets": feature_nets})
-            _write_pictures(paths, out_dir, history, at)
-            if on_checkpoint is not None:
-                on_checkpoint(at, ckpt_path)
-        distributed.barrier(env)
-        saved_step = at
 
-    def show(at: int) -> None:
-        if samples is not None:
-            generator.eval()
-            with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=fast):
-                out = objective.generate(generator, samples)
-            generator.train()
-            sample_grid(out_dir / SAMPLES_DIR / f"step_{at:07d}.png", samples.src_img, samples.tgt_img, out,
-                        title=f"step {at}")
+def replicate(run: TrainRun) -> None:
+    """Under torchrun, make `run.g_train` / `run.d_train` DistributedDataParallel wrappers of G and D.
+    After `resume`: the wrappers are built on (and broadcast) the weights the run continues from."""
+    if run.env.enabled:
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        run.g_train = DistributedDataParallel(run.generator, device_ids=ids)
+        run.d_train = DistributedDataParallel(run.discriminator, device_ids=ids)
 
-    def update(loss: StepLoss, name: str, optimizer: torch.optim.Optimizer,
-               module: nn.Module) -> dict[str, torch.Tensor]:
-        """One optimiser step of `module` on `loss` (refused when it is not finite on every rank); returns
-        its statistics: the total, every term, the gradient norm."""
-        _check_finite(loss, "generator" if name == "G" else "discriminator", step, env, ckpt_path, saved_step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.value.backward()
-        norm = _grad_norm(module)
-        optimizer.step()
-        return {f"loss/{name}": loss.value.detach().float(), f"grad_norm/{name}": norm,
-                **{f"loss/{k}": v for k, v in loss.terms.items()}, **loss.stats}
 
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=StepBatchSampler(len(dataset), p.batch_size, start_step=step, rank=env.rank,
-                                                world_size=env.world_size, seed=seed, num_steps=total - step),
-        num_workers=p.workers, pin_memory=cuda, worker_init_fn=_worker_init if p.workers else None,
-        prefetch_factor=4 if p.workers else None,
-        # spawned, not forked: a fork of a process whose OpenCV / OpenMP thread pools have run can hang
-        multiprocessing_context="spawn" if p.workers else None)
-    window: dict[str, list[torch.Tensor]] = {}
-    window_start, window_steps = time.perf_counter(), 0
-    started = time.perf_counter()
-    if step == 0 and env.is_main and samples is not None:
-        show(0)
-    for items in loader:
-        batch = Batch.from_items(items, device, channels_last=fast)
-        lr_g, lr_d = schedule.lr(p.lr_g, step), schedule.lr(p.lr_d, step)
-        _set_lr(opt_g, lr_g)
-        _set_lr(opt_d, lr_d)
-        update_g, update_d = step % p.g_every == 0, step % p.d_every == 0
-        stats: dict[str, torch.Tensor] = {"lr/G": torch.tensor(lr_g, device=device),
-                                          "lr/D": torch.tensor(lr_d, device=device)}
+def train_step(run: TrainRun, batch: Batch) -> dict[str, torch.Tensor]:
+    """Step `run.step` on `batch`: both learning rates from the schedule, then G's update (every
+    `g_every`-th step, D frozen) and D's (every `d_every`-th step, on G's outputs detached); advances
+    `run.step`. Returns the step's statistics as 0-d tensors on the device: "lr/G", "lr/D", and for each
+    network updated its total ("loss/G" / "loss/D"), "grad_norm/G" / "grad_norm/D", every weighted term
+    ("loss/L_*") and unweighted statistic ("raw/*"), with D also its mean scores "d/real", "d/fake".
+    Raises NonFiniteLoss, before the update, when a loss is not finite on some rank."""
+    p, step, device, fast = run.params, run.step, run.device, run.fast
+    lr_g, lr_d = run.schedule.lr(p.lr_g, step), run.schedule.lr(p.lr_d, step)
+    _set_lr(run.opt_g, lr_g)
+    _set_lr(run.opt_d, lr_d)
+    update_g, update_d = step % p.g_every == 0, step % p.d_every == 0
+    stats: dict[str, torch.Tensor] = {"lr/G": torch.tensor(lr_g, device=device),
+                                      "lr/D": torch.tensor(lr_d, device=device)}
 
-        discriminator.requires_grad_(False)
-        with torch.autocast(device.type, torch.bfloat16, enabled=fast), torch.set_grad_enabled(update_g):
-            out = objective.generate(g_train if update_g else generator, batch)
-            if update_g:
-                loss_g = objective.generator_loss(out, batch, discriminator)
+    run.discriminator.requires_grad_(False)
+    with torch.autocast(device.type, torch.bfloat16, enabled=fast), torch.set_grad_enabled(update_g):
+        out = run.objective.generate(run.g_train if update_g else run.generator, batch)
         if update_g:
-            stats.update(update(loss_g, "G", opt_g, generator))
-        discriminator.requires_grad_(True)
-        if update_d:
-            # The penalty's weights are drawn for the global batch from (seed, step) and sliced per rank:
-            # N processes compute what one process with the global batch computes, and a resume is exact.
-            rng = torch.Generator().manual_seed(checkpoint.content_int(seed, step))
-            alpha = torch.rand(global_batch, generator=rng)[env.rank * p.batch_size:][:p.batch_size]
-            with torch.autocast(device.type, torch.bfloat16, enabled=fast):
-                loss_d = objective.discriminator_loss(d_train, batch.tgt_img, out.tgt, batch.tgt_cond, alpha)
-            stats.update(update(loss_d, "D", opt_d, discriminator))
-            stats["d/real"], stats["d/fake"] = loss_d.stats["raw/d_real"], loss_d.stats["raw/d_fake"]
-        for name, value in stats.items():
-            window.setdefault(name, []).append(value.detach().float())
-        step += 1
-        window_steps += 1
-
-        epoch_done = step % schedule.steps_per_epoch == 0
-        if step % p.log_every == 0 or epoch_done or step == total:
-            row = _reduce_window(window, env)
-            elapsed = time.perf_counter() - window_start
-            row["perf/images_per_s"] = global_batch * window_steps / max(elapsed, 1e-9)
-            row["epoch"] = (step - 1) / schedule.steps_per_epoch
-            sums = epochs.setdefault(str(schedule.epoch(step - 1)), {})
-            for name, value in row.items():
-                if name.startswith(("loss/", "raw/", "d/", "grad_norm/")):
-                    total_count = sums.get(name, [0.0, 0])
-                    sums[name] = [total_count[0] + value * window_steps, total_count[1] + window_steps]
-            history.append({"step": step, **row})
-            if tracker is not None:
-                tracker.log_metrics(row, step=step, flush=False)
-            window, window_start, window_steps = {}, time.perf_counter(), 0
-            progress(step, total, extra=_brief(row))
-        if step % p.sample_every == 0 and step < total:
-            show(step)
-        if step % p.checkpoint_every == 0 and step < total:
-            save(step)
-
-    if saved_step != step:
-        save(step)
-    show(step)
-    seconds = time.perf_counter() - started
-    metrics = summarise(history, epochs, step, schedule, seconds, resumed_from, global_batch, feature_nets)
-    if env.is_main:
-        _write_pictures(paths, out_dir, history, step)
-        if tracker is not None:
-            tracker.log_artifacts([out_dir / CURVES_FILE, out_dir / CONFIG_FILE, out_dir / FEATURE_NETS_FILE])
-            tracker.log_artifacts([out_dir / SAMPLES_DIR], SAMPLES_DIR)
-    distributed.shutdown()
-    return TrainResult(steps=step, resumed_from=resumed_from, metrics=metrics, history=history,
-                       checkpoint=ckpt_path)
+            loss_g = run.objective.generator_loss(out, batch, run.discriminator)
+    if update_g:
+        stats.update(_update(run, loss_g, "G", run.opt_g, run.generator))
+    run.discriminator.requires_grad_(True)
+    if update_d:
+        # The penalty's weights are drawn for the global batch from (seed, step) and sliced per rank:
+        # N processes compute what one process with the global batch computes, and a resume is exact.
+        rng = torch.Generator().manual_seed(checkpoint.content_int(run.seed, step))
+        alpha = torch.rand(run.global_batch, generator=rng)[run.env.rank * p.batch_size:][:p.batch_size]
+        with torch.autocast(device.type, torch.bfloat16, enabled=fast):
+            loss_d = run.objective.discriminator_loss(run.d_train, batch.tgt_img, out.tgt, batch.tgt_cond,
+                                                      alpha)
+        stats.update(_update(run, loss_d, "D", run.opt_d, run.discriminator))
+        stats["d/real"], stats["d/fake"] = loss_d.stats["raw/d_real"], loss_d.stats["raw/d_fake"]
+    run.step += 1
+    return stats
 
 
-def _reduce_window(window: Mapping[str, list[torch.Tensor]], env: distributed.DistEnv) -> dict[str, float]:
+def _update(run: TrainRun, loss: StepLoss, name: str, optimizer: torch.optim.Optimizer,
+            module: nn.Module) -> dict[str, torch.Tensor]:
+    """One optimiser step of `module` on `loss` (refused when it is not finite on every rank); returns its
+    statistics: the total, every term, the gradient norm."""
+    _check_finite(loss, "generator" if name == "G" else "discriminator", run)
+    optimizer.zero_grad(set_to_none=True)
+    loss.value.backward()
+    norm = _grad_norm(module)
+    optimizer.step()
+    return {f"loss/{name}": loss.value.detach().float(), f"grad_norm/{name}": norm,
+            **{f"loss/{k}": v for k, v in loss.terms.items()}, **loss.stats}
+
+
+def _check_finite(loss: StepLoss, what: str, run: TrainRun) -> None:
+    finite = torch.isfinite(loss.value.detach()).float().reshape(1)
+    if distributed.mean_across(finite, run.env).item() == 1.0:
+        return
+    bad = {k: float(v) for k, v in loss.terms.items() if not math.isfinite(float(v))}
+    kept = (f"the last good checkpoint {run.ckpt_path} (step {run.saved_step}) is kept"
+            if run.saved_step is not None else "no checkpoint had been written yet")
+    raise NonFiniteLoss(f"non-finite {what} loss at step {run.step} ({bad or 'on another rank'}); training "
+                        f"stopped and {kept}. Lower train.lr_g / train.lr_d, or enable train.gp_weight or "
+                        "train.spectral_norm, then run again")
+
+
+def _grad_norm(module: nn.Module) -> torch.Tensor:
+    """The L2 norm of all of a module's gradients together (a 0-d tensor on its device)."""
+    return torch.stack([p.grad.detach().float().norm() for p in module.parameters()
+                        if p.grad is not None]).norm()
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def log_window(run: TrainRun, window: Window, tracker: Tracker | None,
+               progress: Callable[..., None]) -> dict[str, float]:
+    """Close `window`, which ends at `run.step`, into a history row: the mean of every statistic over its
+    steps and the ranks, the images per second and the (fractional) epoch. The row is recorded
+    (`record_row`), sent to `tracker`, reported to `progress`, and returned; `window` starts afresh."""
+    row = reduce_window(window.values, run.env)
+    elapsed = time.perf_counter() - window.start
+    row["perf/images_per_s"] = run.global_batch * window.steps / max(elapsed, 1e-9)
+    row["epoch"] = (run.step - 1) / run.schedule.steps_per_epoch
+    record_row(run, row, window.steps)
+    if tracker is not None:
+        tracker.log_metrics(row, step=run.step, flush=False)
+    window.values, window.steps, window.start = {}, 0, time.perf_counter()
+    progress(run.step, run.total, extra=_brief(row))
+    return row
+
+
+def reduce_window(window: Mapping[str, list[torch.Tensor]], env: distributed.DistEnv) -> dict[str, float]:
     """Mean of every statistic over the window's steps, then over the ranks (one all-reduce)."""
     names = sorted(window)
     means = torch.stack([torch.stack(window[n]).mean() for n in names]) if names else torch.zeros(0)
@@ -345,15 +391,111 @@ def _reduce_window(window: Mapping[str, list[torch.Tensor]], env: distributed.Di
     return {n: float(v) for n, v in zip(names, means.tolist(), strict=True)}
 
 
+def record_row(run: TrainRun, row: Mapping[str, float], steps: int) -> None:
+    """Append `row`, the means over the `steps` steps that end at `run.step`, to the history, and add its
+    `EPOCH_TERMS` (times `steps`) to the sums of the epoch of the window's last step."""
+    sums = run.epochs.setdefault(str(run.schedule.epoch(run.step - 1)), {})
+    for name, value in row.items():
+        if name.startswith(EPOCH_TERMS):
+            total, count = sums.get(name, [0.0, 0])
+            sums[name] = [total + value * steps, count + steps]
+    run.history.append({"step": run.step, **row})
+
+
 def _brief(row: Mapping[str, float]) -> str:
     keys = ("loss/G", "loss/D", "loss/L_rec", "loss/L_tsf", "perf/images_per_s")
     return " ".join(f"{k.split('/')[-1]} {row[k]:.3g}" for k in keys if k in row)
 
 
-def _sample_batch(paths: TrainPaths, opts: PairOptions, count: int, device: torch.device,
-                  channels_last: bool) -> Batch:
-    """Fixed pairs for the sample grids: evenly spread over the validation split (the training split when
-    there is none), without augmentation."""
+def save_checkpoint(run: TrainRun, on_checkpoint: Callable[[int, Path], None] | None = None) -> None:
+    """Checkpoint `run.step`: check that every rank holds the same weights, then (main process) write the
+    checkpoint, the loss curves and plots, and call `on_checkpoint(step, path)`; every rank waits for
+    that and records the step as saved."""
+    at = run.step
+    digest = distributed.check_replicas({"G": run.generator, "D": run.discriminator}, run.env)
+    if run.env.enabled and run.env.is_main:
+        log.info("step %d: all %d ranks hold the same weights (sha256 %s)", at, run.env.world_size,
+                 digest[:16])
+    if run.env.is_main:
+        checkpoint.save(run.ckpt_path, {
+            "step": at, "generator": run.generator.state_dict(),
+            "discriminator": run.discriminator.state_dict(), "opt_g": run.opt_g.state_dict(),
+            "opt_d": run.opt_d.state_dict(), "config": run.resolved, "run_key": run.run_key,
+            "data_key": run.data_key, "code_key": run.code_key, "history": run.history, "epochs": run.epochs,
+            "feature_nets": run.feature_nets})
+        _write_pictures(run.paths, run.out_dir, run.history, at)
+        if on_checkpoint is not None:
+            on_checkpoint(at, run.ckpt_path)
+    distributed.barrier(run.env)
+    run.saved_step = at
+
+
+def write_samples(run: TrainRun, samples: Batch | None) -> None:
+    """The sample grid of G at `run.step` on `samples` (`SAMPLES_DIR/step_NNNNNNN.png`); nothing when
+    `samples` is None (the processes that do not write)."""
+    if samples is None:
+        return
+    run.generator.eval()
+    with torch.no_grad(), torch.autocast(run.device.type, torch.bfloat16, enabled=run.fast):
+        out = run.objective.generate(run.generator, samples)
+    run.generator.train()
+    sample_grid(run.out_dir / SAMPLES_DIR / f"step_{run.step:07d}.png", samples.src_img, samples.tgt_img, out,
+                title=f"step {run.step}")
+
+
+def _write_run_files(run: TrainRun, tracker: Tracker | None) -> None:
+    """Before the first step (main process): clear temporaries a killed run left, write config.json and
+    feature_nets.json, and give the tracker the feature networks and run facts."""
+    for folder in (run.out_dir, run.paths.plots_dir):
+        if folder is not None:
+            remove_temporaries(folder)  # left by a run killed while writing
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run.out_dir / CONFIG_FILE, run.resolved)
+    write_json(run.out_dir / FEATURE_NETS_FILE, run.feature_nets)
+    if tracker is not None:
+        tracker.set_tags({f"lwgan.feature_net.{k}": v["note"] for k, v in run.feature_nets.items()} |
+                         {"lwgan.resumed_from_step": run.step})
+        run_params = {"train.steps_per_epoch": run.schedule.steps_per_epoch, "train.total_steps": run.total,
+                      "train.world_size": run.env.world_size}
+        for kind, info in run.feature_nets.items():
+            run_params.update({f"feature_net.{kind}.source": info["source"],
+                               f"feature_net.{kind}.sha256": info["sha256"],
+                               f"feature_net.{kind}.substitute": info["substitute"]})
+        tracker.log_params(run_params)
+
+
+def _publish(run: TrainRun, tracker: Tracker | None) -> None:
+    """After the last step (main process): the final curves and plots, and the tracker's artifacts."""
+    _write_pictures(run.paths, run.out_dir, run.history, run.step)
+    if tracker is not None:
+        out_dir = run.out_dir
+        tracker.log_artifacts([out_dir / CURVES_FILE, out_dir / CONFIG_FILE, out_dir / FEATURE_NETS_FILE])
+        tracker.log_artifacts([out_dir / SAMPLES_DIR], SAMPLES_DIR)
+
+
+def _worker_init(_: int) -> None:
+    """One compute thread per loader process (torch already has one in DataLoader workers)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _loader(run: TrainRun) -> torch.utils.data.DataLoader:
+    """This rank's batches from `run.step` to the end of the schedule."""
+    p = run.params
+    sampler = StepBatchSampler(len(run.dataset), p.batch_size, start_step=run.step, rank=run.env.rank,
+                               world_size=run.env.world_size, seed=run.seed, num_steps=run.total - run.step)
+    return torch.utils.data.DataLoader(
+        run.dataset, batch_sampler=sampler, num_workers=p.workers, pin_memory=run.device.type == "cuda",
+        worker_init_fn=_worker_init if p.workers else None, prefetch_factor=4 if p.workers else None,
+        # spawned, not forked: a fork of a process whose OpenCV / OpenMP thread pools have run can hang
+        multiprocessing_context="spawn" if p.workers else None)
+
+
+def _sample_batch(run: TrainRun) -> Batch:
+    """Fixed pairs for the sample grids: `train.samples` evenly spread over the validation split (the
+    training split when there is none), without augmentation."""
+    paths, opts, count = run.paths, run.pair_opts, run.params.samples
     try:
         shown = PairDataset(paths.frames, paths.maps, paths.smpl, paths.body,
                             dataclasses.replace(opts, split="val", augment=False))
@@ -363,7 +505,7 @@ def _sample_batch(paths: TrainPaths, opts: PairOptions, count: int, device: torc
                             dataclasses.replace(opts, augment=False))
     picks = sorted({round(i * (len(shown) - 1) / max(count - 1, 1)) for i in range(count)})
     items = torch.utils.data.default_collate([shown[(0, i)] for i in picks])
-    return Batch.from_items(items, device, channels_last)
+    return Batch.from_items(items, run.device, run.fast)
 
 
 def _write_pictures(paths: TrainPaths, out_dir: Path, history: list[dict[str, float]], step: int) -> None:

@@ -20,19 +20,11 @@ import torch
 
 from lwgan.io import atomic_path, write_png
 from lwgan.nets import GeneratorOutput
+from lwgan.render.shade import to_uint8
 
 COLUMNS = ("source", "target", "warped source", "output", "attention", "background")
 MIN_TILE = 128
 LABEL_HEIGHT = 20
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) in [-1, 1] (C = 3) or [0, 1] (C = 1) -> (B, H, W, 3) uint8 RGB."""
-    x = images.detach().float().cpu()
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1) * 2.0 - 1.0
-    x = ((x.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
 
 
 def sample_grid(path: str | Path, src: torch.Tensor, tgt: torch.Tensor, out: GeneratorOutput,
@@ -42,7 +34,8 @@ def sample_grid(path: str | Path, src: torch.Tensor, tgt: torch.Tensor, out: Gen
     src, tgt: (B, 3, H, W) in [-1, 1]; out: G's outputs for those pairs.
     """
     columns = [src, tgt, out.warped_src, out.tgt, out.tgt_attention, out.bg]
-    tiles = [to_uint8(c) for c in columns]  # each (B, h, w, 3)
+    # images in [-1, 1], the attention mask (one channel) in [0, 1]
+    tiles = [to_uint8(c, low=0.0 if c.shape[1] == 1 else -1.0, channels_first=True) for c in columns]
     batch, h, w = tiles[0].shape[:3]
     scale = max(1, math.ceil(MIN_TILE / h))
     th, tw = h * scale, w * scale

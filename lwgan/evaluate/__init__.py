@@ -1,0 +1,1 @@
+"""Evaluation: self- and cross-imitation of a trained model against the naive warp, with pictures."""

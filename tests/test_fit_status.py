@@ -155,10 +155,18 @@ def overlays_of(out: Path) -> dict[str, list[int]]:
 @pytest.mark.slow
 def test_per_video_figures_match_numpy_on_the_stored_fit(prepared, tmp_path):
     settings = settings_for(prepared, tmp_path / "smpl")
-    report = review(settings, Thresholds(), fit_all(settings, PoolOptions(use_ray=False)))
+    calls = []
+    done = fit_all(settings, PoolOptions(use_ray=False),
+                   progress=lambda done, total, extra="": calls.append((done, total, extra)))
+    report = review(settings, Thresholds(), done)
     body = BodyModel.from_file(prepared / "body.npz")
     smpl = SmplCache(tmp_path / "smpl" / "smpl.h5")
     frames = FramesCache(prepared / "frames" / FRAMES_FILE)
+    # progress is counted in frames (the rate and ETA of a progress line follow from it), videos beside
+    total = sum(frames.num_frames(video) for video in frames.videos)
+    assert [c[1] for c in calls] == [total] * 4
+    assert [c[2] for c in calls] == [f"{k}/4 videos" for k in range(1, 5)]
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls) and calls[-1][0] == total
     truth = GroundTruthKeypoints(prepared / "synthetic")
     table = report.metrics["videos"]
     assert sorted(table) == ["001_1_1", "001_1_2", "002_1_1", "002_1_2"]

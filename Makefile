@@ -11,13 +11,20 @@ export RAY_AUTH_MODE := disabled
 export PYTHONDONTWRITEBYTECODE := 1
 
 
-.PHONY: demo test lint bench ui venv weights footage clean-venv
+.PHONY: demo test test-quick lint bench ui venv weights footage clean-venv
 demo: $(STAMP) weights
 	dvc repro
 
+# The unit tests in parallel (one worker per core: pytest-xdist), then the end-to-end runs marked `slow`
+# one at a time (they start Ray clusters, DVC pipelines, servers and process trees of their own).
 test: $(STAMP) weights footage
 	ruff check .
-	python -m pytest
+	python -m pytest -m "not slow" -n auto
+	python -m pytest -m slow
+
+# The unit tests only: a few minutes
+test-quick: $(STAMP) weights
+	python -m pytest -m "not slow" -n auto
 
 lint: $(STAMP)
 	ruff check .

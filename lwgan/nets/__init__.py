@@ -1,5 +1,6 @@
 """LWGAN's networks: the three-stream generator with the Liquid Warping Block, the conditional PatchGAN
-discriminator, and the frozen feature networks (VGG19, SphereFace-20a) its losses use."""
+discriminator, and the frozen feature networks its losses use (VGG16 or VGG19 perceptual, dlib's face
+ResNet or SphereFace-20a for identity; `lwgan.nets.pretrained`)."""
 
 from lwgan.nets.blocks import count_parameters, init_weights
 from lwgan.nets.discriminator import PatchDiscriminator, patch_output_size

@@ -15,7 +15,7 @@ modules). Its keys:
     data_key, code_key  its data and code parts (`data_key`, `code_key`), to say which differs
     history             tracked rows so far: [{"step": s, "<name>": value, ...}, ...]
     epochs              per-epoch sums of every loss term: {"<epoch>": {"<name>": [sum, count]}}
-    feature_nets        where the VGG19 and SphereFace weights came from
+    feature_nets        which perceptual and face networks were used and where their weights came from
 
 A checkpoint of another run (other config, data or training code) is never overwritten: `set_aside` moves
 it to `previous/checkpoint.<run key>.step<N>.pt` beside it, and `differences` says what differs.

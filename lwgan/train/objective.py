@@ -154,8 +154,9 @@ def feature_losses(p: TrainParams) -> tuple[PerceptualLoss, FaceLoss | None, lis
 class Objective(nn.Module):
     """The generator forward and both losses; holds the frozen feature networks.
 
-    perceptual: PerceptualLoss over a frozen VGG19; face: FaceLoss over a frozen SphereFace-20a (None when
-    its weight is 0, so the network is not even run).
+    perceptual: PerceptualLoss over a frozen VGG (`train.perceptual_net`: VGG16 by default, VGG19 as the
+    original); face: FaceLoss over a frozen face network (`train.face_net`: dlib's face ResNet by default,
+    SphereFace-20a as the original), None when its weight is 0, so the network is not even run.
     """
 
     def __init__(self, weights: LossWeights, image_size: int, perceptual: PerceptualLoss,

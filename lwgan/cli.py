@@ -41,9 +41,10 @@ def _params_show(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from lwgan import tracking
 
-    return tracking.serve_ui(host=args.host, port=args.port)
+    from lwgan.ui import serve_ui
+
+    return serve_ui(host=args.host, port=args.port)
 
 
 def _body_model_build(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ run``), ``lwgan.stages`` (the stages that ran, in order, updated as each ends) a
 source. `search_runs` gives stage runs unless asked for pipeline runs.
 
 Which pipeline run a stage belongs to. The stages are separate processes, children of one DVC process: the
-nearest ancestor process that is a ``dvc`` command (read from Linux's ``/proc``; elsewhere none is found)
+nearest ancestor process that is a ``dvc`` command (`lwgan.dvc_process`; elsewhere than Linux none is found)
 names the pipeline run by its host, pid and start time, which together are unique (`pipeline_key`). For a
 queued experiment that is its ``dvc exp exec-run`` process, so every experiment of ``dvc exp run --run-all``
 is a pipeline run of its own.
@@ -47,23 +47,21 @@ or on a non-zero DDP rank, so library code can call the tracker unconditionally.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import logging
 import os
-import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+
+from lwgan.dvc_process import DvcProcess, clean_key, dvc_ancestor, dvc_experiment_name
 
 log = logging.getLogger(__name__)
 
@@ -140,94 +138,12 @@ def git_commit(cwd: str | Path | None = None) -> str:
     return sha + ("-dirty" if dirty else "")
 
 
-def dvc_experiment_name() -> str:
-    """The DVC experiment this process runs in (DVC sets ``DVC_EXP_NAME``), or ``workspace``."""
-    return os.environ.get("DVC_EXP_NAME") or "workspace"
-
-
-@dataclasses.dataclass(frozen=True)
-class DvcProcess:
-    """A running ``dvc`` command. pid: its process id; start_ms: when it started, ms since the epoch;
-    argv: its command line as the kernel holds it."""
-
-    pid: int
-    start_ms: int
-    argv: tuple[str, ...]
-
-    @property
-    def key(self) -> str:
-        """Unique among all processes of all machines sharing a store: a pid is reused, not with the same
-        start time on the same host."""
-        return _clean_key(f"dvc-{socket.gethostname()}-{self.pid}-{self.start_ms}")
-
-    @property
-    def command(self) -> str:
-        """The DVC command line from ``dvc`` on (``dvc exp run -n x``), whichever way DVC was started."""
-        words = list(self.argv)
-        for i, word in enumerate(words):
-            if Path(word).name == "dvc":
-                return shlex.join(["dvc", *words[i + 1 :]])
-        return shlex.join(words)
-
-
-def is_dvc_command(argv: Sequence[str]) -> bool:
-    """Whether a command line runs DVC: ``dvc ...`` (argv[0] named dvc), ``python .../bin/dvc ...`` (how the
-    kernel shows a script started by its shebang) or ``python -m dvc ...``."""
-    if not argv:
-        return False
-    if Path(argv[0]).name == "dvc":
-        return True
-    if not Path(argv[0]).name.startswith("python"):
-        return False
-    for i, word in enumerate(argv[1:], start=1):
-        if word == "-m":
-            return argv[i + 1 : i + 2] == ["dvc"]
-        if not word.startswith("-"):
-            return Path(word).name == "dvc"
-    return False
-
-
-def _proc_stat(pid: int, proc: Path) -> tuple[int, int]:
-    """(parent pid, start time in clock ticks after boot) of `pid` from ``/proc/<pid>/stat``."""
-    text = (proc / str(pid) / "stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces; field 3 on
-    return int(fields[1]), int(fields[19])  # fields 4 (ppid) and 22 (starttime), counted from 1 (proc(5))
-
-
-def dvc_ancestor(pid: int | None = None, proc: str | Path = "/proc") -> DvcProcess | None:
-    """The nearest ancestor process of `pid` (default: this process) that is a ``dvc`` command
-    (`is_dvc_command`), or None (none, or no Linux ``/proc`` to read it from)."""
-    proc = Path(proc)
-    try:
-        btime = next(int(line.split()[1]) for line in (proc / "stat").read_text().splitlines()
-                     if line.startswith("btime "))
-        ticks = os.sysconf("SC_CLK_TCK")
-        current = _proc_stat(os.getpid() if pid is None else pid, proc)[0]
-        for _ in range(256):  # no process tree is this deep: a guard against a cycle
-            if current <= 0:
-                return None
-            argv = (proc / str(current) / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-            parent, start = _proc_stat(current, proc)
-            words = tuple(os.fsdecode(w) for w in argv if w)
-            if is_dvc_command(words):
-                return DvcProcess(current, (btime * ticks + start) * 1000 // ticks, words)
-            current = parent
-    except (OSError, ValueError, IndexError, StopIteration) as err:  # a process that ended, no /proc
-        log.debug("could not inspect the parent processes: %s", err)
-    return None
-
-
-def _clean_key(key: str) -> str:
-    # The key goes into a search filter between single quotes: keep it to characters that need no escaping.
-    return re.sub(r"[^A-Za-z0-9_.:@/+-]", "_", key)[:200]
-
-
 def pipeline_key(ancestor: DvcProcess | None) -> str | None:
     """What the stage processes of one pipeline invocation share: ``LWGAN_RUN_GROUP`` when set, else the key
     of their nearest ``dvc`` ancestor (`dvc_ancestor`); None for a stage run by hand."""
     explicit = os.environ.get(GROUP_ENV)
     if explicit:
-        return _clean_key(explicit)
+        return clean_key(explicit)
     return ancestor.key if ancestor is not None else None
 
 
@@ -561,58 +477,3 @@ def artifact_dir(run_id: str, tracking_uri: str | None = None) -> Path:
     if parsed.scheme not in ("", "file"):
         raise ValueError(f"artifacts of run {run_id} are at {uri}, not on this file system")
     return Path(unquote(parsed.path))
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-class _Stop(Exception):
-    """A stop signal arrived while the UI was serving."""
-
-
-def _stop_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
-    """Stop the process group `proc` leads (the server and every worker it started): SIGTERM, then
-    SIGKILL for whatever is left after `grace_s` seconds."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    try:  # workers can outlive their leader
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def serve_ui(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None = None) -> int:
-    """Run ``mlflow ui`` against the project's store until it exits or this process gets SIGTERM, SIGINT
-    (Ctrl-C) or SIGHUP; the server runs in its own process group, which is stopped with it, workers
-    included. Returns the server's exit code (0 when stopped by a signal)."""
-    uri = tracking_uri or default_tracking_uri()
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,
-           "--port", str(port)]
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        cmd += ["--default-artifact-root", (db.parent / "mlartifacts").resolve().as_uri()]
-    print(f"MLflow UI on http://{host}:{port} (store: {uri}); Ctrl-C stops it", flush=True)
-
-    def stop(signum: int, _frame: Any) -> None:
-        raise _Stop(signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
-    proc = None
-    try:
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-        return proc.wait()
-    except _Stop:
-        return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if proc is not None:
-            _stop_group(proc)

@@ -17,8 +17,8 @@ PACKAGE = ROOT / "lwgan"
 
 # Lowest first. A module may import modules of its own layer and of the layers before it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("lwgan", "errors", "io", "geometry", "progress", "parallel", "config", "tracking", "safe_pickle",
-     "weights", "native_logs"),  # the foundation: no domain knowledge
+    ("lwgan", "errors", "io", "geometry", "progress", "parallel", "config", "tracking", "dvc_process",
+     "safe_pickle", "weights", "native_logs"),  # the foundation: no domain knowledge
     ("render",),  # rasterising meshes
     ("data",),  # videos, crops, people, the frames and SMPL caches
     ("body",),  # body models, keypoints, the fit
@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("train",),
     ("evaluate",),
     ("apps",),  # imitate / transfer / view
-    ("experiments", "footage", "weights_fetch", "stage", "cli"),  # commands on top of everything
+    ("experiments", "footage", "weights_fetch", "stage", "ui", "cli"),  # commands on top of everything
 )
 LAYER_OF = {name: index for index, names in enumerate(LAYERS) for name in names}
 # stage scripts may use these besides their own module

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lwgan import tracking
+from lwgan import dvc_process, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ STAGE_SCRIPT = """\
 import sys
 from pathlib import Path
 
-from lwgan import tracking
+from lwgan import dvc_process, tracking
 
 stage = Path(__file__).stem
 with tracking.StageRun(stage, params={"x": 1}, experiment="unit") as run:
@@ -96,12 +96,12 @@ def _fake_repro(project: Path, *steps: str) -> int:
     ([], False),
 ])
 def test_is_dvc_command(argv, expected):
-    assert tracking.is_dvc_command(argv) is expected
+    assert dvc_process.is_dvc_command(argv) is expected
 
 
 def test_dvc_ancestor_is_found_in_the_real_process_tree(tmp_path):
     """dvc (argv[0] named dvc) -> sh -c -> python: the grandchild finds the dvc process and its start."""
-    probe = ("import json; from lwgan import tracking; a = tracking.dvc_ancestor(); "
+    probe = ("import json; from lwgan import dvc_process; a = dvc_process.dvc_ancestor(); "
              "print(json.dumps([a.pid, a.start_ms, a.key, a.command]))")
     driver = textwrap.dedent(f"""
         import os, subprocess, sys
@@ -118,7 +118,7 @@ def test_dvc_ancestor_is_found_in_the_real_process_tree(tmp_path):
     assert before - 1500 <= start_ms <= after  # /proc's boot time has whole seconds
     assert key.startswith("dvc-") and key.endswith(f"-{pid}-{start_ms}")
     assert command.startswith("dvc -c ")
-    assert tracking.dvc_ancestor() is None  # pytest runs outside DVC
+    assert dvc_process.dvc_ancestor() is None  # pytest runs outside DVC
 
 
 @pytest.mark.slow  # four stage processes, each importing mlflow

@@ -18,7 +18,7 @@ from lwgan.data.cache import FramesCache
 from lwgan.data.crop import CropBox, apply_crop
 from lwgan.data.errors import DataError
 from lwgan.data.prepare import PrepareOptions, prepare
-from lwgan.data.sheet import contact_sheet, sheet_size
+from lwgan.data.sheet import contact_sheet, sheet_size, tile_sheet
 
 SIZE = 32
 VIDEOS = {"001_1_1": ToyVideo(seed=1, frames=6), "001_1_2": ToyVideo(seed=2, frames=5),
@@ -114,6 +114,24 @@ def test_contact_sheet(prepared, tmp_path):
     np.testing.assert_array_equal(cv2.cvtColor(on_disk, cv2.COLOR_BGR2RGB), sheet)
     # the val video's label band is orange, the train videos' green
     assert tuple(sheet[48 + 1, 48 + 1]) == (198, 90, 0) and tuple(sheet[48 + 1, 1]) == (46, 125, 50)
+
+
+def test_tile_sheet_lays_out_resized_tiles_over_their_label_bands():
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (30 + 7 * k, 40, 3), dtype=np.uint8) for k in range(5)]
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200), (10, 10, 10), (250, 250, 0)]
+    sheet = tile_sheet([(im, f"t{k}", c) for k, (im, c) in enumerate(zip(images, colours, strict=True))],
+                       tile=32, columns=3)
+    assert sheet.shape == (*sheet_size(5, 32, 3), 3) == (2 * (32 + 18), 96, 3)
+    for k, image in enumerate(images):
+        y, x = divmod(k, 3)
+        y, x = y * (32 + 18), x * 32
+        np.testing.assert_array_equal(sheet[y:y + 32, x:x + 32],
+                                      cv2.resize(image, (32, 32), interpolation=cv2.INTER_AREA))
+        assert tuple(sheet[y + 32 + 1, x + 31]) == colours[k]  # the band's far corner, clear of the text
+    assert (sheet[50:, 64:] == 255).all()  # the short row's empty place stays white
+    with pytest.raises(ValueError, match="at least one tile"):
+        tile_sheet([])
 
 
 def test_missing_damaged_and_foreign_files(tmp_path, prepared):

@@ -9,7 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lwgan.data.sheet import tile_sheet
+
 THUMBS = 6  # frames per row
+FRAME_COLOUR, TRUTH_COLOUR = (90, 90, 90), (46, 125, 50)  # label bands
 ACTIONS = {1: "turn", 2: "motion"}
 
 
@@ -18,10 +21,6 @@ def _read(path: Path) -> np.ndarray:
     if image is None:
         raise FileNotFoundError(f"cannot read {path}")
     return image[..., ::-1] if image.ndim == 3 else image
-
-
-def _text(image: np.ndarray, text: str, origin: tuple[int, int], colour=(20, 20, 20), scale=0.35) -> None:
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
 
 
 def _overlay(image: np.ndarray, mask: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
@@ -37,35 +36,25 @@ def _overlay(image: np.ndarray, mask: np.ndarray, keypoints: np.ndarray) -> np.n
 
 
 def truth_sheet(out_dir: Path, records: list[dict], thumb: int = 128, max_rows: int = 32) -> np.ndarray:
-    """(H, W, 3) uint8 RGB: one row per video record (``video``, ``frames``, ``action``, ``outfit`` keys);
-    of more than `max_rows` videos, `max_rows` spread evenly over the list."""
+    """(H, W, 3) uint8 RGB (`lwgan.data.sheet.tile_sheet`): one row per video record (``video``,
+    ``frames``, ``action`` keys), `THUMBS` frames labelled with their number (the first two also with the
+    video and its action), then the middle frame with its ground truth drawn (green band); of more than
+    `max_rows` videos, `max_rows` spread evenly over the list."""
     if len(records) > max_rows:
         records = [records[i] for i in np.linspace(0, len(records) - 1, max_rows).round().astype(int)]
-    rows = []
-    strip = 14
+    tiles = []
     for record in records:
         name, frames = record["video"], int(record["frames"])
-        picks = np.linspace(0, frames - 1, THUMBS).round().astype(int)
-        tiles = []
-        for index in picks:
-            image = _read(out_dir / "images" / name / f"{index:04d}.jpg")
-            tile = np.ascontiguousarray(cv2.resize(image, (thumb, thumb), interpolation=cv2.INTER_AREA))
-            _text(tile, f"{index:04d}", (3, thumb - 4), (255, 255, 255))
-            tiles.append(tile)
         middle = frames // 2
-        image = _read(out_dir / "images" / name / f"{middle:04d}.jpg")
-        mask = _read(out_dir / "masks" / name / f"{middle:04d}.png")
         with np.load(out_dir / "gt" / f"{name.replace('/', '_')}.npz") as gt:
             keypoints = gt["keypoints"][middle]
             segments = json.loads(str(gt["info"]))["segments"]
-        overlay = _overlay(image, mask, keypoints)
-        tile = np.ascontiguousarray(cv2.resize(overlay, (thumb, thumb), interpolation=cv2.INTER_AREA))
-        _text(tile, f"{middle:04d} truth", (3, thumb - 4), (255, 255, 255))
-        tiles.append(tile)
-        row = np.concatenate(tiles, axis=1)
-        label = np.full((strip, row.shape[1], 3), 245, dtype=np.uint8)
         action = ACTIONS.get(int(record["action"]), "?")
-        moves = ", ".join(s[0] for s in segments)
-        _text(label, f"{name} {action} ({moves}) | {record['outfit']}"[:150], (3, strip - 4))
-        rows.append(np.concatenate((label, row), axis=0))
-    return np.concatenate(rows, axis=0)
+        about = [name, f"{action} ({', '.join(s[0] for s in segments)})"]  # the outfit: manifest.json
+        for k, index in enumerate(np.linspace(0, frames - 1, THUMBS).round().astype(int)):
+            text = f"{about[k]} {index:04d}" if k < len(about) else f"{index:04d}"
+            tiles.append((_read(out_dir / "images" / name / f"{index:04d}.jpg"), text, FRAME_COLOUR))
+        image = _read(out_dir / "images" / name / f"{middle:04d}.jpg")
+        mask = _read(out_dir / "masks" / name / f"{middle:04d}.png")
+        tiles.append((_overlay(image, mask, keypoints), f"{middle:04d} truth", TRUTH_COLOUR))
+    return tile_sheet(tiles, thumb, columns=THUMBS + 1)

@@ -10,6 +10,10 @@ batched_vs_per_frame: fit time of frames one at a time over the batched fit of t
 peak_rss_mb_per_worker (a Ray worker process) for videos of the default length and of a 4x longer one,
     fitted in chunks of the default length (FitOptions.chunk_size), so memory stays flat.
 cache_kb_per_frame: correspondence cache bytes per frame at 256².
+real_*: the same end-to-end figure on the real clips of `make footage` (`lwgan.footage`; skipped with a
+    note when they are not fetched): each prepared as a folder video at 256² (the person found and
+    followed, `data.person_box: detector`), `--real-frames` frames of each, then detect + fit + maps on one
+    worker, one thread; `real_fit_ms_per_frame` per clip shows whether a hard clip costs more per frame.
 The last line of stdout is one JSON object.
 """
 
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from lwgan import parallel
+from lwgan import footage, parallel
 from lwgan.body import load_configured
 from lwgan.body.fit import FitSettings, FitWorker, fit_all, plan_jobs
 from lwgan.body.fitting import FitOptions, fit_video
@@ -45,6 +49,33 @@ def make_set(root: Path, frames: int, subjects: int, body: BodyModel) -> Path:
     return root / "frames" / FRAMES_FILE
 
 
+def real_clips(root: Path, frames: int) -> dict[str, object]:
+    """Detect + fit + maps per frame on the real clips, one worker, one thread (module docstring)."""
+    here = Path(__file__).resolve().parents[1]
+    clips = {name: footage.available(name, here / footage.FOOTAGE_DIR) for name in footage.CLIPS}
+    missing = [name for name, path in clips.items() if path is None]
+    if missing:
+        return {"real_note": f"not measured: {', '.join(missing)} not fetched ({footage.FETCH_COMMAND})"}
+    videos = root / "videos"
+    videos.mkdir(parents=True)
+    for name, path in clips.items():
+        (videos / f"{name}{path.suffix}").symlink_to(path)
+    prepare(PrepareOptions(source="folder", root=videos, image_size=256, max_frames_per_video=frames,
+                           val_fraction=0.0, workers=1), root / "frames")
+    body_path = root / "body.npz"
+    save_body_model(load_configured("default"), body_path)
+    settings = FitSettings(root / "frames" / FRAMES_FILE, body_path, root / "smpl", "detector", None,
+                           FitOptions(), 0)
+    seconds, results = run(settings, parallel.PoolOptions(use_ray=False))
+    n = sum(r["frames"] for r in results)
+    start = time.perf_counter()
+    build_maps(root / "smpl" / "smpl.h5", body_path, root / "maps", 256)
+    maps_seconds = time.perf_counter() - start
+    return {"real_frames": n, "real_frames_per_s_per_core": round(n / (seconds + maps_seconds), 2),
+            "real_fit_ms_per_frame": {r["video"]: round(1000 * r["seconds"] / r["frames"], 1)
+                                      for r in sorted(results, key=lambda r: r["video"])}}
+
+
 def run(settings: FitSettings, options: parallel.PoolOptions) -> tuple[float, list[dict]]:
     start = time.perf_counter()
     done = fit_all(settings, options)
@@ -58,6 +89,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short videos (< 2 minutes)")
     parser.add_argument("--keypoints", choices=("auto", "detector", "ground_truth"), default="auto",
                         help="auto: the detector when mediapipe is installed")
+    parser.add_argument("--real-frames", type=int, default=0,
+                        help="frames of each real clip (default: 20, or 10 with --quick); -1 skips them")
     args = parser.parse_args()
     frames = 30 if args.quick else 80
     keypoints = args.keypoints
@@ -127,6 +160,10 @@ def main() -> None:
         _, long_results = run(long_settings, parallel.PoolOptions(num_workers=1))
         out["peak_rss_mb_long_video"] = round(max(r["peak_rss_mb"] for r in long_results), 1)
         out["long_video_frames"] = frames * 4
+
+        real_frames = args.real_frames or (10 if args.quick else 20)
+        if real_frames > 0 and keypoints == "detector":
+            out.update(real_clips(root / "real", real_frames))
     print(json.dumps(out))
 
 

@@ -49,6 +49,10 @@ def build_caches(root: Path, side: int = 64, frames_per_action: int = 6, subject
 
 
 # The smallest networks that are still the real ones (for a checkpoint that tests can use).
+# A tiny but complete training configuration: every loss term on, 32^2 images from 64^2 caches.
+TINY_ALL_TERMS = {"image_size": 32, "base_width": 4, "res_blocks": 1, "d_layers": 2, "batch_size": 2,
+                  "workers": 0, "epochs_constant": 1.0, "epochs_decay": 1.0, "checkpoint_every": 3,
+                  "sample_every": 4, "samples": 2, "lambda_style": 1.0}
 TINY_TRAIN = {"image_size": 32, "base_width": 4, "res_blocks": 1, "d_layers": 2, "batch_size": 2,
               "workers": 0, "max_steps": 2}
 

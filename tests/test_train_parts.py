@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from _small import Caches, build_caches
+from _small import TINY_ALL_TERMS, Caches, build_caches
 
 from lwgan import config
 from lwgan.nets import Generator, PatchDiscriminator
@@ -33,10 +33,7 @@ from lwgan.train.train import (
     train_step,
 )
 
-# The configuration of tests/test_train.py: every loss term on, 32^2 images from the 64^2 caches.
-TINY = {"image_size": 32, "base_width": 4, "res_blocks": 1, "d_layers": 2, "batch_size": 2, "workers": 0,
-        "epochs_constant": 1.0, "epochs_decay": 1.0, "checkpoint_every": 3, "sample_every": 4, "samples": 2,
-        "lambda_style": 1.0}
+TINY = TINY_ALL_TERMS
 
 
 @pytest.fixture(scope="module")

@@ -155,18 +155,28 @@ class FramesCache(LazyH5):
             return group["crop_boxes"][()]
         return np.tile(np.asarray(self.info(video).crop_box, np.int64), (self.num_frames(video), 1))
 
+    def is_padded(self, video: str) -> bool:
+        """Whether some frame's square reached past the source frame (see `valid_masks`)."""
+        return self._padding(video) is not None
+
     def valid_masks(self, video: str, indices: Sequence[int] | np.ndarray) -> np.ndarray | None:
         """(n, S, S) bool for the cached frames at `indices`: True where the pixel shows the source, False
         on the padding of a square that reached past the source frame; None when no frame of the video
         is padded (the common case, and the cheap one)."""
+        padding = self._padding(video)
+        if padding is None:
+            return None
+        crops, source_size = padding
+        size = int(self.group(video)["frames"].attrs["image_size"])
+        return np.stack([valid_mask(tuple(crops[i]), source_size, size) for i in np.asarray(indices)])
+
+    def _padding(self, video: str) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """(every frame's square, the source size) when some square reached past the source, else None."""
         crops = self.crop_boxes(video)
         height, width = self.info(video).source_size
         inside = ((crops[:, 0] >= 0) & (crops[:, 1] >= 0) & (crops[:, 0] + crops[:, 2] <= width)
                   & (crops[:, 1] + crops[:, 2] <= height))
-        if inside.all():
-            return None
-        size = int(self.group(video)["frames"].attrs["image_size"])
-        return np.stack([valid_mask(tuple(crops[i]), (height, width), size) for i in np.asarray(indices)])
+        return None if inside.all() else (crops, (height, width))
 
     # -- frames -----------------------------------------------------------------------------------------
     def frame(self, video: str, i: int) -> np.ndarray:

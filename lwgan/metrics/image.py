@@ -39,7 +39,8 @@ def gaussian_window(size: int = WINDOW, sigma: float = SIGMA) -> torch.Tensor:
     return torch.outer(g, g)
 
 
-def _partial(valid: torch.Tensor | None) -> bool:
+def partial(valid: torch.Tensor | None) -> bool:
+    """Whether a valid mask leaves some pixel out (None, or all ones, leaves none)."""
     return valid is not None and not bool(valid.all())
 
 
@@ -64,7 +65,7 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, valid: torch.Tensor | None = No
     cov = (blur(x * y) - mu_x * mu_y) * correction
     c1, c2 = K1**2, K2**2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    if not _partial(valid):
+    if not partial(valid):
         return s.mean(dim=(1, 2, 3))
     half = WINDOW // 2
     m = valid.double()[..., half:-half, half:-half]  # (B, 1, H - 10, W - 10): window centres
@@ -75,7 +76,7 @@ def psnr(fake: torch.Tensor, real: torch.Tensor, valid: torch.Tensor | None = No
     """PSNR in dB of (B, C, H, W) images in [-1, 1] at data range 1: (B,) float64 (inf for equal images)."""
     _check(fake, real)
     squared = (_unit(fake) - _unit(real)).square()
-    if _partial(valid):
+    if partial(valid):
         m = valid.double()
         mse = (squared * m).sum(dim=(1, 2, 3)) / (m.sum(dim=(1, 2, 3)) * squared.shape[1])
     else:
@@ -89,5 +90,5 @@ def masked_l1(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor,
     `valid`: (B,) float64; NaN for an empty mask."""
     _check(fake, real)
     diff = (_unit(fake) - _unit(real)).abs().mean(dim=1, keepdim=True)  # (B, 1, H, W)
-    m = mask.double() * valid.double() if _partial(valid) else mask.double()
+    m = mask.double() * valid.double() if partial(valid) else mask.double()
     return (diff * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3))

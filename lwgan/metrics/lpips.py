@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lwgan.metrics.image import partial
 from lwgan.nets.pretrained import WeightLayoutError, _read, freeze
 
 SHIFT = (-0.030, -0.088, -0.188)
@@ -85,11 +86,11 @@ class LPIPS(nn.Module):
         """LPIPS of (B, 3, H, W) images in [-1, 1]: (B,). `valid` (B, 1, H, W): average each layer's
         distance map only where at least half of a feature pixel's footprint is valid (a crop's padding
         left out); None or all ones is the published metric."""
-        partial = valid is not None and not bool(valid.all())
+        masked = partial(valid)
         total = torch.zeros(x.shape[0], device=x.device)
         for lin, fx, fy in zip(self.lins, self._taps(x), self._taps(y), strict=True):
             dist = lin((fx - fy).square())  # (B, 1, h, w)
-            if partial:
+            if masked:
                 m = F.interpolate(valid.to(dist.dtype), size=dist.shape[-2:], mode="area")
                 m = (m >= 0.5).to(dist.dtype)
                 total = total + (dist * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp(min=1.0)

@@ -128,8 +128,8 @@ class Batch:
                    channels_last: bool = False) -> Batch:
         fields = {}
         for f in dataclasses.fields(cls):
-            if f.name not in items and f.default is None:
-                continue
+            if f.default is None and (f.name not in items or bool(items[f.name].all())):
+                continue  # a valid mask that is all ones is no mask (checked here, not on the device)
             t = items[f.name].to(device, non_blocking=True)
             if channels_last and t.dim() == 4 and f.name != "flow":
                 t = t.contiguous(memory_format=torch.channels_last)

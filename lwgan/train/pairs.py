@@ -175,6 +175,8 @@ class PairDataset(Dataset):
                 sources.append(usable[: options.source_frames])
                 usable_rows[video] = frozenset(usable.tolist())
                 videos.append(video)
+            # read once here, not for every pair: which videos have padding to mask
+            padded = frozenset(v for v in frame_of if v in known[0] and self.frames.is_padded(v))
         finally:
             for reader in (self.frames, self.maps, self.smpl):
                 reader.close()
@@ -187,6 +189,7 @@ class PairDataset(Dataset):
         self.targets = np.asarray(targets, dtype=np.int64)  # (N, 2)
         self._frame_of = frame_of  # video -> (N,) int64 frame position of each maps row
         self._usable_rows = usable_rows
+        self._padded = padded  # videos with frames whose crop reached past the source frame
 
     def _check_side(self) -> int:
         side = int(self.frames.attrs["image_size"])
@@ -310,7 +313,9 @@ class PairDataset(Dataset):
         size = self.options.image_size
         masks = []
         for video, row in rows:
-            mask = self.frames.valid_masks(video, self._frame_of[video][[row]])
+            mask = None
+            if video in self._padded:
+                mask = self.frames.valid_masks(video, self._frame_of[video][[row]])
             if mask is None:
                 masks.append(torch.ones(1, 1, size, size))
                 continue

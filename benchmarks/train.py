@@ -8,9 +8,11 @@ loader_pairs_per_s: pairs (images, conditioning maps, the flow T by gather) per 
 cpu_train_steps_per_s: optimiser steps (one G and one D update) per second of the real training loop at
     the default configuration (params.yaml), start-up and the first steps excluded.
 cpu_peak_rss_gb: peak resident memory of that run: the training process plus its loader workers.
-With CUDA: cuda_train_steps_per_s and cuda_peak_mem_gb at the paper configuration (256², batch 4, base
-width 64, 6 residual blocks, bf16 autocast), and loader_headroom = loader pairs/s at 256² over the pairs
-a CUDA step at that configuration consumes (target >= 5).
+With CUDA: cuda_train_steps_per_s and cuda_peak_mem_gb of the real training loop at the paper configuration
+(256², batch 4, base width 64, 6 residual blocks, bf16 autocast) with `cuda_workers` loader processes;
+cuda_compute_steps_per_s, the same steps on one batch already on the device (the GPU's own rate, no
+loader); loader_pairs_per_s_256_cuda_workers, the loader at 256² with those workers; and loader_headroom =
+that rate over the pairs the GPU's own rate consumes (target >= 5; below 1 the GPU waits for data).
 The last line of stdout is one JSON object.
 """
 
@@ -20,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
@@ -29,8 +32,9 @@ from pathlib import Path
 import torch
 
 from lwgan import config
+from lwgan.train.objective import Batch
 from lwgan.train.pairs import PairDataset, PairOptions, StepBatchSampler
-from lwgan.train.train import TrainPaths, train
+from lwgan.train.train import TrainPaths, build, loader_worker_init, train, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the small synthetic caches the tests build
@@ -45,7 +49,7 @@ def loader_rate(c: Caches, image_size: int, batch: int, workers: int, steps: int
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=StepBatchSampler(len(dataset), batch, num_steps=steps + 2),
         num_workers=workers, multiprocessing_context="spawn" if workers else None,
-        prefetch_factor=4 if workers else None)
+        worker_init_fn=loader_worker_init if workers else None, prefetch_factor=4 if workers else None)
     it = iter(loader)
     next(it), next(it)  # workers started and warm
     start = time.perf_counter()
@@ -72,16 +76,36 @@ def train_rate(c: Caches, out: Path, train_params: dict, steps: int, skip: int) 
     return stats
 
 
-def _child(queue, args) -> None:
-    queue.put(train_rate(*args))
+def compute_rate(c: Caches, out: Path, train_params: dict, steps: int, skip: int) -> dict[str, float]:
+    """Steps per second of `train_step` on one batch that stays on the device: G, D, the feature networks,
+    backward and both optimisers, with no loader in the way."""
+    tree = config.to_dict(config.load(ROOT / "params.yaml"))
+    tree["train"].update(train_params, workers=0)
+    tree["tracking"]["enabled"] = False
+    run = build(config.from_dict(tree), TrainPaths(c.frames, c.maps, c.smpl, c.body, out))
+    items = torch.utils.data.default_collate([run.dataset[i] for i in range(run.params.batch_size)])
+    batch = Batch.from_items(items, run.device, channels_last=run.fast)
+    sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)
+    for _ in range(skip):
+        train_step(run, batch)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(run, batch)
+    sync()
+    return {"steps_per_s": steps / (time.perf_counter() - start)}
 
 
-def in_fresh_process(*args) -> dict[str, float]:
-    """`train_rate` in a process of its own (not a daemon: it starts loader workers), so that its peak
+def _child(queue, fn, args) -> None:
+    queue.put(fn(*args))
+
+
+def in_fresh_process(*args, fn=train_rate) -> dict[str, float]:
+    """`fn` (`train_rate`) in a process of its own (not a daemon: it starts loader workers), so that its peak
     memory is the training run's alone."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, args))
+    proc = ctx.Process(target=_child, args=(queue, fn, args))
     proc.start()
     stats = queue.get()
     proc.join()
@@ -108,11 +132,17 @@ def main() -> None:
         result["cpu_peak_rss_gb"] = cpu_stats["rss_gb"]  # the trainer + each worker at the largest's peak
         result["cpu_peak_rss_gb_trainer"] = cpu_stats["rss_gb_trainer"]
         if torch.cuda.is_available():
-            cuda_stats = in_fresh_process(caches, tmp_path / "cuda", PAPER | {"device": "cuda", "workers": 4},
-                                          steps, 5)
+            workers = max(2, min(12, (os.cpu_count() or 4) - 2))
+            result["cuda_workers"] = workers
+            paper = PAPER | {"device": "cuda", "workers": workers}
+            cuda_stats = in_fresh_process(caches, tmp_path / "cuda", paper, steps, 5)
             result["cuda_train_steps_per_s"] = cuda_stats["steps_per_s"]
             result["cuda_peak_mem_gb"] = cuda_stats["peak_mem_gb"]
-            result["loader_headroom"] = result["loader_pairs_per_s_256"] / (4 * cuda_stats["steps_per_s"])
+            own = in_fresh_process(caches, tmp_path / "cuda_compute", paper, steps, 5, fn=compute_rate)
+            result["cuda_compute_steps_per_s"] = own["steps_per_s"]
+            pairs = loader_rate(caches, 256, PAPER["batch_size"], workers, loader_steps)
+            result["loader_pairs_per_s_256_cuda_workers"] = pairs
+            result["loader_headroom"] = pairs / (PAPER["batch_size"] * own["steps_per_s"])
         else:
             result["cuda"] = "not available: cuda_train_steps_per_s and cuda_peak_mem_gb need a CUDA device"
     print(json.dumps(result))

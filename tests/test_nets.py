@@ -206,10 +206,18 @@ def test_spectral_norm_switch_parametrizes_every_discriminator_conv():
     assert len(sn_convs) == len(plain_convs) == 6
     assert not any(parametrize.is_parametrized(m, "weight") for m in plain_convs)
     assert all(parametrize.is_parametrized(m, "weight") for m in sn_convs)
+    # Each training forward runs one power iteration; after enough of them the effective weight's largest
+    # singular value (an exact SVD here) is 1. The 15 iterations at creation alone leave a conv with a
+    # small spectral gap up to ~10 % off, depending on the draw.
+    torch.manual_seed(0)
+    sn.train()
+    with torch.no_grad():
+        for _ in range(200):
+            sn(torch.randn(1, 3, SIZE, SIZE), torch.randn(1, 4, SIZE, SIZE))
     sn.eval()
-    for conv in sn_convs:  # the effective weight has spectral norm ~1 (15 power iterations at creation)
+    for conv in sn_convs:
         sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
-        assert abs(sigma.item() - 1.0) < 0.05
+        assert abs(sigma.item() - 1.0) < 0.01
 
 
 def test_bfloat16_autocast_forward_is_finite(small_g):

@@ -14,9 +14,10 @@ import torch
 from _small import TINY_ALL_TERMS, Caches, build_caches
 
 from lwgan import config
+from lwgan.errors import UserError
 from lwgan.nets import Generator, PatchDiscriminator
 from lwgan.nets.build import net_options
-from lwgan.train.distributed import DistEnv
+from lwgan.train.distributed import DistEnv, pick_device
 from lwgan.train.objective import Batch
 from lwgan.train.pairs import StepBatchSampler
 from lwgan.train.schedule import Schedule
@@ -59,7 +60,7 @@ def batch_at(run: TrainRun, step: int) -> Batch:
 
 
 def weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -191,3 +192,13 @@ def test_windows_reduce_to_means_and_epochs_weight_them_by_their_steps():
     assert [{"step": s, **m} for s, m in record.metrics] == run.history
     # the last epoch's mean of steps 5 and 6
     assert summarise(run.history, run.epochs, 6, schedule, 1.0, 0, 2, {})["loss"] == {"G": 5.5}
+
+
+def test_more_ranks_on_a_node_than_gpus_is_an_error_naming_the_fix(monkeypatch):
+    # a node with one GPU, as torch reports it; NCCL would fail later with "Duplicate GPU detected"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("auto", DistEnv(rank=0, world_size=2, local_rank=0)) == torch.device("cuda", 0)
+    with pytest.raises(UserError, match=r"local rank 1 .* 1 CUDA device.*nproc_per_node=1.*device=cpu"):
+        pick_device("cuda", DistEnv(rank=1, world_size=2, local_rank=1))
+    assert pick_device("cpu", DistEnv(rank=1, world_size=2, local_rank=1)) == torch.device("cpu")

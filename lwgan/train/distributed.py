@@ -16,6 +16,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from lwgan.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class DistEnv:
@@ -46,7 +48,12 @@ def pick_device(kind: str, env: DistEnv) -> torch.device:
         raise RuntimeError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
     if kind == "cpu" or (kind == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
-    return torch.device("cuda", env.local_rank % torch.cuda.device_count())
+    count = torch.cuda.device_count()
+    if env.local_rank >= count:  # NCCL refuses two ranks on one GPU, with a message that names neither
+        raise UserError(f"this process is local rank {env.local_rank} but the node has {count} CUDA "
+                        f"device(s): start at most {count} per node (torchrun --nproc_per_node={count}), "
+                        "or train on the CPU with train.device=cpu")
+    return torch.device("cuda", env.local_rank)
 
 
 def init(env: DistEnv, device: torch.device) -> None:

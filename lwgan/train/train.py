@@ -473,7 +473,7 @@ def _publish(run: TrainRun, tracker: Tracker | None) -> None:
         tracker.log_artifacts([out_dir / SAMPLES_DIR], SAMPLES_DIR)
 
 
-def _worker_init(_: int) -> None:
+def loader_worker_init(_: int) -> None:
     """One compute thread per loader process (torch already has one in DataLoader workers)."""
     import cv2
 
@@ -487,7 +487,7 @@ def _loader(run: TrainRun) -> torch.utils.data.DataLoader:
                                world_size=run.env.world_size, seed=run.seed, num_steps=run.total - run.step)
     return torch.utils.data.DataLoader(
         run.dataset, batch_sampler=sampler, num_workers=p.workers, pin_memory=run.device.type == "cuda",
-        worker_init_fn=_worker_init if p.workers else None, prefetch_factor=4 if p.workers else None,
+        worker_init_fn=loader_worker_init if p.workers else None, prefetch_factor=4 if p.workers else None,
         # spawned, not forked: a fork of a process whose OpenCV / OpenMP thread pools have run can hang
         multiprocessing_context="spawn" if p.workers else None)
 

@@ -69,6 +69,8 @@ class SynthParams:
     image_size: int = _f(256, "side of the rendered frames, pixels", ge=32, le=2048)
     val_subjects: int = _f(2, "subjects held out for validation (split by subject, as iPER)", ge=0)
     workers: int = _f(2, "videos rendered in parallel, one process each", ge=1, le=256)
+    loose: float = _f(0.5, "share of outfits with a skirt that swings free of the legs; with it, long hair "
+                      "hangs free of the head (0 = everything on the body surface)", ge=0.0, le=1.0)
 
     def validate(self, path: str) -> None:
         if self.val_subjects >= self.subjects:

@@ -3,7 +3,9 @@ reconstruction, attention terms), trained on a few pairs of one real-cache video
 the naive warp on those pairs (body L1 and LPIPS, the published metric on its own AlexNet weights), and
 better than itself untrained. The references are independent of G: the warp alone (the source sampled by
 `F.grid_sample` at T, over the source's OpenCV-inpainted background: the evaluate stage's naive reference)
-and the source frame itself, which the warp must beat first."""
+and the source frame itself, which G must beat too. The caches are the default synthetic set's kind,
+with a skirt and hanging hair where drawn: on such pairs the warp can be further from the target than the
+untouched source frame (it drags the skirt with the legs), and G must learn what the warp cannot."""
 
 from __future__ import annotations
 
@@ -71,7 +73,6 @@ def test_a_trained_generator_beats_the_warp_it_is_given(batch):
     seen = (batch.flow[..., 0] > OUTSIDE / 2)[:, None]
     assert torch.allclose(torch.where(seen, naive, 0), torch.where(seen, sampled, 0), atol=1e-5)
     naive_l1, naive_lpips = scores(naive, batch, lpips)
-    assert naive_l1 < 0.95 * source_l1  # the warp moves the source onto the target body
 
     with torch.no_grad():
         untrained_l1, untrained_lpips = scores(objective.generate(generator, batch).tgt, batch, lpips)
@@ -94,5 +95,5 @@ def test_a_trained_generator_beats_the_warp_it_is_given(batch):
     print(f"body L1: source {source_l1:.4f} naive {naive_l1:.4f} untrained {untrained_l1:.4f} "
           f"trained {trained_l1:.4f}; LPIPS: naive {naive_lpips:.4f} untrained {untrained_lpips:.4f} "
           f"trained {trained_lpips:.4f}")
-    assert trained_l1 < 0.9 * min(naive_l1, untrained_l1)
+    assert trained_l1 < 0.9 * min(naive_l1, untrained_l1, source_l1)
     assert trained_lpips < 0.9 * min(naive_lpips, untrained_lpips)

@@ -2,8 +2,11 @@
 the ground truth (weak-perspective camera, COCO keypoints with visibility, 3D joints, person mask).
 
 Pictures are rendered at `SUPERSAMPLE` times the output size and reduced with area averaging, so edges
-and patterns are smooth. The person mask is the rasteriser's silhouette AT the output size (pixel-centre
-rule of `lwgan.geometry`), so it can be recomputed exactly from the ground truth with `project_video`.
+and patterns are smooth. The light is fixed in the camera's frame: as the person turns, the shading moves
+over their clothes. The person mask is the rasteriser's silhouette AT the output size (pixel-centre rule
+of `lwgan.geometry`): of the body alone, which `project_video` recomputes exactly from the ground truth,
+plus whatever the video wears beyond the body surface (`lwgan.synth.loose`: a skirt, hanging hair).
+Keypoint visibility is judged against everything rendered, the loose pieces included.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from lwgan.geometry import ndc_to_pixel
 from lwgan.render.raster import RasterSettings, rasterize
 from lwgan.synth.appearance import VIDEO, BodyLayout, Outfit, Subject, Texturer, stream
 from lwgan.synth.background import add_shadow, make_background
+from lwgan.synth.loose import SKIRT, LooseChoice, LooseSet
 from lwgan.synth.motion import A_POSE_SHOULDER, Motion, turn_motion, varied_motion
+from lwgan.synth.patterns import pattern_weight
 
 SUPERSAMPLE = 2
 FILL = (0.55, 0.65)  # fraction of the image height a standing person spans
@@ -157,9 +162,11 @@ class VideoRenderer:
         subject: Subject,
         outfit: Outfit,
         write_frame: Callable[[int, np.ndarray, np.ndarray], None],
+        loose: LooseChoice | None = None,
     ) -> VideoTruth:
         """Render every frame, handing (index, image (H, W, 3) uint8 RGB, mask (H, W) uint8 0/255) to
-        `write_frame` in order, and return the video's ground truth."""
+        `write_frame` in order, and return the video's ground truth. `loose`: a skirt and hanging hair to
+        render beside the body (None: the body surface alone)."""
         rng = stream(spec.seed, VIDEO, spec.subject, spec.cloth, spec.action)
         motion = self.motion(spec, rng)
         betas = np.asarray(subject.betas, dtype=np.float32)
@@ -167,6 +174,12 @@ class VideoRenderer:
         posed = pose_body(self.body, betas, pose)
         cam, floor_ndc, drift_y = self._camera(spec, rng, betas, posed.vertices)
         verts = weak_perspective_project(posed.vertices, torch.from_numpy(cam))  # (N, V, 3)
+        extra = self._loose(loose, betas, posed) if loose is not None else None
+        faces = self.faces
+        if extra is not None:
+            extra_verts = weak_perspective_project(torch.from_numpy(extra.vertices), torch.from_numpy(cam))
+            verts = torch.cat((verts, extra_verts), dim=1)
+            faces = torch.cat((self.faces, torch.from_numpy(extra.faces) + posed.vertices.shape[1]))
         size, big = spec.image_size, spec.image_size * SUPERSAMPLE
         background, kind = make_background(rng, big, big, floor_ndc)
         light = np.array([rng.uniform(-0.7, 0.7), -rng.uniform(0.4, 1.0), -1.0])
@@ -179,16 +192,21 @@ class VideoRenderer:
         visible = np.zeros(kp_pixels.shape[:2], dtype=np.float32)  # (N, K)
         for start in range(0, spec.frames, _RASTER_CHUNK):
             chunk = slice(start, min(start + _RASTER_CHUNK, spec.frames))
-            fine = rasterize(verts[chunk], self.faces, RasterSettings(big, big))
-            coarse = rasterize(verts[chunk], self.faces, RasterSettings(size, size))
+            fine = rasterize(verts[chunk], faces, RasterSettings(big, big))
+            coarse = rasterize(verts[chunk], faces, RasterSettings(size, size))
             normals = (self.sign * _vertex_normals(posed.vertices[chunk], self.faces)).numpy()  # (B, V, 3)
+            if extra is not None:  # sheets have no outside: `_paint` turns each normal to the camera
+                extra_normals = _vertex_normals(torch.from_numpy(extra.vertices[chunk]),
+                                                torch.from_numpy(extra.faces)).numpy()
+                normals = np.concatenate((normals, extra_normals), axis=1)
             for b, i in enumerate(range(chunk.start, chunk.stop)):
                 canvas = background.copy()
-                feet = verts[i, self.feet].numpy() if self.feet.any() else verts[i].numpy()
+                body_verts = verts[i, :len(self.feet)]
+                feet = body_verts[self.feet].numpy() if self.feet.any() else body_verts.numpy()
                 half = 0.5 * float(feet[:, 0].max() - feet[:, 0].min()) + 0.15 * float(cam[i, 0])
                 add_shadow(canvas, float(feet[:, 0].mean()), floor_ndc + drift_y[i], half, shadow)
                 self._paint(canvas, fine.face_index[b].numpy(), fine.bary[b].numpy(), normals[b], texturer,
-                            light, ambient)
+                            light, ambient, extra, subject, outfit)
                 small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
                 image = (np.clip(small, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
                 face_index = coarse.face_index[b].numpy()
@@ -204,6 +222,8 @@ class VideoRenderer:
             "ambient": ambient,
             "segments": [list(s) for s in motion.segments],
         }
+        if loose is not None:
+            extras["loose"] = loose.describe()
         return VideoTruth(
             betas=betas,
             pose=pose,
@@ -214,6 +234,15 @@ class VideoRenderer:
             yaw=motion.yaw.astype(np.float32),
             extras=extras,
         )
+
+    def _loose(self, choice: LooseChoice, betas: np.ndarray, posed) -> LooseSet | None:
+        """The video's loose pieces around its posed body (camera axes), shaped on the subject at rest."""
+        rest = pose_body(self.body, betas, np.zeros((1, 3 * self.body.num_joints), dtype=np.float32))
+        names = list(self.body.keypoint_names)
+        ears = posed.keypoints[:, [names.index("left_ear"), names.index("right_ear")]].numpy()
+        return LooseSet.for_video(choice, rest.vertices[0].numpy().astype(np.float64),
+                                  rest.joints[0].numpy().astype(np.float64),
+                                  posed.joints.numpy().astype(np.float64), ears.astype(np.float64))
 
     def _camera(
         self, spec: VideoSpec, rng: np.random.Generator, betas: np.ndarray, vertices: torch.Tensor
@@ -245,10 +274,14 @@ class VideoRenderer:
         texturer: Texturer,
         light: np.ndarray,
         ambient: float,
+        extra: LooseSet | None = None,
+        subject: Subject | None = None,
+        outfit: Outfit | None = None,
     ) -> None:
-        """Paint the shaded, textured body over canvas (H, W, 3) float32 in place.
+        """Paint the shaded, textured body (and the loose pieces `extra`, faces numbered after the body's)
+        over canvas (H, W, 3) float32 in place.
 
-        face_index (H, W) int32 -1 background; bary (H, W, 3); normals (V, 3) camera axes.
+        face_index (H, W) int32 -1 background; bary (H, W, 3); normals (V [+ V'], 3) camera axes.
         """
         flat = face_index.reshape(-1)
         pixels = np.flatnonzero(flat >= 0)  # (P,)
@@ -256,11 +289,24 @@ class VideoRenderer:
             return
         face = flat[pixels]
         weights = bary.reshape(-1, 3)[pixels].astype(np.float64)  # (P, 3)
-        corners = self.faces_np[face]  # (P, 3)
-        rest = np.einsum("pk,pkc->pc", weights, self.rest[corners])  # (P, 3)
-        normal = np.einsum("pk,pkc->pc", weights, normals[corners])  # (P, 3)
+        on_body = face < len(self.faces_np)
+        albedo = np.empty((pixels.size, 3), dtype=np.float32)
+        normal = np.empty((pixels.size, 3), dtype=np.float64)
+        corners = self.faces_np[face[on_body]]  # (P, 3)
+        w = weights[on_body]
+        rest = np.einsum("pk,pkc->pc", w, self.rest[corners])  # (P, 3)
+        normal[on_body] = np.einsum("pk,pkc->pc", w, normals[corners])
+        albedo[on_body] = texturer.albedo(rest, self.face_part[face[on_body]])
+        if extra is not None and not on_body.all():
+            loose = face[~on_body] - len(self.faces_np)
+            w = weights[~on_body]
+            corners = extra.faces[loose] + len(self.rest)
+            n = np.einsum("pk,pkc->pc", w, normals[corners])
+            normal[~on_body] = np.where(n[:, 2:3] > 0, -n, n)  # towards the camera (-z): both sides lit
+            local = extra.faces[loose]
+            albedo[~on_body] = _loose_albedo(extra.piece[loose], np.einsum("pk,pk->p", w, extra.angle[local]),
+                                             np.einsum("pk,pk->p", w, extra.along[local]), subject, outfit)
         normal /= np.linalg.norm(normal, axis=1, keepdims=True).clip(1e-9)
-        albedo = texturer.albedo(rest, self.face_part[face])  # (P, 3)
         lit = ambient + (1.0 - ambient) * np.clip(normal @ light, 0.0, None)  # (P,)
         canvas.reshape(-1, 3)[pixels] = albedo * lit[:, None].astype(np.float32)
 
@@ -275,3 +321,24 @@ class VideoRenderer:
         inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
         seen = depth_map[row.clip(0, height - 1), col.clip(0, width - 1)]  # +inf on background
         return (inside & (depth <= seen + tolerance)).astype(np.float32)
+
+
+def _loose_albedo(piece: np.ndarray, angle: np.ndarray, along: np.ndarray, subject: Subject | None,
+                  outfit: Outfit | None) -> np.ndarray:
+    """(P, 3) float32 colour of loose-piece points: a skirt in the outfit's bottom fabric and pattern, hair
+    in the subject's hair colour with strands, darker towards the tips."""
+    out = np.empty((piece.size, 3), dtype=np.float32)
+    skirt = piece == SKIRT
+    if skirt.any() and outfit is not None:
+        garment = outfit.bottom
+        weight = pattern_weight(garment, angle[skirt], along[skirt], 0.15)
+        a = np.asarray(garment.colour_a, dtype=np.float32) / 255.0
+        b = np.asarray(garment.colour_b, dtype=np.float32) / 255.0
+        out[skirt] = a + weight[:, None].astype(np.float32) * (b - a)
+    hair = ~skirt
+    if hair.any() and subject is not None:
+        colour = np.asarray(subject.hair, dtype=np.float32) / 255.0
+        strands = 0.82 + 0.18 * np.cos(angle[hair] * 23.0) * np.cos(angle[hair] * 7.0 + 1.3)
+        tips = 1.0 - 0.25 * np.clip(along[hair] / 0.3, 0.0, 1.0)
+        out[hair] = colour * (strands * tips)[:, None].astype(np.float32)
+    return out

@@ -38,7 +38,8 @@ from lwgan.body.model import BodyModel
 from lwgan.config import Params
 from lwgan.io import atomic_path, remove_temporaries, write_json, write_npz
 from lwgan.progress import ProgressLog
-from lwgan.synth.appearance import make_outfit, make_subject
+from lwgan.synth.appearance import LOOSE, make_outfit, make_subject, stream
+from lwgan.synth.loose import LooseChoice
 from lwgan.synth.render import VideoRenderer, VideoSpec, VideoTruth
 from lwgan.synth.sheet import truth_sheet
 
@@ -71,7 +72,9 @@ class SynthOptions:
     frames_per_action: frames of every video; image_size: square side in pixels; val_subjects: the LAST
     this many subjects form the validation split (iPER splits by subject); seed: everything follows from
     it; workers: processes rendering videos in parallel (output does not depend on it); jpeg_quality:
-    of the frames.
+    of the frames; loose: the share of outfits with a skirt, which does not follow the legs, and with it
+    long-haired subjects' hair hangs free of the head (`lwgan.synth.loose`); 0 keeps everything on the body
+    surface, byte for byte the set as it was before loose pieces existed.
     """
 
     subjects: int = 16
@@ -82,8 +85,12 @@ class SynthOptions:
     seed: int = 0
     workers: int = 1
     jpeg_quality: int = 95
+    loose: float = 0.5
 
     def __post_init__(self) -> None:
+        loose = self.loose
+        if isinstance(loose, bool) or not isinstance(loose, int | float) or not 0 <= loose <= 1:
+            raise ValueError(f"synth.loose must be a number in [0, 1], got {self.loose!r}")
         ranges = {
             "subjects": (1, 999), "clothes": (1, 99), "frames_per_action": (2, 9999),
             "image_size": (16, 4096), "seed": (0, 2**63 - 1), "workers": (1, 256), "jpeg_quality": (1, 100),
@@ -147,6 +154,8 @@ def video_key(spec: VideoSpec, options: SynthOptions, body_digest: str) -> str:
     """sha256 naming everything that determines one video's bytes."""
     fields = {"version": GENERATOR_VERSION, "body": body_digest, "quality": options.jpeg_quality,
               **dataclasses.asdict(spec)}
+    if options.loose > 0:  # absent at 0, so that the set without loose pieces keeps its keys
+        fields["loose"] = options.loose
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -198,7 +207,11 @@ def render_video(
             digest.update(data)
             size += len(data)
 
-    truth = renderer.render(spec, subject, outfit, write_frame)
+    loose = None
+    if options.loose > 0:
+        loose = LooseChoice.draw(stream(spec.seed, LOOSE, spec.subject, spec.cloth), options.loose,
+                                 subject.long_hair)
+    truth = renderer.render(spec, subject, outfit, write_frame, loose)
     gt_bytes = write_npz(work / "gt.npz", _truth_arrays(truth, spec, renderer.body, subject.skin))
     digest.update(b"gt.npz")
     digest.update(gt_bytes)
@@ -389,7 +402,8 @@ def options_from_params(params: Params) -> SynthOptions:
     synth = params.synth
     return SynthOptions(subjects=synth.subjects, clothes=synth.clothes,
                         frames_per_action=synth.frames_per_action, image_size=synth.image_size,
-                        val_subjects=synth.val_subjects, seed=params.seed, workers=synth.workers)
+                        val_subjects=synth.val_subjects, seed=params.seed, workers=synth.workers,
+                        loose=synth.loose)
 
 
 def run(params: Params, body_path: Path, out_dir: Path) -> SynthReport:

@@ -382,7 +382,8 @@ def _write_index(
     content = hashlib.sha256("".join(r["content_hash"] for r in records).encode()).hexdigest()
     manifest = {
         "generator_version": GENERATOR_VERSION,
-        "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "workers"},
+        "options": {k: v for k, v in dataclasses.asdict(options).items()
+                    if k != "workers" and not (k == "loose" and v == 0)},  # loose=0: the earlier set
         "body_model": body_info,
         "layout": {"images": "images/<subject>/<cloth>/<action>/NNNN.jpg",
                    "masks": "masks/<subject>/<cloth>/<action>/NNNN.png",

@@ -10,6 +10,7 @@ import torch
 
 from lwgan.body.cameras import axis_angle_to_matrix, facing_camera_orient, weak_perspective_project
 from lwgan.body.fitting import (
+    IMPLAUSIBLE_SCALE,
     LOW_CONFIDENCE,
     NO_PERSON,
     NOT_CONVERGED,
@@ -18,6 +19,7 @@ from lwgan.body.fitting import (
     fit_video,
     fitted_joints,
 )
+from lwgan.body.fitting_state import scale_outliers
 from lwgan.body.model import BodyModel
 from lwgan.body.pose_metrics import pa_mpjpe
 from lwgan.body.poses import euler_to_axis_angle, pose_from_angles
@@ -130,6 +132,37 @@ def test_a_frame_without_a_person_is_flagged_and_filled_from_its_neighbours(body
     # The missing frame lies between its neighbours.
     gap = (joints[2] - 0.5 * (joints[1] + joints[3])).norm(dim=-1).mean()
     assert float(gap) < 0.03
+
+
+def test_scale_outliers_by_hand():
+    valid = torch.ones(9, dtype=torch.bool)
+    steady = torch.tensor([1.0, 1.02, 0.99, 1.0, 2.1, 1.01, 1.0, 0.98, 1.0])
+    assert scale_outliers(steady, valid, 3, 1.3).tolist() == [i == 4 for i in range(9)]
+    assert not scale_outliers(steady, valid, 3, 0.0).any()  # off
+    assert not scale_outliers(steady, valid, 3, 2.2).any()  # within the ratio
+    small = steady.clone()
+    small[4] = 1.0 / 2.1  # shrinking counts the same as growing
+    assert scale_outliers(small, valid, 3, 1.3).tolist() == [i == 4 for i in range(9)]
+    ramp = torch.linspace(1.0, 1.6, 9)  # walking towards the camera: a steady change is no outlier
+    assert not scale_outliers(ramp, valid, 3, 1.3).any()
+    # frames without a person neither count nor are judged; fewer than three judges = no verdict
+    holes = torch.tensor([True, False, False, False, True, False, False, False, True])
+    assert not scale_outliers(steady, holes, 3, 1.3).any()
+    assert scale_outliers(steady, holes, 4, 1.3).tolist() == [i == 4 for i in range(9)]
+
+
+def test_a_frame_of_twice_the_size_is_flagged_and_filled_from_its_neighbours(body):
+    clip = make_truth(body, 9)
+    keypoints = clip.keypoints.clone()
+    centre = keypoints[4, :, :2].mean(dim=0)
+    keypoints[4, :, :2] = centre + 2.0 * (keypoints[4, :, :2] - centre)  # a fit there draws a giant
+    result = fit_video(keypoints, SIZE, body, FAST)
+    assert result.status[4] & IMPLAUSIBLE_SCALE and not (result.status[[0, 1, 2, 3, 5, 6, 7, 8]]).any()
+    assert math.isnan(float(result.reprojection_px[4]))
+    torch.testing.assert_close(result.cam[:, 0], clip.cam[:, 0], rtol=0.08, atol=0.0)  # frame 4 too
+    off = FitOptions(**{**dataclasses.asdict(FAST), "max_scale_ratio": 0.0})
+    unguarded = fit_video(keypoints, SIZE, body, off)
+    assert int(unguarded.status[4]) == 0 and float(unguarded.cam[4, 0]) > 1.5 * float(clip.cam[4, 0])
 
 
 def test_a_video_without_any_person_is_not_fatal(body, truth):

@@ -38,7 +38,7 @@ from lwgan.body.fit_quality import (
     raised,
     summarise,
 )
-from lwgan.body.fitting import NO_PERSON, FitOptions, fit_video, fitted_joints
+from lwgan.body.fitting import IMPLAUSIBLE_SCALE, NO_PERSON, FitOptions, fit_video, fitted_joints
 from lwgan.body.model import BodyModel
 from lwgan.body.pose_metrics import mpjpe, pa_mpjpe
 from lwgan.body.sequence import project_video
@@ -277,7 +277,9 @@ def draw_overlays(body: BodyModel, cache: FramesCache, video: str, fit: Mapping[
         for u, v, c in fit["keypoints"][i]:
             if c > 0:
                 cv2.circle(image, (int(round(u)), int(round(v))), 2, (255, 60, 60), -1, cv2.LINE_AA)
-        label = f"{video} #{int(i)}" + (" no person" if int(fit["status"][i]) & NO_PERSON else "")
+        flags = int(fit["status"][i])
+        label = f"{video} #{int(i)}" + (" no person" if flags & NO_PERSON else "") + (
+            " size implausible, interpolated" if flags & IMPLAUSIBLE_SCALE else "")
         cv2.putText(image, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
         cv2.imwrite(str(folder / f"{video}_{int(i):05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 

@@ -7,8 +7,8 @@ the videos without refitting any: the thresholds are no part of a shard's key.
 Per video (`VideoFigures`):
 
     detection_rate     frames where the keypoint source found a person / frames
-    fitted_rate        frames whose fit is usable / frames: a person found, and the fit flagged neither
-                       `NO_PERSON` (too few confident keypoints) nor `NOT_CONVERGED`
+    fitted_rate        frames whose fit is usable / frames: a person found, and the fit flagged none of
+                       `NO_PERSON` (too few confident keypoints), `NOT_CONVERGED`, `IMPLAUSIBLE_SCALE`
     reprojection_p50,  median and 95th percentile over the frames with a person found and fitted of the
     reprojection_p95   relative reprojection error (`relative_reprojection`): the mean distance between
                        the stored mesh's projected keypoints and the confident keypoints, divided by the
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lwgan.body.fitting import NO_PERSON, NOT_CONVERGED
+from lwgan.body.fitting import IMPLAUSIBLE_SCALE, NO_PERSON, NOT_CONVERGED
 from lwgan.body.model import BodyModel
 from lwgan.body.pose_metrics import reprojection_error
 from lwgan.body.sequence import project_keypoints
@@ -46,7 +46,7 @@ from lwgan.geometry import ndc_to_pixel
 
 OK, POOR, FAILED = "ok", "poor", "failed"
 STATUSES = (OK, POOR, FAILED)
-UNUSABLE = NO_PERSON | NOT_CONVERGED  # status flags of a frame whose fit is not usable
+UNUSABLE = NO_PERSON | NOT_CONVERGED | IMPLAUSIBLE_SCALE  # status flags of a frame whose fit is not usable
 _CHUNK = 256  # frames posed at once (bounds the memory of the posed meshes)
 
 

@@ -17,7 +17,9 @@ Long videos are fitted chunk by chunk: the shape fitted in the first chunk with 
 rest of the video, and each chunk starts from the previous chunk's last frame (it anchors the
 orientation path and the smoothness terms).
 Frames with too few confident keypoints are flagged `NO_PERSON`, take no part in any loss, and get the
-pose and camera interpolated between their nearest fitted neighbours.
+pose and camera interpolated between their nearest fitted neighbours. So are frames whose fitted camera
+scale jumps off their neighbours' (`IMPLAUSIBLE_SCALE`): a fit on a few keypoints along one side of a
+turning body can draw it twice its size.
 
 Units: keypoints are pixels (u = column, v = row, centres at integers, `lwgan.geometry`); internally they
 become NDC. Errors seen by the robust loss and the convergence test are pixels of a `REFERENCE_SIZE`
@@ -33,7 +35,14 @@ import torch
 
 from lwgan.body.cameras import axis_angle_to_matrix
 from lwgan.body.fitting_stages import fit_chunk
-from lwgan.body.fitting_state import REFERENCE_SIZE, ChunkFit, FitOptions, FitState, interpolate_missing
+from lwgan.body.fitting_state import (
+    REFERENCE_SIZE,
+    ChunkFit,
+    FitOptions,
+    FitState,
+    interpolate_missing,
+    scale_outliers,
+)
 from lwgan.body.kinematics import KeypointBody
 from lwgan.body.model import BodyModel
 from lwgan.body.poses import matrix_to_axis_angle
@@ -45,6 +54,7 @@ logger = logging.getLogger(__name__)
 NO_PERSON = 1  # too few confident keypoints: pose and camera interpolated from neighbours
 LOW_CONFIDENCE = 2  # the keypoints' mean confidence is below `FitOptions.low_confidence`
 NOT_CONVERGED = 4  # the final mean reprojection error exceeds `FitOptions.converged_error`
+IMPLAUSIBLE_SCALE = 8  # the size jumps off the neighbours' (`FitOptions.max_scale_ratio`): interpolated
 
 __all__ = [
     "LOW_CONFIDENCE", "NOT_CONVERGED", "NO_PERSON", "REFERENCE_SIZE", "FitInit", "FitOptions", "FitResult",
@@ -73,7 +83,8 @@ class FitResult:
     betas: (S,) one shape for the video. pose: (N, J * 3) axis-angle per joint, joint 0 the global
     orientation (an upright person facing the camera has ~pi about x). cam: (N, 3) weak perspective
     (s, tx, ty), NDC = s * (X + t) for the posed body without translation (`lwgan.geometry`).
-    status: (N,) uint8 bit flags `NO_PERSON`, `LOW_CONFIDENCE`, `NOT_CONVERGED` (0 = fine).
+    status: (N,) uint8 bit flags `NO_PERSON`, `LOW_CONFIDENCE`, `NOT_CONVERGED`, `IMPLAUSIBLE_SCALE`
+        (0 = fine).
     reprojection_px: (N,) mean distance in pixels of the input image between the fitted and the
     confident keypoints; NaN for NO_PERSON frames. loss: name -> per-iteration values (chunks appended).
     """
@@ -181,32 +192,46 @@ def fit_video(
     status[~valid.cpu()] |= NO_PERSON
     status[(confidence.mean(dim=1) < options.low_confidence).cpu()] |= LOW_CONFIDENCE
     start_state = _init_state(init, body, device)
-    history: dict[str, list[float]] = {}
-    parts: list[ChunkFit] = []
-    anchor: FitState | None = None
-    betas = None if start_state is None else start_state.betas
-    shape_fitted = False  # the first chunk with a person fits the shape; later chunks keep it
-    for start in range(0, frames, options.chunk_size):
-        chunk = slice(start, min(start + options.chunk_size, frames))
-        part = fit_chunk(
-            skeleton=skeleton,
-            body=body,
-            target=target[chunk],
-            weight=weight[chunk],
-            options=options,
-            anchor=anchor,
-            betas=betas,
-            fit_betas=not shape_fitted,
-            init=None if start_state is None else start_state.slice(chunk),
-            masks=None if masks is None or options.silhouette_weight <= 0 else masks[chunk],
-        )
-        parts.append(part)
-        shape_fitted = shape_fitted or bool(valid[chunk].any())
-        betas = part.state.betas
-        anchor = part.state.last()
-        for name, values in part.loss.items():
-            history.setdefault(name, []).extend(values)
-    state = FitState.cat([part.state for part in parts])
+
+    def fit_all(weight: torch.Tensor, valid: torch.Tensor) -> tuple[FitState, list[ChunkFit], dict]:
+        history: dict[str, list[float]] = {}
+        parts: list[ChunkFit] = []
+        anchor: FitState | None = None
+        betas = None if start_state is None else start_state.betas
+        shape_fitted = False  # the first chunk with a person fits the shape; later chunks keep it
+        for start in range(0, frames, options.chunk_size):
+            chunk = slice(start, min(start + options.chunk_size, frames))
+            part = fit_chunk(
+                skeleton=skeleton,
+                body=body,
+                target=target[chunk],
+                weight=weight[chunk],
+                options=options,
+                anchor=anchor,
+                betas=betas,
+                fit_betas=not shape_fitted,
+                init=None if start_state is None else start_state.slice(chunk),
+                masks=None if masks is None or options.silhouette_weight <= 0 else masks[chunk],
+            )
+            parts.append(part)
+            shape_fitted = shape_fitted or bool(valid[chunk].any())
+            betas = part.state.betas
+            anchor = part.state.last()
+            for name, values in part.loss.items():
+                history.setdefault(name, []).extend(values)
+        return FitState.cat([part.state for part in parts]), parts, history
+
+    state, parts, history = fit_all(weight, valid)
+    # A frame whose size jumps off its neighbours' is set aside and the video fitted again without it:
+    # through the smoothness terms it had pulled its neighbours' cameras too. A second verdict on the new
+    # fit sets aside (without another fit) whatever still jumps.
+    implausible = scale_outliers(state.cam[:, 0], valid, options.scale_window, options.max_scale_ratio)
+    if implausible.any():
+        valid = valid & ~implausible
+        state, parts, history = fit_all(weight * valid[:, None], valid)
+        again = scale_outliers(state.cam[:, 0], valid, options.scale_window, options.max_scale_ratio)
+        implausible, valid = implausible | again, valid & ~again
+    status[implausible.cpu()] |= IMPLAUSIBLE_SCALE
     state = interpolate_missing(state, valid, None)
     error_px = torch.cat([part.error for part in parts]).cpu() * (image_size / REFERENCE_SIZE)  # (N,)
     error_px[~valid.cpu()] = float("nan")

@@ -7,6 +7,7 @@ as a rotation matrix, the camera as HMR's weak perspective (s, tx, ty) (`lwgan.g
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -48,7 +49,12 @@ class FitOptions:
         confidence_threshold: keypoints below it are ignored;
         min_keypoints: fewer confident keypoints than this = NO_PERSON;
         low_confidence: mean confidence below it = LOW_CONFIDENCE;
-        converged_error: final mean error above it (reference pixels) = NOT_CONVERGED.
+        converged_error: final mean error above it (reference pixels) = NOT_CONVERGED;
+        max_scale_ratio: a fitted frame whose camera scale (the person's size in the image) is more than
+            this factor off the median of the fitted frames within scale_window frames either side (three
+            or more of them) = IMPLAUSIBLE_SCALE, and its pose and camera are interpolated as for
+            NO_PERSON: a person does not double in size between frames, a fit on a few keypoints along one
+            side of the body can (0 = off).
     chunk_size: frames optimised together (memory grows linearly with it).
     device: torch device of the optimisation (the silhouette term runs on the body model's device).
     """
@@ -76,11 +82,14 @@ class FitOptions:
     min_keypoints: int = 5
     low_confidence: float = 0.4
     converged_error: float = 8.0
+    max_scale_ratio: float = 1.3
+    scale_window: int = 7
     chunk_size: int = 256
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        positive_ints = ("orientation_candidates", "min_keypoints", "chunk_size", "silhouette_size")
+        positive_ints = ("orientation_candidates", "min_keypoints", "chunk_size", "silhouette_size",
+                         "scale_window")
         for name in positive_ints + ("camera_iterations", "pose_iterations", "silhouette_iterations"):
             value = getattr(self, name)
             low = 1 if name in positive_ints else 0
@@ -156,6 +165,24 @@ def so3_exp(vector: torch.Tensor) -> torch.Tensor:
     skew = torch.stack((zero, -z, y, z, zero, -x, -y, x, zero), dim=-1).reshape(*vector.shape[:-1], 3, 3)
     eye = torch.eye(3, dtype=vector.dtype, device=vector.device)
     return eye + a * skew + b * (skew @ skew)
+
+
+def scale_outliers(scale: torch.Tensor, valid: torch.Tensor, window: int, max_ratio: float) -> torch.Tensor:
+    """(n,) bool: valid frames whose scale (n,) is more than `max_ratio` times off (either way) the median
+    of the valid frames within `window` frames either side, itself included, where there are at least three
+    of them. None flagged when max_ratio is 0."""
+    out = torch.zeros_like(valid)
+    if max_ratio <= 0:
+        return out
+    log_scale = scale.detach().double().clamp_min(1e-12).log().cpu()
+    ok = valid.cpu()
+    limit = math.log(max_ratio)
+    for i in torch.nonzero(ok).flatten().tolist():
+        lo, hi = max(0, i - window), min(len(ok), i + window + 1)
+        near = log_scale[lo:hi][ok[lo:hi]]
+        if near.numel() >= 3 and abs(float(log_scale[i] - near.median())) > limit:
+            out[i] = True
+    return out.to(valid.device)
 
 
 def interpolate_missing(state: FitState, valid: torch.Tensor, anchor: FitState | None) -> FitState:

@@ -5,7 +5,7 @@ boxes and the transformation flow T that samples the source image at every targe
 original LWGAN, the target is any usable frame of the video and the source is drawn uniformly from the
 first `PairOptions.source_frames` (K) usable frames of the same video (it may be the target itself, an
 identity pair). A frame is usable when its SMPL status has none of the bits of `PairOptions.skip_status`
-(`lwgan.body.fitting`: NO_PERSON by default).
+(`lwgan.body.fitting`: NO_PERSON and IMPLAUSIBLE_SCALE by default).
 
 Determinism. ``dataset[(epoch, index)]`` is a pure function of (seed, epoch, index): every random choice
 comes from ``np.random.default_rng([seed, epoch, index])`` and is drawn in a fixed order (source, flip,
@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
-from lwgan.body.fitting import NO_PERSON
+from lwgan.body.fitting import IMPLAUSIBLE_SCALE, NO_PERSON
 from lwgan.body.model import BodyModel
 from lwgan.correspond.maps import MIRROR_FACE, face_keypoints, face_regressor
 from lwgan.correspond.maps_cache import MapsCache
@@ -77,7 +77,7 @@ class PairOptions:
     split: str = "train"  # "train" | "val" | "all" | "dev"
     dev_subject: str = ""  # a training person held out: "train" then omits, and "dev" is only, its videos
     seed: int = 0
-    skip_status: int = NO_PERSON  # frames whose SMPL status has any of these bits are never used
+    skip_status: int = NO_PERSON | IMPLAUSIBLE_SCALE  # frames whose SMPL status has any of these: unused
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:

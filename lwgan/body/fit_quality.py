@@ -9,9 +9,10 @@ Per video (`VideoFigures`):
     detection_rate     frames where the keypoint source found a person / frames
     fitted_rate        frames whose fit is usable / frames: a person found, and the fit flagged none of
                        `NO_PERSON` (too few confident keypoints), `NOT_CONVERGED`, `IMPLAUSIBLE_SCALE`
-    reprojection_p50,  median and 95th percentile over the frames with a person found and fitted of the
-    reprojection_p95   relative reprojection error (`relative_reprojection`): the mean distance between
-                       the stored mesh's projected keypoints and the confident keypoints, divided by the
+    reprojection_p50,  median and 95th percentile over the frames with a person found and a body fitted
+    reprojection_p95   to them (not filled from neighbours) of the relative reprojection error
+                       (`relative_reprojection`): the mean distance between the stored mesh's projected
+                       keypoints and the confident keypoints, divided by the
                        body's size in the frame (`body_size`: the longer side of the box around those
                        keypoints, the body's height when it stands); a share of the body, so one threshold
                        serves every image size and crop
@@ -47,6 +48,7 @@ from lwgan.geometry import ndc_to_pixel
 OK, POOR, FAILED = "ok", "poor", "failed"
 STATUSES = (OK, POOR, FAILED)
 UNUSABLE = NO_PERSON | NOT_CONVERGED | IMPLAUSIBLE_SCALE  # status flags of a frame whose fit is not usable
+INTERPOLATED = NO_PERSON | IMPLAUSIBLE_SCALE  # the stored body is filled from neighbours, not fitted
 _CHUNK = 256  # frames posed at once (bounds the memory of the posed meshes)
 
 
@@ -158,7 +160,7 @@ def measure_video(body: BodyModel, fit: Mapping[str, np.ndarray], quality: Mappi
         found = np.asarray(quality["found"]) > 0
     else:  # a source that records no detections: a frame with any confident keypoint has a person
         found = (np.asarray(fit["keypoints"])[..., 2] >= threshold).any(axis=1)
-    fitted = found & ((status & NO_PERSON) == 0)
+    fitted = found & ((status & INTERPOLATED) == 0)
     relative = relative_reprojection(body, fit, image_size, threshold)
     measured = fitted & np.isfinite(relative)
     p50 = p95 = worst = None
@@ -235,7 +237,7 @@ def summarise(cache: SmplCache, videos: Mapping[str, VideoReport], seconds: floa
         params = cache.params(video)
         quality = cache.quality(video)
         status = params["status"].astype(np.int64)
-        fitted = (status & NO_PERSON) == 0  # frames with a person to fit: the means below are over them
+        fitted = (status & INTERPOLATED) == 0  # frames fitted to their own keypoints: the means are over them
         usable = (status & UNUSABLE) == 0
         if "found" in quality:
             usable &= quality["found"] > 0

@@ -57,12 +57,17 @@ def loader_rate(c: Caches, image_size: int, batch: int, workers: int, steps: int
     return count / (time.perf_counter() - start)
 
 
-def train_rate(c: Caches, out: Path, train_params: dict, steps: int, skip: int) -> dict[str, float]:
+def _params(train_params: dict, **overrides) -> config.Params:
+    """params.yaml with `train_params` and `overrides` in its train section, tracking off."""
     tree = config.to_dict(config.load(ROOT / "params.yaml"))
-    tree["train"].update(train_params, max_steps=steps + skip, checkpoint_every=10**9, sample_every=10**9,
-                         log_every=1)
+    tree["train"].update(train_params, **overrides)
     tree["tracking"]["enabled"] = False
-    params = config.from_dict(tree)
+    return config.from_dict(tree)
+
+
+def train_rate(c: Caches, out: Path, train_params: dict, steps: int, skip: int) -> dict[str, float]:
+    params = _params(train_params, max_steps=steps + skip, checkpoint_every=10**9, sample_every=10**9,
+                     log_every=1)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     result = train(params, TrainPaths(c.frames, c.maps, c.smpl, c.body, out))
@@ -79,10 +84,7 @@ def train_rate(c: Caches, out: Path, train_params: dict, steps: int, skip: int) 
 def compute_rate(c: Caches, out: Path, train_params: dict, steps: int, skip: int) -> dict[str, float]:
     """Steps per second of `train_step` on one batch that stays on the device: G, D, the feature networks,
     backward and both optimisers, with no loader in the way."""
-    tree = config.to_dict(config.load(ROOT / "params.yaml"))
-    tree["train"].update(train_params, workers=0)
-    tree["tracking"]["enabled"] = False
-    run = build(config.from_dict(tree), TrainPaths(c.frames, c.maps, c.smpl, c.body, out))
+    run = build(_params(train_params, workers=0), TrainPaths(c.frames, c.maps, c.smpl, c.body, out))
     items = torch.utils.data.default_collate([run.dataset[i] for i in range(run.params.batch_size)])
     batch = Batch.from_items(items, run.device, channels_last=run.fast)
     sync = torch.cuda.synchronize if run.device.type == "cuda" else (lambda: None)

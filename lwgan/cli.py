@@ -41,7 +41,6 @@ def _params_show(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-
     from lwgan.ui import serve_ui
 
     return serve_ui(host=args.host, port=args.port)

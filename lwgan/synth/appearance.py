@@ -227,21 +227,21 @@ class Texturer:
         top = covered & (y >= self.waist_y) & ~neck_hole
         body_top = top & torso & ((along < self.shoulder_x) | low)
         around = np.arctan2(x, z)  # (P,) angle around the vertical body axis, 0 at the front
-        self._paint(out, body_top, outfit.top, around, y, radius=0.15)
+        paint_garment(out, body_top, outfit.top, around, y, radius=0.15)
         if outfit.chest_print != "none":
             dx, dy = x - self.chest[0], y - self.chest[1]
             mark = body_top & (z > 0.04) & _print_shape(outfit.chest_print, dx, dy, 0.06)
             out[mark] = np.asarray(outfit.print_colour, dtype=np.float32) / 255.0
         sleeve = top & ~body_top
         arm_around = np.arctan2(y - self.arm_axis[0], z - self.arm_axis[1]) * np.sign(x)
-        self._paint(out, sleeve, outfit.sleeve, arm_around, along, radius=0.045)
+        paint_garment(out, sleeve, outfit.sleeve, arm_around, along, radius=0.045)
 
         legs = self._is(part, "left_upper_leg", "right_upper_leg", "left_lower_leg", "right_lower_leg")
         bottom = (torso & (y < self.waist_y)) | (legs & (y > self.hem_y))
         t = np.clip((y - self.hip[1]) / (self.ankle[1] - self.hip[1]), 0.0, 1.0)
         leg_x = self.hip[0] + t * (self.ankle[0] - self.hip[0])
         leg_around = np.where(torso, around * 0.15 / 0.07, np.arctan2(np.abs(x) - leg_x, z) * np.sign(x))
-        self._paint(out, bottom, outfit.bottom, leg_around, y, radius=0.07)
+        paint_garment(out, bottom, outfit.bottom, leg_around, y, radius=0.07)
         if outfit.belt is not None:
             belt = torso & (np.abs(y - self.waist_y) < 0.018)
             out[belt] = np.asarray(outfit.belt, dtype=np.float32) / 255.0
@@ -258,17 +258,18 @@ class Texturer:
             out[head] = paint_head(out[head], rest[head], self.face, self.subject)
         return out
 
-    @staticmethod
-    def _paint(out: np.ndarray, where: np.ndarray, garment: Garment, angle: np.ndarray, along: np.ndarray,
-               radius: float) -> None:
-        """Fill `where` with the garment's pattern; angle (P,) radians around the limb/trunk axis,
-        along (P,) metres along it, radius the axis' rough radius (metres) for arc lengths."""
-        if not where.any():
-            return
-        weight = pattern_weight(garment, angle[where], along[where], radius)  # (P',)
-        a = np.asarray(garment.colour_a, dtype=np.float32) / 255.0
-        b = np.asarray(garment.colour_b, dtype=np.float32) / 255.0
-        out[where] = a + weight[:, None].astype(np.float32) * (b - a)
+
+
+def paint_garment(out: np.ndarray, where: np.ndarray, garment: Garment, angle: np.ndarray, along: np.ndarray,
+                  radius: float) -> None:
+    """Fill `where` of out (P, 3) float32 with the garment's pattern; angle (P,) radians around the limb /
+    trunk / skirt axis, along (P,) metres along it, radius the axis' rough radius (metres) for arc lengths."""
+    if not where.any():
+        return
+    weight = pattern_weight(garment, angle[where], along[where], radius)  # (P',)
+    a = np.asarray(garment.colour_a, dtype=np.float32) / 255.0
+    b = np.asarray(garment.colour_b, dtype=np.float32) / 255.0
+    out[where] = a + weight[:, None].astype(np.float32) * (b - a)
 
 
 def _print_shape(kind: str, dx: np.ndarray, dy: np.ndarray, size: float) -> np.ndarray:

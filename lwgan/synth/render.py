@@ -26,11 +26,10 @@ from lwgan.body.poses import pose_from_angles
 from lwgan.body.sequence import pose_body
 from lwgan.geometry import ndc_to_pixel
 from lwgan.render.raster import RasterSettings, rasterize
-from lwgan.synth.appearance import VIDEO, BodyLayout, Outfit, Subject, Texturer, stream
+from lwgan.synth.appearance import VIDEO, BodyLayout, Outfit, Subject, Texturer, paint_garment, stream
 from lwgan.synth.background import add_shadow, make_background
 from lwgan.synth.loose import SKIRT, LooseChoice, LooseSet
 from lwgan.synth.motion import A_POSE_SHOULDER, Motion, turn_motion, varied_motion
-from lwgan.synth.patterns import pattern_weight
 
 SUPERSAMPLE = 2
 FILL = (0.55, 0.65)  # fraction of the image height a standing person spans
@@ -300,10 +299,9 @@ class VideoRenderer:
         if extra is not None and not on_body.all():
             loose = face[~on_body] - len(self.faces_np)
             w = weights[~on_body]
-            corners = extra.faces[loose] + len(self.rest)
-            n = np.einsum("pk,pkc->pc", w, normals[corners])
+            local = extra.faces[loose]  # (P', 3) corners among the loose vertices
+            n = np.einsum("pk,pkc->pc", w, normals[local + len(self.rest)])
             normal[~on_body] = np.where(n[:, 2:3] > 0, -n, n)  # towards the camera (-z): both sides lit
-            local = extra.faces[loose]
             albedo[~on_body] = _loose_albedo(extra.piece[loose], np.einsum("pk,pk->p", w, extra.angle[local]),
                                              np.einsum("pk,pk->p", w, extra.along[local]), subject, outfit)
         normal /= np.linalg.norm(normal, axis=1, keepdims=True).clip(1e-9)
@@ -329,12 +327,8 @@ def _loose_albedo(piece: np.ndarray, angle: np.ndarray, along: np.ndarray, subje
     in the subject's hair colour with strands, darker towards the tips."""
     out = np.empty((piece.size, 3), dtype=np.float32)
     skirt = piece == SKIRT
-    if skirt.any() and outfit is not None:
-        garment = outfit.bottom
-        weight = pattern_weight(garment, angle[skirt], along[skirt], 0.15)
-        a = np.asarray(garment.colour_a, dtype=np.float32) / 255.0
-        b = np.asarray(garment.colour_b, dtype=np.float32) / 255.0
-        out[skirt] = a + weight[:, None].astype(np.float32) * (b - a)
+    if outfit is not None:
+        paint_garment(out, skirt, outfit.bottom, angle, along, 0.15)
     hair = ~skirt
     if hair.any() and subject is not None:
         colour = np.asarray(subject.hair, dtype=np.float32) / 255.0

@@ -204,6 +204,8 @@ class TrainParams:
     final_lr: float = _f(2e-6, "learning rate of G and D at the end of the decay (the paper's eta_F)", ge=0.0)
     betas_g: tuple[float, float] = _f((0.5, 0.999), "Adam betas of G", ge=0.0, lt=1.0)
     betas_d: tuple[float, float] = _f((0.5, 0.999), "Adam betas of D", ge=0.0, lt=1.0)
+    g_ema: float = _f(0.0, "decay of a moving average of G's weights that the checkpoint gives to inference "
+                      "(0 = off, the original: the last weights; e.g. 0.99)", ge=0.0, lt=1.0)
     g_every: int = _f(1, "G is updated every n-th step", ge=1)
     d_every: int = _f(1, "D is updated every n-th step", ge=1)
     # losses

@@ -19,7 +19,7 @@ from test_feature_nets import vgg19_checkpoint
 
 from lwgan import config, tracking
 from lwgan.nets import Generator
-from lwgan.nets.build import CHECKPOINT_FILE, CheckpointError, net_options
+from lwgan.nets.build import CHECKPOINT_FILE, CheckpointError, load_generator, net_options
 from lwgan.train import checkpoint
 from lwgan.train.schedule import Schedule
 from lwgan.train.train import (
@@ -28,6 +28,7 @@ from lwgan.train.train import (
     FEATURE_NETS_FILE,
     NonFiniteLoss,
     TrainPaths,
+    average_weights,
     train,
 )
 from lwgan.weights import WeightsError
@@ -69,14 +70,15 @@ def test_schedule_is_constant_then_linear_to_the_final_rate():
 def test_resumed_run_logs_exactly_what_an_uninterrupted_run_logs(caches, tmp_path):
     # On the CPU, where every kernel is deterministic; CUDA's atomic-add backward kernels (grid_sample,
     # index_add) vary in the last bits from run to run, resumed or not.
-    whole = train(params(max_steps=8, device="cpu"), paths(caches, tmp_path / "whole"))
-    first = train(params(max_steps=5, device="cpu"), paths(caches, tmp_path / "split"))
+    # With a moving average of G's weights, which must resume exactly too.
+    whole = train(params(max_steps=8, device="cpu", g_ema=0.9), paths(caches, tmp_path / "whole"))
+    first = train(params(max_steps=5, device="cpu", g_ema=0.9), paths(caches, tmp_path / "split"))
     assert first.steps == 5 and checkpoint.load(first.checkpoint)["step"] == 5
-    rest = train(params(max_steps=8, device="cpu"), paths(caches, tmp_path / "split"))
+    rest = train(params(max_steps=8, device="cpu", g_ema=0.9), paths(caches, tmp_path / "split"))
     assert rest.resumed_from == 5 and rest.steps == 8
     assert losses(rest.history) == losses(whole.history)
     a, b = checkpoint.load(whole.checkpoint), checkpoint.load(rest.checkpoint)
-    for key in ("generator", "discriminator"):
+    for key in ("generator", "generator_ema", "discriminator"):
         assert all(torch.equal(a[key][n], b[key][n]) for n in a[key])
     # Every loss term of the paper, D's mean scores, gradient norms, learning rates and speed are tracked.
     row = whole.history[-1]
@@ -85,6 +87,27 @@ def test_resumed_run_logs_exactly_what_an_uninterrupted_run_logs(caches, tmp_pat
                  "grad_norm/G", "grad_norm/D", "lr/G", "lr/D", "perf/images_per_s"):
         assert name in row and math.isfinite(row[name]), name
     assert [r["step"] for r in whole.history] == list(range(1, 9))
+
+
+def test_the_weight_average_follows_its_closed_form_and_is_what_inference_loads(caches, tmp_path):
+    # Weights held at w: after updates t = 0..k-1 from a0 the average is w + (a0 - w) * prod_t d_t,
+    # d_t = min(decay, (1 + t) / (10 + t)).
+    torch.manual_seed(0)
+    average, module = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    a0 = average.weight.detach().clone()
+    for t in range(40):
+        average_weights(average, module, 0.95, t)
+    shrink = math.prod(min(0.95, (1 + t) / (10 + t)) for t in range(40))
+    torch.testing.assert_close(average.weight, module.weight + (a0 - module.weight) * shrink)
+
+    result = train(params(max_steps=3, g_ema=0.5, device="cpu"), paths(caches, tmp_path))
+    state = checkpoint.load(result.checkpoint)
+    ema, last = state["generator_ema"], state["generator"]
+    assert any(not torch.equal(ema[n], last[n]) for n in last)
+    loaded, _ = load_generator(result.checkpoint, torch.device("cpu"))
+    assert all(torch.equal(v, ema[n]) for n, v in loaded.state_dict().items())
+    weights, _ = checkpoint.generator_state(result.checkpoint)
+    assert all(torch.equal(weights[n], ema[n]) for n in ema)
 
 
 def test_checkpoint_holds_both_networks_optimisers_and_config(caches, tmp_path, caplog):

@@ -54,6 +54,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def inference_weights(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The G weights inference and evaluation use: the moving average when the run kept one
+    (`train.g_ema`), else the last trained weights."""
+    return state.get("generator_ema", state["generator"])
+
+
 def load_generator(path: str | Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
     """The trained G of a checkpoint, in eval mode, and the train params it was made with."""
     return generator_from_state(read_checkpoint(path), Path(path), device)
@@ -62,7 +68,7 @@ def load_generator(path: str | Path, device: torch.device) -> tuple[Generator, c
 def generator_from_state(state: Mapping[str, Any], path: Path, device: torch.device
                          ) -> tuple[Generator, config.TrainParams]:
     """`load_generator` for a checkpoint already read (`read_checkpoint`) from `path`."""
-    weights, cfg = state["generator"], state["config"]
+    weights, cfg = inference_weights(state), state["config"]
     try:
         # checkpoints from before the residual heads were made with the original's
         train_tree = {"color_head": "direct", "bg_head": "direct", **cfg["train"]}

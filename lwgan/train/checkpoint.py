@@ -37,7 +37,7 @@ import torch
 
 from lwgan.data.h5util import content_key, shard_path
 from lwgan.io import atomic_path
-from lwgan.nets.build import FORMAT, VERSION, read_checkpoint
+from lwgan.nets.build import FORMAT, VERSION, inference_weights, read_checkpoint
 
 # Train params that change how a run is executed, not what it computes: a checkpoint made under other
 # values of these is still resumed.
@@ -56,9 +56,9 @@ load = read_checkpoint  # training resumes through the same reader as inference
 
 
 def generator_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """G's weights and the run's config from a checkpoint (for inference and evaluation)."""
+    """G's inference weights (see `inference_weights`) and the run's config from a checkpoint."""
     state = load(path)
-    return state["generator"], state["config"]
+    return inference_weights(state), state["config"]
 
 
 # The code that computes a run's numbers (what the train stage lists as its code dependencies).

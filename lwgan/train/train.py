@@ -17,6 +17,7 @@ on disk is the last good state. Rank 0 alone writes files and tracks; the others
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -99,9 +100,10 @@ class TrainRun:
     updates run through, the DistributedDataParallel wrappers of generator / discriminator under torchrun
     (`replicate`), the networks themselves otherwise. data_key / code_key / run_key: see
     `lwgan.train.checkpoint`; a checkpoint is resumed only under the same run_key. resolved: what
-    config.json and the checkpoint's "config" hold. step: steps done; history: one row per logged window;
-    epochs: {epoch: {statistic: [sum over steps, steps]}}; saved_step: the step of the checkpoint on
-    disk, None before the first.
+    config.json and the checkpoint's "config" hold. g_ema: the moving average of G's weights
+    (`train.g_ema` > 0), what inference gets; None when off. step: steps done; history: one row per
+    logged window; epochs: {epoch: {statistic: [sum over steps, steps]}}; saved_step: the step of the
+    checkpoint on disk, None before the first.
     """
 
     params: config.TrainParams
@@ -125,6 +127,7 @@ class TrainRun:
     resolved: dict[str, Any]
     g_train: nn.Module
     d_train: nn.Module
+    g_ema: Generator | None = None
     step: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     epochs: dict[str, dict[str, list[float]]] = dataclasses.field(default_factory=dict)
@@ -145,6 +148,11 @@ class TrainRun:
     @property
     def total(self) -> int:
         return self.schedule.total_steps
+
+    @property
+    def g_infer(self) -> Generator:
+        """The G that samples and the checkpoint's inference weights come from."""
+        return self.g_ema if self.g_ema is not None else self.generator
 
 
 @dataclasses.dataclass
@@ -243,6 +251,7 @@ def build(params: config.Params, paths: TrainPaths) -> TrainRun:
         module.to(device)
         if fast:
             module.to(memory_format=torch.channels_last)
+    g_ema = copy.deepcopy(generator).requires_grad_(False) if p.g_ema > 0 else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=p.lr_g, betas=p.betas_g)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=p.lr_d, betas=p.betas_d)
     feature_nets = {info.kind: dataclasses.asdict(info) for info in infos}
@@ -256,7 +265,7 @@ def build(params: config.Params, paths: TrainPaths) -> TrainRun:
                     objective=objective, opt_g=opt_g, opt_d=opt_d, feature_nets=feature_nets,
                     data_key=data_key, code_key=code_key,
                     run_key=checkpoint.run_key(config.to_dict(p), seed, data_key, code_key),
-                    resolved=resolved, g_train=generator, d_train=discriminator)
+                    resolved=resolved, g_train=generator, d_train=discriminator, g_ema=g_ema)
 
 
 def resume(run: TrainRun) -> None:
@@ -268,6 +277,8 @@ def resume(run: TrainRun) -> None:
     state = checkpoint.load(run.ckpt_path, map_location=run.device)
     if state["run_key"] == run.run_key:
         run.generator.load_state_dict(state["generator"])
+        if run.g_ema is not None:
+            run.g_ema.load_state_dict(state["generator_ema"])
         run.discriminator.load_state_dict(state["discriminator"])
         run.opt_g.load_state_dict(state["opt_g"])
         run.opt_d.load_state_dict(state["opt_d"])
@@ -315,6 +326,8 @@ def train_step(run: TrainRun, batch: Batch) -> dict[str, torch.Tensor]:
             loss_g = run.objective.generator_loss(out, batch, run.discriminator)
     if update_g:
         stats.update(_update(run, loss_g, "G", run.opt_g, run.generator))
+        if run.g_ema is not None:
+            average_weights(run.g_ema, run.generator, run.params.g_ema, step)
     run.discriminator.requires_grad_(True)
     if update_d:
         # The penalty's weights are drawn for the global batch from (seed, step) and sliced per rank:
@@ -341,6 +354,17 @@ def _update(run: TrainRun, loss: StepLoss, name: str, optimizer: torch.optim.Opt
     optimizer.step()
     return {f"loss/{name}": loss.value.detach().float(), f"grad_norm/{name}": norm,
             **{f"loss/{k}": v for k, v in loss.terms.items()}, **loss.stats}
+
+
+def average_weights(average: nn.Module, module: nn.Module, decay: float, step: int) -> None:
+    """One update of the moving average `average` of `module`'s weights after step `step`:
+    a <- d a + (1 - d) w with d = min(decay, (1 + step) / (10 + step)), the usual warm-up that keeps the
+    first steps from tying the average to the initial weights; buffers are copied."""
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        torch._foreach_lerp_(list(average.parameters()), list(module.parameters()), 1.0 - d)
+        for kept, current in zip(average.buffers(), module.buffers(), strict=True):
+            kept.copy_(current)
 
 
 def _check_finite(loss: StepLoss, what: str, run: TrainRun) -> None:
@@ -419,6 +443,7 @@ def save_checkpoint(run: TrainRun, on_checkpoint: Callable[[int, Path], None] | 
     if run.env.is_main:
         checkpoint.save(run.ckpt_path, {
             "step": at, "generator": run.generator.state_dict(),
+            **({"generator_ema": run.g_ema.state_dict()} if run.g_ema is not None else {}),
             "discriminator": run.discriminator.state_dict(), "opt_g": run.opt_g.state_dict(),
             "opt_d": run.opt_d.state_dict(), "config": run.resolved, "run_key": run.run_key,
             "data_key": run.data_key, "code_key": run.code_key, "history": run.history, "epochs": run.epochs,
@@ -435,10 +460,11 @@ def write_samples(run: TrainRun, samples: Batch | None) -> None:
     `samples` is None (the processes that do not write)."""
     if samples is None:
         return
-    run.generator.eval()
+    g = run.g_infer
+    g.eval()
     with torch.no_grad(), torch.autocast(run.device.type, torch.bfloat16, enabled=run.fast):
-        out = run.objective.generate(run.generator, samples)
-    run.generator.train()
+        out = run.objective.generate(g, samples)
+    g.train()
     sample_grid(run.out_dir / SAMPLES_DIR / f"step_{run.step:07d}.png", samples.src_img, samples.tgt_img, out,
                 title=f"step {run.step}")
 

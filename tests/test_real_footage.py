@@ -24,6 +24,8 @@ SIZE = 256  # the default data.image_size: the fit detector works on these frame
 # frame number -> (x0, y0, x1, y1) of each person, read off the frames.
 OUTDOOR_MAN = {10: (490, 72, 819, 457), 70: (460, 37, 802, 444), 130: (708, 89, 802, 461),
                175: (853, 140, 1010, 353), 200: (1058, 734, 1263, 896), 225: (1416, 549, 1596, 870)}
+# standing on the roof, side-on, arms raised against the sun (frames the person detector misses)
+OUTDOOR_MAN_IN_FLARE = {145: (730, 45, 890, 465), 155: (730, 95, 890, 465)}
 OUTDOOR_WOMAN = {70: (1263, 529, 1382, 925), 130: (637, 505, 802, 930), 175: (125, 520, 389, 939)}
 PORTRAIT_MAN = {0: (240, 331, 560, 1165), 50: (81, 388, 798, 1177), 99: (423, 480, 1080, 1325)}
 PORTRAIT_BYSTANDER = {0: (0, 297, 126, 765), 50: (0, 297, 154, 765), 99: (0, 297, 137, 765)}
@@ -154,3 +156,30 @@ def test_the_fit_detector_keeps_to_the_followed_man(outdoor):
             good = keypoints[keypoints[:, 2] > 0.3]
             u, v = good[:, 0].mean(), good[:, 1].mean()
             assert man[0] - 8 <= u <= man[2] + 8 and man[1] - 8 <= v <= man[3] + 8, (u, v, man)
+
+
+def test_the_tracker_follows_the_man_through_frames_the_detector_misses(outdoor):
+    """Frames 140-158: side-on against the sun with his arms up, the man is not seen by the person
+    detector (the woman below is, and is refused). Tracked from the frame before the miss, on frames greyed
+    outside his box, the landmark model finds him: on most of these frames, and always on him (the
+    keypoints' centre inside his box read off the frames 145 and 155)."""
+    from lwgan.body.detect import MediaPipeDetector, detect_followed
+
+    cache, video = outdoor
+    index = cache.frame_index(video).tolist()
+    picks = [index.index(n) for n in range(139, 159)]
+    frames, boxes = list(cache.frames(video, picks)), cache.person_boxes(video)[picks]
+    with MediaPipeDetector() as detector, \
+            MediaPipeDetector(static_image_mode=False, smooth=False) as tracker:
+        alone = detect_followed(frames, detector, boxes)
+        tracked = detect_followed(frames, detector, boxes, tracker=tracker)
+    assert alone.found.sum() <= len(picks) // 2  # what the detector alone finds here
+    assert tracked.found.sum() >= 0.75 * len(picks) and (tracked.found >= alone.found).all()
+    for frame, man in OUTDOOR_MAN_IN_FLARE.items():
+        x0, y0, side = cache.crop_boxes(video)[index.index(frame)]
+        scale = SIZE / side
+        box = [(man[k] - (x0, y0)[k % 2]) * scale for k in range(4)]
+        keypoints = tracked.keypoints[frame - 139]
+        good = keypoints[keypoints[:, 2] > 0.3]
+        u, v = good[:, 0].mean(), good[:, 1].mean()
+        assert box[0] <= u <= box[2] and box[1] <= v <= box[3], (frame, u, v, box)

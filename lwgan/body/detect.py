@@ -16,6 +16,7 @@ Both give a `DetectionBatch` per video; `detect_video` runs a detector over a vi
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 K = len(COCO_KEYPOINT_NAMES)
 __all__ = ["Detection", "DetectionBatch", "GroundTruthKeypoints", "MediaPipeDetector", "PoseDetector",
-           "detect_followed", "detect_video", "mask_to_cache", "not_found"]
+           "detect_followed", "detect_video", "grey_outside", "mask_to_cache", "not_found"]
 
 
 @dataclass(frozen=True)
@@ -115,14 +116,56 @@ def detect_video(frames: Iterable[np.ndarray], detector: PoseDetector,
 
 
 def detect_followed(frames: Iterable[np.ndarray], detector: PoseDetector, person_boxes: np.ndarray,
-                    progress: Callable[[int, int], None] | None = None) -> DetectionBatch:
+                    progress: Callable[[int, int], None] | None = None,
+                    tracker: PoseDetector | None = None) -> DetectionBatch:
     """`detect_video` that keeps to the person the prepare stage followed: person_boxes (N, 4) x0, y0,
     x1, y1 of that person in each frame's pixels (`lwgan.data.FramesCache.person_boxes`). Where the
     detector's person lies elsewhere (a bystander inside the crop: its keypoint box overlaps the followed
     box by less than `FOLLOW_MIN_OVERLAP` of its area), that person is greyed out (their mask, or their
     keypoint box, grown) and the frame detected again, up to `FOLLOW_TRIES` times; if the followed person
-    is still not found, the frame counts as one without a person."""
-    return detect_video(frames, _Following(detector, np.asarray(person_boxes, np.float64)), progress)
+    is still not found, the frame counts as one without a person.
+
+    tracker: a detector that follows its person from frame to frame (MediaPipe in video mode, which runs
+    its person detector only when it has lost the person). Every run of frames where the followed person
+    was not found is then detected again by it, from the frame before the run, on frames greyed outside
+    the followed box (grown by `FOLLOW_CONTEXT` of its size, so that no bystander can be picked up): where
+    the person detector sees no person (a side view against the sun, a flip), the landmark model still
+    finds him in the region he had in the frame before. Its detections pass the same overlap check."""
+    frames = list(frames)
+    boxes = np.asarray(person_boxes, np.float64)
+    batch = detect_video(frames, _Following(detector, boxes), progress)
+    if tracker is None or batch.found.all():
+        return batch
+    detections = [batch.detection(i) for i in range(len(batch))]
+    recovered = 0
+    for start, stop in _runs(~batch.found):
+        tracker.reset()
+        for i in range(max(0, start - 1), stop):
+            found = tracker.detect(grey_outside(frames[i], boxes[i], FOLLOW_CONTEXT))
+            if i >= start and found.found and _overlap(found.keypoints, boxes[i]) >= FOLLOW_MIN_OVERLAP:
+                detections[i] = found
+                recovered += 1
+    log.debug("tracking found the followed person in %d of %d frames the detector missed", recovered,
+              int((~batch.found).sum()))
+    return DetectionBatch.stack(detections, batch.image_size)
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of every run of True in `flags` (N,) bool."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def grey_outside(image: np.ndarray, box: np.ndarray, grow: float) -> np.ndarray:
+    """`image` mid-grey outside `box` (x0, y0, x1, y1) grown on every side by `grow` times its longer side."""
+    x0, y0, x1, y1 = (float(c) for c in box)
+    g = grow * max(x1 - x0, y1 - y0)
+    h, w = image.shape[:2]
+    top, bottom = max(0, int(y0 - g)), min(h, int(math.ceil(y1 + g)) + 1)
+    left, right = max(0, int(x0 - g)), min(w, int(math.ceil(x1 + g)) + 1)
+    out = np.full_like(image, 128)
+    out[top:bottom, left:right] = image[top:bottom, left:right]
+    return out
 
 
 class _Following:
@@ -152,6 +195,7 @@ class _Following:
 
 FOLLOW_MIN_OVERLAP = 0.3  # share of the detected keypoint box inside the followed person's box
 FOLLOW_TRIES = 2  # other people greyed out per frame before giving up
+FOLLOW_CONTEXT = 0.3  # what the tracker sees around the followed box, in shares of its longer side
 
 
 def _overlap(keypoints: np.ndarray, box: np.ndarray) -> float:

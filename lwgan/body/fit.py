@@ -128,12 +128,14 @@ class FitWorker:
         self.body = BodyModel.from_file(settings.body_path)
         self.cache = FramesCache(settings.frames_path)
         self.image_size = int(self.cache.attrs["image_size"])
-        self._detector = None
+        self._detector = self._tracker = None
         self._ground_truth = None
         if settings.keypoints == "detector":
             from lwgan.body.detect import MediaPipeDetector
 
             self._detector = MediaPipeDetector()
+            # follows the person through the frames the detector misses (`detect_followed`)
+            self._tracker = MediaPipeDetector(static_image_mode=False, smooth=False)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -164,7 +166,7 @@ class FitWorker:
             frames = (self.cache.frame(video, i) for i in range(self.cache.num_frames(video)))
             followed = self.cache.person_boxes(video)  # the person prepare followed, where it did
             if followed is not None:
-                return detect_followed(frames, self._detector, followed)
+                return detect_followed(frames, self._detector, followed, tracker=self._tracker)
             return detect_video(frames, self._detector)
         from lwgan.body.keypoint_io import read_track
 

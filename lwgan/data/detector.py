@@ -80,17 +80,19 @@ class MediaPipeDetector:
     min_detection_confidence: the person detector's threshold (MediaPipe's default 0.5; lower finds more
         hard views and more wrong ones). segmentation: also return the person mask (threshold 0.5 on
         MediaPipe's soft mask). static_image_mode: True treats every frame on its own; False tracks the
-        person from frame to frame (faster, smoothed; call `reset` between videos).
+        person from frame to frame (call `reset` between videos). smooth: filter the tracked landmarks
+        and mask over time (None: when tracking; the filter lags behind fast movements).
     """
 
     def __init__(self, min_detection_confidence: float = 0.5, segmentation: bool = True,
-                 static_image_mode: bool = True) -> None:
+                 static_image_mode: bool = True, smooth: bool | None = None) -> None:
         if not 0.0 <= min_detection_confidence <= 1.0:
             raise ValueError(f"min_detection_confidence must be in [0, 1], got {min_detection_confidence!r}")
         os.environ.update(DETECTOR_THREAD_ENV)
         self.min_detection_confidence = float(min_detection_confidence)
         self.segmentation = bool(segmentation)
         self.static_image_mode = bool(static_image_mode)
+        smooth = not self.static_image_mode if smooth is None else bool(smooth)
         with quiet_native_logs():
             try:
                 from mediapipe.python.solutions import pose as mp_pose
@@ -99,9 +101,9 @@ class MediaPipeDetector:
             self._pose: Any = mp_pose.Pose(
                 static_image_mode=self.static_image_mode,
                 model_complexity=1,
-                smooth_landmarks=not self.static_image_mode,
+                smooth_landmarks=smooth,
                 enable_segmentation=self.segmentation,
-                smooth_segmentation=not self.static_image_mode,
+                smooth_segmentation=smooth,
                 min_detection_confidence=self.min_detection_confidence,
             )
             self._settle()

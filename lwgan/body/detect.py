@@ -131,11 +131,12 @@ def detect_followed(frames: Iterable[np.ndarray], detector: PoseDetector, person
     the followed box (grown by `FOLLOW_CONTEXT` of its size, so that no bystander can be picked up): where
     the person detector sees no person (a side view against the sun, a flip), the landmark model still
     finds him in the region he had in the frame before. Its detections pass the same overlap check."""
-    frames = list(frames)
     boxes = np.asarray(person_boxes, np.float64)
-    batch = detect_video(frames, _Following(detector, boxes), progress)
+    following = _Following(detector, boxes, keep_missed=tracker is not None)
+    batch = detect_video(frames, following, progress)
     if tracker is None or batch.found.all():
         return batch
+    frames = following.kept  # the missed frames and the one before each run of them
     detections = [batch.detection(i) for i in range(len(batch))]
     recovered = 0
     for start, stop in _runs(~batch.found):
@@ -170,14 +171,28 @@ def grey_outside(image: np.ndarray, box: np.ndarray, grow: float) -> np.ndarray:
 
 class _Following:
     """A `PoseDetector` that keeps to one person: frame i's detection must lie in `boxes[i]`
-    (`detect_followed`)."""
+    (`detect_followed`). keep_missed: `kept` holds, by frame number, every frame where that person was not
+    found and the frame before it, for the tracker's second pass (no other frame is held)."""
 
-    def __init__(self, detector: PoseDetector, boxes: np.ndarray) -> None:
+    def __init__(self, detector: PoseDetector, boxes: np.ndarray, keep_missed: bool = False) -> None:
         self.detector, self.boxes, self.frame = detector, boxes, 0
+        self.keep_missed = keep_missed
+        self.kept: dict[int, np.ndarray] = {}
+        self._previous: np.ndarray | None = None
 
     def detect(self, image: np.ndarray) -> Detection:
-        box = self.boxes[self.frame]
+        i = self.frame
         self.frame += 1
+        found = self._detect(image, self.boxes[i])
+        if self.keep_missed:
+            if not found.found:
+                if self._previous is not None:
+                    self.kept.setdefault(i - 1, self._previous)
+                self.kept[i] = image
+            self._previous = image
+        return found
+
+    def _detect(self, image: np.ndarray, box: np.ndarray) -> Detection:
         found = self.detector.detect(image)
         for _ in range(FOLLOW_TRIES):
             if not found.found or _overlap(found.keypoints, box) >= FOLLOW_MIN_OVERLAP:
@@ -191,6 +206,7 @@ class _Following:
     def reset(self) -> None:
         self.detector.reset()
         self.frame = 0
+        self.kept, self._previous = {}, None
 
 
 FOLLOW_MIN_OVERLAP = 0.3  # share of the detected keypoint box inside the followed person's box

@@ -259,7 +259,6 @@ class Texturer:
         return out
 
 
-
 def paint_garment(out: np.ndarray, where: np.ndarray, garment: Garment, angle: np.ndarray, along: np.ndarray,
                   radius: float) -> None:
     """Fill `where` of out (P, 3) float32 with the garment's pattern; angle (P,) radians around the limb /

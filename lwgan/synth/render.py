@@ -205,7 +205,7 @@ class VideoRenderer:
                 half = 0.5 * float(feet[:, 0].max() - feet[:, 0].min()) + 0.15 * float(cam[i, 0])
                 add_shadow(canvas, float(feet[:, 0].mean()), floor_ndc + drift_y[i], half, shadow)
                 self._paint(canvas, fine.face_index[b].numpy(), fine.bary[b].numpy(), normals[b], texturer,
-                            light, ambient, extra, subject, outfit)
+                            light, ambient, extra)
                 small = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
                 image = (np.clip(small, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
                 face_index = coarse.face_index[b].numpy()
@@ -274,8 +274,6 @@ class VideoRenderer:
         light: np.ndarray,
         ambient: float,
         extra: LooseSet | None = None,
-        subject: Subject | None = None,
-        outfit: Outfit | None = None,
     ) -> None:
         """Paint the shaded, textured body (and the loose pieces `extra`, faces numbered after the body's)
         over canvas (H, W, 3) float32 in place.
@@ -303,7 +301,8 @@ class VideoRenderer:
             n = np.einsum("pk,pkc->pc", w, normals[local + len(self.rest)])
             normal[~on_body] = np.where(n[:, 2:3] > 0, -n, n)  # towards the camera (-z): both sides lit
             albedo[~on_body] = _loose_albedo(extra.piece[loose], np.einsum("pk,pk->p", w, extra.angle[local]),
-                                             np.einsum("pk,pk->p", w, extra.along[local]), subject, outfit)
+                                             np.einsum("pk,pk->p", w, extra.along[local]), texturer.subject,
+                                             texturer.outfit)
         normal /= np.linalg.norm(normal, axis=1, keepdims=True).clip(1e-9)
         lit = ambient + (1.0 - ambient) * np.clip(normal @ light, 0.0, None)  # (P,)
         canvas.reshape(-1, 3)[pixels] = albedo * lit[:, None].astype(np.float32)
@@ -321,16 +320,15 @@ class VideoRenderer:
         return (inside & (depth <= seen + tolerance)).astype(np.float32)
 
 
-def _loose_albedo(piece: np.ndarray, angle: np.ndarray, along: np.ndarray, subject: Subject | None,
-                  outfit: Outfit | None) -> np.ndarray:
+def _loose_albedo(piece: np.ndarray, angle: np.ndarray, along: np.ndarray, subject: Subject,
+                  outfit: Outfit) -> np.ndarray:
     """(P, 3) float32 colour of loose-piece points: a skirt in the outfit's bottom fabric and pattern, hair
     in the subject's hair colour with strands, darker towards the tips."""
     out = np.empty((piece.size, 3), dtype=np.float32)
     skirt = piece == SKIRT
-    if outfit is not None:
-        paint_garment(out, skirt, outfit.bottom, angle, along, 0.15)
+    paint_garment(out, skirt, outfit.bottom, angle, along, 0.15)
     hair = ~skirt
-    if hair.any() and subject is not None:
+    if hair.any():
         colour = np.asarray(subject.hair, dtype=np.float32) / 255.0
         strands = 0.82 + 0.18 * np.cos(angle[hair] * 23.0) * np.cos(angle[hair] * 7.0 + 1.3)
         tips = 1.0 - 0.25 * np.clip(along[hair] / 0.3, 0.0, 1.0)

@@ -136,6 +136,10 @@ class FitParams:
     silhouette_weight: float = _f(0.0, "weight of the soft-silhouette term (0 = off)", ge=0.0)
     chunk_frames: int = _f(256, "frames optimised together; long videos are fitted chunk by chunk", ge=1)
     overlays_per_video: int = _f(3, "frames per video drawn with the fitted mesh", ge=0, le=100)
+    detect_size: int = _f(512, "fit.keypoints=detector also detects on each frame's square cut again from "
+                          "the source at this side (at most the square's own) where that is larger than the "
+                          "cached frames, and keeps per frame the detection most consistent over time; 0 = "
+                          "on the cached frames only", ge=0, le=4096)
     max_failure_fraction: float = _f(0.1, "the stage fails when more than this share of the videos failed "
                                      "(status 'failed', or their fit raised)", ge=0.0, le=1.0)
     # The verdict on every video (metrics/fit.json 'videos'): failed past any failed_* threshold, else poor

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lwgan import footage
+from lwgan.body.extras import COCO_KEYPOINT_NAMES
 from lwgan.data.cache import FramesCache
 from lwgan.data.prepare import PrepareOptions, prepare
 
@@ -183,3 +184,37 @@ def test_the_tracker_follows_the_man_through_frames_the_detector_misses(outdoor)
         good = keypoints[keypoints[:, 2] > 0.3]
         u, v = good[:, 0].mean(), good[:, 1].mean()
         assert box[0] <= u <= box[2] and box[1] <= v <= box[3], (frame, u, v, box)
+
+
+# portrait_cam02, frames 0 and 9: the man faces the camera; at shoulder height (y ≈ 540) his torso spans
+# x ≈ 475-640, his waistband (y ≈ 730) x ≈ 500-630, read off the frames (a 50-px grid drawn over them).
+PORTRAIT_CAM02_FRONT = (0, 9)
+SHOULDERS_APART, HIPS_APART = 90, 45  # at least, source pixels: well inside the torso's width
+
+
+def test_the_fit_keypoints_of_a_man_facing_the_camera_are_not_collapsed(tmp_path):
+    """On the cached 256-px frames the landmark model can put both shoulders and both hips onto the man's
+    middle line (a side view) while he faces the camera. The fit detects on the source squares at 512 px
+    too and keeps, per frame, the candidate that continues its neighbours (`most_consistent`): on frames
+    0 and 9 his shoulders and hips are apart by at least the widths read off the frames, his right
+    shoulder on the image's left."""
+    from lwgan.body import load_configured
+    from lwgan.body.fit import FitSettings, FitWorker
+    from lwgan.body.fitting import FitOptions
+    from lwgan.body.model_io import save_body_model
+
+    cache, video = prepared(tmp_path, "portrait_cam02", max_frames_per_video=10)
+    body = tmp_path / "body.npz"
+    save_body_model(load_configured("default"), body)
+    worker = FitWorker(FitSettings(frames_path=tmp_path / "cache" / "frames.h5", body_path=body,
+                                   out_dir=tmp_path / "smpl", keypoints="detector", keypoints_root=None,
+                                   options=FitOptions(), detect_size=512))
+    batch = worker.keypoints(video)
+    assert batch.found.all() and batch.image_size == (SIZE, SIZE)
+    names = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+    ls, rs, lh, rh = (COCO_KEYPOINT_NAMES.index(n) for n in names)
+    for frame in PORTRAIT_CAM02_FRONT:
+        scale = SIZE / cache.crop_boxes(video)[frame][2]
+        k = batch.keypoints[frame]
+        assert k[ls, 0] - k[rs, 0] >= SHOULDERS_APART * scale, (frame, k[[ls, rs]])
+        assert k[lh, 0] - k[rh, 0] >= HIPS_APART * scale, (frame, k[[lh, rh]])

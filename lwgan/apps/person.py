@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from lwgan.apps.media import Footage, InputError
-from lwgan.body.detect import DetectionBatch, PoseDetector, mask_to_cache
+from lwgan.body.detect import DetectionBatch, PoseDetector, mask_to_cache, most_consistent
 from lwgan.body.fitting import NO_PERSON, FitOptions, fit_video
 from lwgan.body.keypoint_io import cache_to_source, source_to_cache
 from lwgan.body.model import BodyModel
@@ -102,7 +102,8 @@ def fit_person(footage: Footage, detector: PoseDetector, body: BodyModel, side: 
     for frame in footage.frames():
         crops.append(apply_crop(frame, crop, side))
         found.append(detector.detect(apply_crop(frame, around, detect_side)))
-    batch = DetectionBatch.stack(found, (detect_side, detect_side))
+    # a driving video's frames where left and right flicker are swapped back (`most_consistent`)
+    batch = most_consistent([DetectionBatch.stack(found, (detect_side, detect_side))])
     keypoints = source_to_cache(cache_to_source(batch.keypoints, around.as_tuple(), detect_side),
                                 crop.as_tuple(), side)  # (N, K, 3) crop pixels
     keypoints[~batch.found] = 0.0

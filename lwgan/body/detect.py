@@ -76,6 +76,24 @@ class DetectionBatch:
             mask = np.unpackbits(self.packed_masks[i], axis=-1, count=self.image_size[1]).astype(bool)
         return Detection(self.keypoints[i], mask, bool(self.found[i]), float(self.scores[i]))
 
+    def rescaled(self, size: int) -> DetectionBatch:
+        """This batch of square frames as detections on the same squares at side `size`: keypoints mapped
+        by the pixel-centre convention, u' = (u + 0.5) * size / side - 0.5 (unfound ones stay zero), masks
+        area-resized and thresholded at a half."""
+        height, width = self.image_size
+        if height != width:
+            raise ValueError(f"rescaled needs square frames, these are {height}x{width}")
+        scale = size / height
+        keypoints = self.keypoints.copy()
+        seen = (keypoints != 0).any(axis=-1)  # (N, K)
+        keypoints[..., :2] = np.where(seen[..., None], (keypoints[..., :2] + 0.5) * scale - 0.5, 0.0)
+        packed = None
+        if self.packed_masks is not None:
+            small = [cv2.resize(np.unpackbits(m, axis=-1, count=width).astype(np.float32), (size, size),
+                                interpolation=cv2.INTER_AREA) >= 0.5 for m in self.packed_masks]
+            packed = np.stack([np.packbits(m, axis=-1) for m in small]) if small else None
+        return DetectionBatch(keypoints, self.found.copy(), self.scores.copy(), packed, (size, size))
+
     @classmethod
     def stack(cls, detections: Sequence[Detection], image_size: tuple[int, int]) -> DetectionBatch:
         """Batch `detections` of (image_size) frames; masks are kept only when every detection has one."""
@@ -149,6 +167,77 @@ def detect_followed(frames: Iterable[np.ndarray], detector: PoseDetector, person
     log.debug("tracking found the followed person in %d of %d frames the detector missed", recovered,
               int((~batch.found).sum()))
     return DetectionBatch.stack(detections, batch.image_size)
+
+
+SWAP_SIDES = [COCO_KEYPOINT_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
+              for n in COCO_KEYPOINT_NAMES]  # each keypoint's mirror: left_eye <-> right_eye, ...
+SWAP_PENALTY = 0.05  # in body sizes: a swap must save more than this much movement to be taken
+CONSISTENT_MIN_CONFIDENCE = 0.3
+
+
+def most_consistent(batches: Sequence[DetectionBatch], swap_penalty: float = SWAP_PENALTY) -> DetectionBatch:
+    """Per frame, one of the candidate detections of the same video (`batches`, same frames and pixels; the
+    first is preferred where they tie), each as found and with its left and right keypoints swapped: the
+    candidates along the path through the video whose keypoints move least from frame to frame (a Viterbi
+    pass; a step costs the mean distance of the keypoints confident in both frames, over the body's size,
+    and a swapped candidate `swap_penalty` more). MediaPipe confuses a person's front and back view, or
+    front and side view, on single frames of a turning person: the candidates then disagree by about a
+    limb's length, and the one that continues its neighbours is kept. A frame without any detection
+    breaks the path."""
+    first = batches[0]
+    n = len(first)
+    if any(len(b) != n or b.image_size != first.image_size for b in batches):
+        raise ValueError("most_consistent needs detections of the same frames at the same size")
+    # (M, N, K, 3): every candidate as found and with its sides swapped
+    keypoints = np.stack([k for b in batches for k in (b.keypoints, b.keypoints[:, SWAP_SIDES])])
+    penalty = np.tile(np.array([0.0, swap_penalty]), len(batches))  # (M,)
+    found = np.repeat(np.stack([b.found for b in batches]), 2, axis=0)  # (M, N)
+    path = np.zeros(n, np.int64)
+    for a, b in _runs(found.any(axis=0)):  # a frame without any detection breaks the path
+        path[a:b] = _least_movement(keypoints[:, a:b], found[:, a:b], penalty)
+    chosen = [batches[j // 2].detection(t) for t, j in enumerate(path)]
+    detections = [Detection(keypoints[j, t].copy(), d.mask, d.found, d.score)
+                  for t, (j, d) in enumerate(zip(path, chosen, strict=True))]
+    swapped = int((path % 2).sum())
+    others = int((path // 2 > 0).sum())
+    if swapped or others:
+        log.debug("temporal consistency: %d frames from another candidate, %d with sides swapped", others,
+                  swapped)
+    return DetectionBatch.stack(detections, first.image_size)
+
+
+def _least_movement(keypoints: np.ndarray, found: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """(N,) candidate per frame of the cheapest path (`most_consistent`): keypoints (M, N, K, 3), found
+    (M, N) with some candidate found in every frame, penalty (M,)."""
+    m, n = found.shape
+    confident = keypoints[..., 2] > CONSISTENT_MIN_CONFIDENCE  # (M, N, K)
+    cost = np.where(found[:, 0], penalty, np.inf)
+    back = np.zeros((n, m), np.int64)
+    for t in range(1, n):
+        before, now = keypoints[:, t - 1, :, :2], keypoints[:, t, :, :2]  # (M, K, 2)
+        both = confident[:, None, t - 1] & confident[None, :, t]  # (M before, M now, K)
+        dist = np.linalg.norm(before[:, None] - now[None, :], axis=-1)  # (M, M, K)
+        count = both.sum(-1)
+        step = np.where(count >= 4, (dist * both).sum(-1) / np.maximum(count, 1), 0.0)
+        total = cost[:, None] + step / _body_size(keypoints[:, t])[None, :]  # (M before, M now)
+        back[t] = np.argmin(total, axis=0)
+        cost = np.where(found[:, t], total[back[t], np.arange(m)] + penalty, np.inf)
+    path = np.zeros(n, np.int64)
+    path[-1] = int(np.argmin(cost))
+    for t in range(n - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+def _body_size(keypoints: np.ndarray) -> np.ndarray:
+    """(M,) the longer side of the confident keypoints' box of each (M, K, 3) candidate, at least 1 px."""
+    good = keypoints[..., 2] > CONSISTENT_MIN_CONFIDENCE
+    big, small = np.where(good[..., None], keypoints[..., :2], -np.inf), np.where(good[..., None],
+                                                                                 keypoints[..., :2], np.inf)
+    extent = np.nan_to_num(big.max(axis=1) - small.min(axis=1), nan=0.0, posinf=0.0, neginf=0.0)  # (M, 2)
+    return np.maximum(extent.max(axis=1), 1.0)
+
+
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

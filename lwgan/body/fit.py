@@ -17,7 +17,7 @@ import glob
 import logging
 import resource
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from lwgan.body.cameras import facing_camera_orient, fit_weak_perspective, weak_perspective_project
-from lwgan.body.detect import DetectionBatch, GroundTruthKeypoints
+from lwgan.body.detect import DetectionBatch, GroundTruthKeypoints, most_consistent
 from lwgan.body.fit_quality import (
     OK,
     STATUSES,
@@ -63,6 +63,12 @@ from lwgan.render.shade import overlay, shade, to_uint8
 log = logging.getLogger(__name__)
 
 
+# How detector keypoints are made, in the fit's key: changing it refits detected videos (2: the most
+# consistent of the candidate detections over time, `lwgan.body.detect.most_consistent`)
+DETECTION = "detection=2"
+DETECT_SIZE_HINT = "set fit.detect_size=0 to detect on the cached frames instead"
+
+
 @dataclasses.dataclass(frozen=True)
 class FitSettings:
     """Everything a fit worker needs besides the video: paths and options (picklable, hashable)."""
@@ -74,6 +80,7 @@ class FitSettings:
     keypoints_root: Path | None
     options: FitOptions
     overlays_per_video: int = 3
+    detect_size: int = 0  # also detect on the source squares at this side (`lwgan.data.recut`); 0: cache only
 
 
 def settings_from_params(fit: FitParams, frames_path: Path, body_path: Path, out_dir: Path) -> FitSettings:
@@ -86,6 +93,7 @@ def settings_from_params(fit: FitParams, frames_path: Path, body_path: Path, out
         options=FitOptions(pose_iterations=fit.pose_iterations, camera_iterations=fit.camera_iterations,
                            silhouette_weight=fit.silhouette_weight, chunk_size=fit.chunk_frames),
         overlays_per_video=fit.overlays_per_video,
+        detect_size=fit.detect_size,
     )
 
 
@@ -96,11 +104,25 @@ class FitJob:
     frames: int = 0  # in the video (for progress lines)
 
 
-def job_key(settings: FitSettings, video_attrs: dict[str, Any], body_digest: str) -> str:
-    """Hash of everything that determines a video's fit."""
+def job_key(settings: FitSettings, video_attrs: dict[str, Any], body_digest: str,
+            detect_side: int = 0) -> str:
+    """Hash of everything that determines a video's fit. detect_side: the side of the frames the detector
+    runs on when they are not the cached ones (`detection_side`); it is left out when 0, so that the keys of
+    videos detected on their cached frames do not depend on fit.detect_size."""
     return content_key(KIND, SCHEMA_VERSION, video_attrs.get("options_hash"),
                        video_attrs.get("source_fingerprint"), body_digest, settings.keypoints,
-                       str(settings.keypoints_root or ""), dataclasses.asdict(settings.options))
+                       str(settings.keypoints_root or ""), dataclasses.asdict(settings.options),
+                       *([DETECTION] if settings.keypoints == "detector" else []),
+                       *([f"detect_side={detect_side}"] if detect_side else []))
+
+
+def detection_side(settings: FitSettings, cache: FramesCache, video: str) -> int:
+    """The side of the source squares the detector runs on for `video` (0: the cached frames)."""
+    if settings.keypoints != "detector":
+        return 0
+    from lwgan.data.recut import detection_side as side
+
+    return side(cache, video, settings.detect_size)
 
 
 def plan_jobs(settings: FitSettings) -> tuple[list[FitJob], list[str]]:
@@ -110,7 +132,7 @@ def plan_jobs(settings: FitSettings) -> tuple[list[FitJob], list[str]]:
     jobs, current = [], []
     for video in cache.videos:
         attrs = {k: str(v) for k, v in cache.group(video).attrs.items()}
-        key = job_key(settings, attrs, digest)
+        key = job_key(settings, attrs, digest, detection_side(settings, cache, video))
         if shard_is_current(shard_path(settings.out_dir, video), KIND, SCHEMA_VERSION, key):
             current.append(video)
         else:
@@ -161,13 +183,17 @@ class FitWorker:
                 self._ground_truth = GroundTruthKeypoints(root)
             return self._ground_truth.for_cache(self.cache, video)
         if kind == "detector":
-            from lwgan.body.detect import detect_followed, detect_video
-
-            frames = (self.cache.frame(video, i) for i in range(self.cache.num_frames(video)))
             followed = self.cache.person_boxes(video)  # the person prepare followed, where it did
-            if followed is not None:
-                return detect_followed(frames, self._detector, followed, tracker=self._tracker)
-            return detect_video(frames, self._detector)
+            cached = (self.cache.frame(video, i) for i in range(self.cache.num_frames(video)))
+            candidates = [self._detect(cached, followed)]
+            side = detection_side(self.settings, self.cache, video)
+            if side:  # first choice: the source squares at more pixels, mapped into the cached frames
+                from lwgan.data.recut import recut
+
+                scaled = None if followed is None else (followed + 0.5) * (side / self.image_size) - 0.5
+                frames = recut(self.cache, video, side, hint=DETECT_SIZE_HINT)
+                candidates.insert(0, self._detect(frames, scaled).rescaled(self.image_size))
+            return most_consistent(candidates)
         from lwgan.body.keypoint_io import read_track
 
         track = read_track(kind, self.settings.keypoints_root or Path("."), video)
@@ -176,6 +202,15 @@ class FitWorker:
         found = (keypoints[..., 2] > 0).any(axis=1)
         return DetectionBatch(keypoints, found, keypoints[..., 2].mean(axis=1), None,
                               (self.image_size, self.image_size))
+
+    def _detect(self, frames: Iterable[np.ndarray], followed: np.ndarray | None) -> DetectionBatch:
+        """The detector over `frames`, kept to the person prepare followed (their boxes in these frames'
+        pixels) where it followed one."""
+        from lwgan.body.detect import detect_followed, detect_video
+
+        if followed is not None:
+            return detect_followed(frames, self._detector, followed, tracker=self._tracker)
+        return detect_video(frames, self._detector)
 
     # -- one video ---------------------------------------------------------------------------------------
     def run(self, job: FitJob) -> dict[str, Any]:

@@ -10,7 +10,8 @@ Sources
                            prepare stage uses it too).
     `GroundTruthKeypoints` the synthetic set's ``gt/<video>.npz`` keypoints and ``masks/`` images, mapped
                            through the prepare stage's crop into cache-frame pixels.
-Both give a `DetectionBatch` per video; `detect_video` runs a detector over a video's frames.
+Both give a `DetectionBatch` per video; `detect_video` runs a detector over a video's frames,
+`detect_followed` keeps it to one person, `most_consistent` chooses among candidate detections over time.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 K = len(COCO_KEYPOINT_NAMES)
 __all__ = ["Detection", "DetectionBatch", "GroundTruthKeypoints", "MediaPipeDetector", "PoseDetector",
-           "detect_followed", "detect_video", "grey_outside", "mask_to_cache", "not_found"]
+           "detect_followed", "detect_video", "grey_outside", "mask_to_cache", "most_consistent", "not_found"]
 
 
 @dataclass(frozen=True)
@@ -236,8 +237,6 @@ def _body_size(keypoints: np.ndarray) -> np.ndarray:
                                                                                  keypoints[..., :2], np.inf)
     extent = np.nan_to_num(big.max(axis=1) - small.min(axis=1), nan=0.0, posinf=0.0, neginf=0.0)  # (M, 2)
     return np.maximum(extent.max(axis=1), 1.0)
-
-
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:

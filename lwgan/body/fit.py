@@ -26,7 +26,13 @@ import numpy as np
 import torch
 
 from lwgan.body.cameras import facing_camera_orient, fit_weak_perspective, weak_perspective_project
-from lwgan.body.detect import DetectionBatch, GroundTruthKeypoints, most_consistent
+from lwgan.body.detect import (
+    DetectionBatch,
+    GroundTruthKeypoints,
+    detect_followed,
+    detect_video,
+    most_consistent,
+)
 from lwgan.body.fit_quality import (
     OK,
     STATUSES,
@@ -206,8 +212,6 @@ class FitWorker:
     def _detect(self, frames: Iterable[np.ndarray], followed: np.ndarray | None) -> DetectionBatch:
         """The detector over `frames`, kept to the person prepare followed (their boxes in these frames'
         pixels) where it followed one."""
-        from lwgan.body.detect import detect_followed, detect_video
-
         if followed is not None:
             return detect_followed(frames, self._detector, followed, tracker=self._tracker)
         return detect_video(frames, self._detector)

@@ -86,7 +86,9 @@ class FitSettings:
     keypoints_root: Path | None
     options: FitOptions
     overlays_per_video: int = 3
-    detect_size: int = 0  # also detect on the source squares at this side (`lwgan.data.recut`); 0: cache only
+    # also detect on the source squares at this side (`lwgan.data.recut`); 0: on the cached frames only.
+    # The default is the fit.detect_size param's.
+    detect_size: int = FitParams.detect_size
 
 
 def settings_from_params(fit: FitParams, frames_path: Path, body_path: Path, out_dir: Path) -> FitSettings:

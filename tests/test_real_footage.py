@@ -218,3 +218,33 @@ def test_the_fit_keypoints_of_a_man_facing_the_camera_are_not_collapsed(tmp_path
         k = batch.keypoints[frame]
         assert k[ls, 0] - k[rs, 0] >= SHOULDERS_APART * scale, (frame, k[[ls, rs]])
         assert k[lh, 0] - k[rh, 0] >= HIPS_APART * scale, (frame, k[[lh, rh]])
+
+
+def test_the_tasks_fit_the_man_they_follow():
+    """`lwgan imitate/transfer/view` detect in a square around the person they found, kept to that
+    person's track (`detect_followed`, with the tracker): on the portrait clip every frame has a person
+    and the fitted body's keypoints lie on the man, not the bystander (centre inside his box read off
+    frames 0 and 50)."""
+    from lwgan.apps.media import read_video
+    from lwgan.apps.person import fit_person
+    from lwgan.body import load_configured
+    from lwgan.body.detect import MediaPipeDetector
+    from lwgan.body.fitting import NO_PERSON, FitOptions
+    from lwgan.body.model import BodyModel
+    from lwgan.body.sequence import project_keypoints
+    from lwgan.geometry import ndc_to_pixel
+
+    side = 128
+    body = BodyModel(load_configured("default"))
+    with MediaPipeDetector() as detector, \
+            MediaPipeDetector(static_image_mode=False, smooth=False) as tracker:
+        person = fit_person(read_video(clip("portrait_cam01"), step=10), detector, body, side, 0.15,
+                            FitOptions(), tracker=tracker)
+    assert len(person.status) == 10 and not (person.status & NO_PERSON).any()
+    points = ndc_to_pixel(project_keypoints(body, person.betas, person.pose, person.cam)[..., :2], side, side)
+    x0, y0, square = person.crop.x0, person.crop.y0, person.crop.side
+    source = (points.numpy() + 0.5) * (square / side) - 0.5 + (x0, y0)  # (N, K, 2) source pixels
+    for frame in (0, 50):
+        u, v = source[frame // 10].mean(axis=0)
+        man = PORTRAIT_MAN[frame]
+        assert man[0] <= u <= man[2] and man[1] <= v <= man[3], (frame, u, v, man)

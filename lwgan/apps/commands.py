@@ -52,6 +52,7 @@ class Context:
     margin: float
     params_file: str
     person: str = "largest"  # data.person: whom to follow when several people are seen
+    tracker: Any = None  # follows the person through the frames the detector misses (`detect_followed`)
 
 
 def _params(path: str | None) -> tuple[config.Params, str]:
@@ -99,16 +100,18 @@ def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Con
 
     try:
         detector = MediaPipeDetector()
+        tracker = MediaPipeDetector(static_image_mode=False, smooth=False)
     except ImportError as err:
         raise CommandError(str(err)) from err
     f = params.fit
     fit = FitOptions(pose_iterations=f.pose_iterations, camera_iterations=f.camera_iterations,
                      silhouette_weight=f.silhouette_weight, chunk_size=f.chunk_frames)
-    return Context(synth, detector, fit, params.data.crop_margin, params_file, params.data.person)
+    return Context(synth, detector, fit, params.data.crop_margin, params_file, params.data.person, tracker)
 
 
 def _fit(ctx: Context, clip: media.Footage) -> Person:
-    return fit_person(clip, ctx.detector, ctx.synth.body, ctx.synth.side, ctx.margin, ctx.fit, ctx.person)
+    return fit_person(clip, ctx.detector, ctx.synth.body, ctx.synth.side, ctx.margin, ctx.fit, ctx.person,
+                      ctx.tracker)
 
 
 def _tile(ctx: Context, frames: np.ndarray) -> np.ndarray:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 import torch
 
 from lwgan.apps.media import Footage, InputError
-from lwgan.body.detect import DetectionBatch, PoseDetector, mask_to_cache, most_consistent
+from lwgan.body.detect import PoseDetector, detect_followed, mask_to_cache, most_consistent
 from lwgan.body.fitting import NO_PERSON, FitOptions, fit_video
 from lwgan.body.keypoint_io import cache_to_source, source_to_cache
 from lwgan.body.model import BodyModel
@@ -62,13 +63,20 @@ def find_person(footage: Footage, rule: str = "largest") -> PersonBox | None:
     """The box over the footage of the person `rule` chooses ("largest", "central" or an index), found as
     the prepare stage finds it: the people of up to `KEYFRAMES` keyframes at the source resolution,
     followed from keyframe to keyframe (`lwgan.data.people`). None when nobody is found."""
+    found = find_track(footage, rule)
+    return None if found is None else found[0]
+
+
+def find_track(footage: Footage, rule: str = "largest") -> tuple[PersonBox, people.Track, int] | None:
+    """`find_person`'s box, the person's track over the keyframes (`people.box_at` gives their box in
+    any frame) and the number of frames read; None when nobody is found."""
     total = 1 if footage.kind == "image" else max(1, footage.estimated_frames())
     every = max(1, -(-total // KEYFRAMES))
     detect = people.mediapipe_detect_fn()
-    seen, size = [], (0, 0)
+    seen, size, frames = [], (0, 0), 0
     progress = ProgressLog(f"find people {footage.path.name}", "frames") if footage.kind == "video" else None
     for i, image in enumerate(footage.frames()):
-        size = image.shape[:2]
+        size, frames = image.shape[:2], i + 1
         if i % every == 0:
             seen.append(people.find_people(image, detect, i))
         if progress is not None:
@@ -76,20 +84,23 @@ def find_person(footage: Footage, rule: str = "largest") -> PersonBox | None:
     chosen = people.choose(people.follow(seen), rule, size)
     if chosen is None:
         return None
-    return PersonBox(*chosen.bounds(*size), "detector",
-                     f"seen in {len(chosen.sightings)} of {len(seen)} keyframes")
+    note = f"seen in {len(chosen.sightings)} of {len(seen)} keyframes"
+    return PersonBox(*chosen.bounds(*size), "detector", note), chosen, frames
 
 
 def fit_person(footage: Footage, detector: PoseDetector, body: BodyModel, side: int, margin: float,
-               options: FitOptions, rule: str = "largest") -> Person:
-    """Find the person (`find_person`, first pass), crop to `side`² and detect the keypoints in the crops
-    as the fit stage does in the cached frames (second pass), and fit the body; InputError naming the file
-    when no person is found. Memory: the crops and the per-frame keypoints, whatever the input size."""
+               options: FitOptions, rule: str = "largest", tracker: PoseDetector | None = None) -> Person:
+    """Find the person (`find_track`, first pass), crop to `side`² and detect the keypoints in the crops
+    as the fit stage does in the cached frames (second pass: kept to the person found, whose box in each
+    frame comes from their track, and with `tracker` through the frames the detector misses,
+    `detect_followed`), and fit the body; InputError naming the file when no person is found. Memory: the
+    crops and the per-frame keypoints, whatever the input size."""
     what = footage.kind
-    box = find_person(footage, rule)
-    if box is None:
+    found_person = find_track(footage, rule)
+    if found_person is None:
         raise InputError(f"no person was found in the {what} {footage.path}: it needs one person, seen "
                          "whole and large enough for the detector")
+    box, track, count = found_person
     height, width = next(footage.frames()).shape[:2]
     crop = square_crop(box, height, width, margin)
     # The keypoints come from a square around the person with room to spare (the detector misses people
@@ -98,12 +109,21 @@ def fit_person(footage: Footage, detector: PoseDetector, body: BodyModel, side: 
     grow = int(round(crop.side * (DETECT_CONTEXT - 1.0) / 2.0))
     around = CropBox(crop.x0 - grow, crop.y0 - grow, crop.side + 2 * grow)
     detect_side = min(around.side, DETECT_SIDE)
-    crops, found = [], []
-    for frame in footage.frames():
-        crops.append(apply_crop(frame, crop, side))
-        found.append(detector.detect(apply_crop(frame, around, detect_side)))
+    # the person's box in each frame, in the detector's pixels
+    boxes = np.stack([people.box_at(track, i) for i in range(count)]).astype(np.float64)
+    origin = np.array([around.x0, around.y0, around.x0, around.y0], np.float64)
+    followed = (boxes - origin + 0.5) * (detect_side / around.side) - 0.5
+    crops: list[np.ndarray] = []
+
+    def squares() -> Iterator[np.ndarray]:
+        for i, frame in enumerate(footage.frames()):
+            if i == count:  # the frames the first pass read (one decoder, so the same ones)
+                return
+            crops.append(apply_crop(frame, crop, side))
+            yield apply_crop(frame, around, detect_side)
+
     # a driving video's frames where left and right flicker are swapped back (`most_consistent`)
-    batch = most_consistent([DetectionBatch.stack(found, (detect_side, detect_side))])
+    batch = most_consistent([detect_followed(squares(), detector, followed, tracker=tracker)])
     keypoints = source_to_cache(cache_to_source(batch.keypoints, around.as_tuple(), detect_side),
                                 crop.as_tuple(), side)  # (N, K, 3) crop pixels
     keypoints[~batch.found] = 0.0

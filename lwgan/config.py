@@ -189,6 +189,8 @@ class TrainParams:
                          choices=("residual", "direct"))
     bg_head: str = _f("residual", "background head: residual over pull-push inpainting of the source's "
                       "background, or direct (the original's tanh)", choices=("residual", "direct"))
+    attention_prior: float = _f(6.0, "residual attention heads start at sigmoid(+-this) off/on the rendered "
+                                "body: 6 = 0.9975, an untrained G is the warp; 4 = 0.982", ge=0.0, le=20.0)
     # data
     batch_size: int = _f(4, "pairs per step and process (global batch = batch_size x processes)", ge=1)
     source_frames: int = _f(15, "the source frame is drawn from the first K usable frames of a video", ge=1)

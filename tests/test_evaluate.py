@@ -108,6 +108,19 @@ def test_a_checkpoint_from_before_the_residual_heads_loads_with_the_original_hea
     assert loaded.opts.color_head == "direct" and isinstance(loaded.tsf.attention_head[-1], torch.nn.Sigmoid)
 
 
+def test_a_checkpoint_from_before_the_attention_prior_loads_with_the_prior_it_was_trained_with(tmp_path):
+    torch.manual_seed(0)
+    residual = NetOptions(base_width=4, res_blocks=1, image_size=32, d_layers=2, color_head="residual",
+                          bg_head="residual", attention_prior=4.0)
+    train = {k: v for k, v in config.to_dict(config.TrainParams(image_size=32, base_width=4, res_blocks=1,
+                                                                d_layers=2)).items()
+             if k != "attention_prior"}  # what such a checkpoint's config holds
+    path = checkpoint.save(tmp_path / "old.pt",
+                           {"generator": Generator(residual).state_dict(), "config": {"train": train}})
+    loaded, params = load_generator(path, torch.device("cpu"))
+    assert params.attention_prior == 4.0 and loaded.tsf.attention_prior == 4.0
+
+
 def test_lpips_is_reported_when_its_published_weights_are_given(trained, tmp_path):
     from test_lpips import published
 

@@ -31,14 +31,15 @@ A = 1 selecting the background. Inputs must have the size `NetOptions.image_size
 Residual heads (`NetOptions.color_head` / `bg_head` = "residual"; "direct" is the original). The 7x7 head
 convolutions are zero-initialised and add to what needs no network (`HeadPrior`):
 
-    P_s = clip(I_s + conv),  P_t = clip(fill(warp(I_s, T)) + conv),  A = sigmoid(conv + 4 * (2 B - 1)),
+    P_s = clip(I_s + conv),  P_t = clip(fill(warp(I_s, T)) + conv),  A = sigmoid(conv + a * (2 B - 1)),
     I_bg = clip(fill(I_s * M_bg) + conv)
 
 fill = pull-push inpainting (`lwgan.nets.inpaint`: the target's body pixels that the source does not see
 take the colours around them, the background behind the source's body the background around it), B = the
-rendered background of the stream's conditioning map (1 = background), clip to [-1, 1]. An untrained G
-therefore outputs the warped source over the inpainted background (attention 0.982 / 0.018 by the
-rendered masks), and training learns what the warp gets wrong, instead of starting from noise.
+rendered background of the stream's conditioning map (1 = background), clip to [-1, 1], a =
+`NetOptions.attention_prior` (default 6). An untrained G therefore outputs the warped source over the
+inpainted background (attention 0.9975 / 0.0025 by the rendered masks), and training learns what the warp
+gets wrong, instead of starting from noise.
 """
 
 from __future__ import annotations
@@ -56,8 +57,6 @@ from lwgan.nets.options import GENERATOR_DOWNSAMPLINGS, NetOptions, width
 from lwgan.warp.flow import flow_valid, resize_flow, warp
 
 COND_CHANNELS = 4  # the conditioning map C: 3 surface-code channels + 1 background channel
-# Residual attention heads start at sigmoid(+-4) = 0.982 / 0.018: the rendered mask, slightly soft.
-ATTENTION_PRIOR_LOGIT = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +151,7 @@ class ResUNet(nn.Module):
             for lv in levels
         )
         self.residual = opts.color_head == "residual"
+        self.attention_prior = opts.attention_prior
         self.color_head = _head(opts.base_width, 3, None if self.residual else nn.Tanh())
         self.attention_head = _head(opts.base_width, 1, None if self.residual else nn.Sigmoid())
 
@@ -189,7 +189,7 @@ class ResUNet(nn.Module):
         color, attention = self.color_head(h), self.attention_head(h)
         if prior is not None:
             color = (prior.color + color).clamp(-1.0, 1.0)
-            attention = torch.sigmoid(attention + ATTENTION_PRIOR_LOGIT * (2.0 * prior.background - 1.0))
+            attention = torch.sigmoid(attention + self.attention_prior * (2.0 * prior.background - 1.0))
         return ResUNetOutput(color, attention, tuple(features))
 
 

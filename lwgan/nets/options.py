@@ -13,6 +13,9 @@ HEADS: tuple[str, ...] = ("direct", "residual")
 GENERATOR_DOWNSAMPLINGS = 3
 # Channel widths stop growing at this multiple of `base_width` (the original: 64 -> 512).
 MAX_WIDTH_MULTIPLE = 8
+# Residual attention heads start at sigmoid(+-6) = 0.9975 / 0.0025: the rendered mask (4 = 0.982 / 0.018
+# blends 1.8 % of the background into the body of an untrained G; README "Output quality against the warp")
+ATTENTION_PRIOR = 6.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +37,8 @@ class NetOptions:
                      rendered background), zero-initialised, so an untrained G starts at the warp.
     bg_head:         "direct" (the original: I_bg = tanh(conv)) or "residual": I_bg = pull-push inpainting
                      of the source's known background + a zero-initialised residual.
+    attention_prior: with residual heads, the logit the attention starts at: +this on the rendered
+                     background, -this on the body (A = sigmoid(conv + prior * (2 B - 1))).
     """
 
     base_width: int = 64
@@ -44,6 +49,7 @@ class NetOptions:
     d_layers: int = 4
     color_head: str = "direct"
     bg_head: str = "direct"
+    attention_prior: float = ATTENTION_PRIOR
 
     def __post_init__(self) -> None:
         if self.base_width < 1:
@@ -55,6 +61,8 @@ class NetOptions:
         for name in ("color_head", "bg_head"):
             if getattr(self, name) not in HEADS:
                 raise ValueError(f"NetOptions.{name} must be one of {HEADS}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.attention_prior <= 20.0:
+            raise ValueError(f"NetOptions.attention_prior must be in [0, 20], got {self.attention_prior}")
         if self.d_layers < 1:
             raise ValueError(f"NetOptions.d_layers must be >= 1, got {self.d_layers}")
         step = 2**GENERATOR_DOWNSAMPLINGS

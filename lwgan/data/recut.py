@@ -5,8 +5,9 @@ and MediaPipe's landmark model, which crops and upsamples them to its 256² inpu
 side views on some frames (shoulders and hips collapsed onto the body's middle line). On the same squares
 cut from the source frame at 512 px it gets most of those right and errs on others, so the fit detects on
 both and keeps per frame the detection that continues its neighbours (`lwgan.body.detect.most_consistent`;
-measured on real footage: README "Fitting a body to every frame"). `recut` yields those squares: the square prepare cut from each kept source frame, resized to `side` (cv2.INTER_AREA,
-the prepare stage's padding), only after checking that the source is the one prepare read.
+measured on real footage: README "Fitting a body to every frame"). `recut` yields those squares: the
+square prepare cut from each kept source frame, resized to `side` (cv2.INTER_AREA, the prepare stage's
+padding), only after checking that the source is the one prepare read.
 """
 
 from __future__ import annotations

@@ -196,15 +196,16 @@ def most_consistent(batches: Sequence[DetectionBatch], swap_penalty: float = SWA
     path = np.zeros(n, np.int64)
     for a, b in _runs(found.any(axis=0)):  # a frame without any detection breaks the path
         path[a:b] = _least_movement(keypoints[:, a:b], found[:, a:b], penalty)
-    chosen = [batches[j // 2].detection(t) for t, j in enumerate(path)]
-    detections = [Detection(keypoints[j, t].copy(), d.mask, d.found, d.score)
-                  for t, (j, d) in enumerate(zip(path, chosen, strict=True))]
-    swapped = int((path % 2).sum())
-    others = int((path // 2 > 0).sum())
+    frames, batch = np.arange(n), path // 2  # the chosen candidate of every frame, and its batch
+    packed = None  # masks are kept only when every candidate has them (as `DetectionBatch.stack`)
+    if all(b.packed_masks is not None for b in batches):
+        packed = np.stack([b.packed_masks for b in batches])[batch, frames]
+    scores = np.stack([b.scores for b in batches])[batch, frames]
+    swapped, others = int((path % 2).sum()), int((batch > 0).sum())
     if swapped or others:
         log.debug("temporal consistency: %d frames from another candidate, %d with sides swapped", others,
                   swapped)
-    return DetectionBatch.stack(detections, first.image_size)
+    return DetectionBatch(keypoints[path, frames], found[path, frames], scores, packed, first.image_size)
 
 
 def _least_movement(keypoints: np.ndarray, found: np.ndarray, penalty: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from lwgan.body.cameras import axis_angle_to_matrix, facing_camera_orient
 from lwgan.body.extras import SMPL_JOINT_NAMES
 from lwgan.body.fitting_stages import _best_path
 from lwgan.body.fitting_state import FitState, geman_mcclure, interpolate_missing, so3_exp
-from lwgan.body.kinematics import KeypointBody
+from lwgan.body.kinematics import LEVELS_FROM, KeypointBody
 from lwgan.body.model import BodyModel
 from lwgan.body.model_io import make_body_model_data
 from lwgan.body.priors import PosePrior, euler_to_matrix, joint_limits, matrix_to_euler, prior_mean
@@ -31,15 +31,16 @@ def _random_pose(frames: int, seed: int) -> torch.Tensor:
     return 0.4 * torch.randn(frames, 72, generator=generator)
 
 
-def test_keypoint_body_equals_the_full_model(body):
+@pytest.mark.parametrize("frames", [5, LEVELS_FROM])  # the chain by pointer jumping, and level by level
+def test_keypoint_body_equals_the_full_model(body, frames):
     skeleton = KeypointBody(body)
-    pose = _random_pose(5, 0)
-    betas = torch.randn(5, body.num_betas, generator=torch.Generator().manual_seed(1))
-    rotations = axis_angle_to_matrix(pose.reshape(5, 24, 3))
+    pose = _random_pose(frames, 0)
+    betas = torch.randn(frames, body.num_betas, generator=torch.Generator().manual_seed(1))
+    rotations = axis_angle_to_matrix(pose.reshape(frames, 24, 3))
     with torch.no_grad():
         full = body(betas, pose)
         for shared in (betas, betas[:1]):  # per-frame shapes, and one shape for the batch
-            reference = full if shared.shape[0] == 5 else body(shared.expand(5, -1), pose)
+            reference = full if shared.shape[0] == frames else body(shared.expand(frames, -1), pose)
             fast = skeleton(shared, rotations)
             torch.testing.assert_close(fast.joints, reference.joints, atol=2e-6, rtol=0.0)
             torch.testing.assert_close(fast.keypoints, reference.keypoints, atol=2e-6, rtol=0.0)

@@ -11,8 +11,11 @@ skinned vertices, so
 with skinning weights w, template t, shape directions D, pose directions E and SMPL's pose feature
 f = (rotations of joints 1.. minus identity). M and the three parts of P are contracted once here, so a
 forward pass costs O(K J) per body instead of O(V J): exact (to float rounding) for any SMPL-format
-model, pose blend shapes included. The kinematic chain is composed by pointer jumping: log2(depth)
-batched 4 x 4 products instead of one per joint.
+model, pose blend shapes included. The kinematic chain is composed by pointer jumping (log2(depth)
+batched 4 x 4 products instead of one per joint) for small batches, and level by level down the tree
+(depth rounds of 3 x 4 products, five times fewer operations) for large ones, where the products' cost
+outweighs the rounds': measured on one core, fitting 240 frames at once, 4.4 ms instead of 7.3 per forward
+and backward pass; 1.5 instead of 0.9 for 20 frames.
 """
 
 from __future__ import annotations
@@ -31,6 +34,23 @@ class Skeleton:
 
     joints: torch.Tensor
     keypoints: torch.Tensor
+
+
+LEVELS_FROM = 64  # batch size from which the chain is composed level by level
+
+
+def _levels(parents: list[int]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """Joints by depth below the root, top down: per level (its joints, their parents' places in the order
+    root, level 1, level 2, ...), and the joints' places in that order (J,)."""
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        depth[j] = depth[parents[j]] + 1
+    order, levels = [0], []
+    for d in range(1, max(depth) + 1):
+        joints = [j for j in range(len(parents)) if depth[j] == d]
+        levels.append((torch.tensor(joints), torch.tensor([order.index(parents[j]) for j in joints])))
+        order += joints
+    return levels, torch.tensor([order.index(j) for j in range(len(parents))])
 
 
 def _jumps(parents: list[int]) -> list[torch.Tensor]:
@@ -91,6 +111,8 @@ class KeypointBody(torch.nn.Module):
         self.parents = parents
         self.register_buffer("parent_index", torch.tensor([max(p, 0) for p in parents], dtype=torch.long))
         self.register_buffer("jumps", torch.stack(_jumps(parents)))  # (rounds, J + 1) ancestor indices
+        self.levels, place = _levels(parents)
+        self.register_buffer("level_place", place)  # (J,) each joint's place in the level order
 
     @property
     def num_betas(self) -> int:
@@ -105,15 +127,11 @@ class KeypointBody(torch.nn.Module):
         bone = torch.cat(
             (rest[:, :1], rest[:, 1:] - rest[:, self.parent_index[1:]]), dim=1
         )  # from the parent
-        local = torch.cat((rotations, bone.expand(batch, -1, -1)[..., None]), dim=-1)  # (B, J, 3, 4) [R | t]
-        bottom = local.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(batch, joints + 1, 1, 4)
-        eye = torch.eye(3, 4, dtype=local.dtype, device=local.device).expand(batch, 1, 3, 4)
-        world = torch.cat((torch.cat((local, eye), dim=1), bottom), dim=-2)  # (B, J + 1, 4, 4); J: identity
-        # Pointer jumping: world_j holds the product of the local transforms from ancestor(j) (exclusive)
-        # down to j; each round doubles the span, so log2(depth) rounds reach the root.
-        for ancestor in self.jumps:
-            world = world[:, ancestor] @ world  # (B, J + 1, 4, 4)
-        world = world[:, :joints, :3]  # (B, J, 3, 4): [global rotation | posed joint]
+        bone = bone.expand(batch, -1, -1)  # (B, J, 3)
+        if batch >= LEVELS_FROM:
+            world = self._chain_levels(rotations, bone)
+        else:
+            world = self._chain_jumps(rotations, bone)  # (B, J, 3, 4): [global rotation | posed joint]
         points = self.mix_template + torch.einsum("kjcs,bs->bkjc", self.mix_shape, betas)  # (B or 1, K, J, 3)
         if self.mix_pose.numel():
             eye3 = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
@@ -129,3 +147,27 @@ class KeypointBody(torch.nn.Module):
         else:
             keypoints = torch.einsum("bjcd,bkjd->bkc", world, offsets)  # (B, K, 3)
         return Skeleton(joints=world[..., 3], keypoints=keypoints)
+
+    def _chain_jumps(self, rotations: torch.Tensor, bone: torch.Tensor) -> torch.Tensor:
+        """(B, J, 3, 4) world [rotation | joint] by pointer jumping: world_j holds the product of the local
+        transforms from ancestor(j) (exclusive) down to j; each round doubles the span, so log2(depth)
+        rounds reach the root."""
+        batch, joints = rotations.shape[:2]
+        local = torch.cat((rotations, bone[..., None]), dim=-1)  # (B, J, 3, 4) [R | t]
+        bottom = local.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(batch, joints + 1, 1, 4)
+        eye = torch.eye(3, 4, dtype=local.dtype, device=local.device).expand(batch, 1, 3, 4)
+        world = torch.cat((torch.cat((local, eye), dim=1), bottom), dim=-2)  # (B, J + 1, 4, 4); J: identity
+        for ancestor in self.jumps:
+            world = world[:, ancestor] @ world  # (B, J + 1, 4, 4)
+        return world[:, :joints, :3]
+
+    def _chain_levels(self, rotations: torch.Tensor, bone: torch.Tensor) -> torch.Tensor:
+        """The same, level by level down the tree: a joint's world rotation is its parent's times its own,
+        its position its parent's plus the parent's rotation of its bone."""
+        turn, place = rotations[:, :1], bone[:, :1]  # (B, 1, 3, 3), (B, 1, 3): the root
+        for joints, parents in self.levels:
+            joints, parents = joints.to(bone.device), parents.to(bone.device)
+            above = turn[:, parents]  # (B, n, 3, 3) the parents' world rotations
+            turn = torch.cat((turn, above @ rotations[:, joints]), dim=1)
+            place = torch.cat((place, (above @ bone[:, joints, :, None])[..., 0] + place[:, parents]), dim=1)
+        return torch.cat((turn, place[..., None]), dim=-1)[:, self.level_place]  # (B, J, 3, 4)

@@ -17,6 +17,7 @@ from lwgan.body.fitting import (
     FitInit,
     FitOptions,
     fit_video,
+    fit_videos,
     fitted_joints,
 )
 from lwgan.body.fitting_state import scale_outliers
@@ -45,9 +46,10 @@ class Truth:
     vertices: torch.Tensor  # (N, V, 3) projected
 
 
-def make_truth(body: BodyModel, frames: int, yaw_deg: float = -30.0) -> Truth:
+def make_truth(body: BodyModel, frames: int, yaw_deg: float = -30.0,
+               shape: tuple = (0.8, -0.5, 0.3)) -> Truth:
     """A short clip: the left arm rising sideways and the right knee bending, turned by yaw, with
-    non-zero shape and a camera filling ~60 % of the image height."""
+    non-zero shape (its first betas) and a camera filling ~60 % of the image height."""
     t = torch.linspace(0.0, 1.0, frames)
     poses = []
     for u in t.tolist():
@@ -62,7 +64,7 @@ def make_truth(body: BodyModel, frames: int, yaw_deg: float = -30.0) -> Truth:
     yaw = torch.deg2rad(torch.full((frames,), yaw_deg))
     pose[:, :3] = facing_camera_orient(yaw)
     betas = torch.zeros(body.num_betas)
-    betas[:3] = torch.tensor([0.8, -0.5, 0.3])
+    betas[: len(shape)] = torch.tensor(shape)
     with torch.no_grad():
         out = body(betas[None].expand(frames, -1), pose)
     cam = torch.tensor([0.65, 0.05, 0.1]).repeat(frames, 1)
@@ -184,6 +186,31 @@ def test_chunked_fit_matches_the_whole_video_fit(body):
     assert float(difference.mean()) < 0.03 and float(difference.max()) < 0.05  # metres, camera axes
     assert float(pa_mpjpe(fitted_joints(body, chunked), clip.joints).mean()) < 0.035
     assert float(chunked.reprojection_px.max()) < 1.5
+
+
+def test_videos_fitted_together_are_each_fitted_as_if_alone(body):
+    """fit_videos optimises short videos as one problem: each keeps its own shape, path and smoothness, so
+    each result is fit_video's on that video alone (to float rounding), whatever is fitted beside it."""
+    options = dataclasses.replace(FAST, chunk_size=16)
+    tall = make_truth(body, 6, yaw_deg=-30.0, shape=(2.0, 0.0, 0.0))
+    back = make_truth(body, 5, yaw_deg=160.0, shape=(-1.5, 1.0, 0.0))
+    empty = tall.keypoints.clone()
+    empty[..., 2] = 0.0  # nobody: fitted alone, flagged
+    long = make_truth(body, 18)  # longer than a chunk: fitted alone, chunk by chunk
+    gap = back.keypoints.clone()
+    gap[1, :, 2] = 0.0
+    clips = [tall.keypoints, empty, gap, long.keypoints, back.keypoints]
+    together = fit_videos(clips, SIZE, body, options)
+    alone = [fit_video(clip, SIZE, body, options) for clip in clips]
+    for i, (a, b) in enumerate(zip(together, alone, strict=True)):
+        assert torch.equal(a.status, b.status), i
+        torch.testing.assert_close(a.betas, b.betas, atol=2e-3, rtol=0.0, msg=f"video {i}")
+        torch.testing.assert_close(a.pose, b.pose, atol=1e-2, rtol=0.0, msg=f"video {i}")
+        torch.testing.assert_close(a.cam, b.cam, atol=1e-3, rtol=0.0, msg=f"video {i}")
+    assert float((together[0].betas - together[4].betas).abs().max()) > 0.05  # a shape each
+    for result, clip in ((together[0], tall), (together[4], back), (together[3], long)):
+        assert float(pa_mpjpe(fitted_joints(body, result), clip.joints).mean()) < 0.04
+    assert bool((together[1].status & NO_PERSON).all()) and together[2].status[1] & NO_PERSON
 
 
 def test_fitting_is_deterministic(body, truth, fitted):

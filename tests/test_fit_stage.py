@@ -97,7 +97,7 @@ def test_killed_fit_stage_resumes_with_only_the_missing_videos(prepared, tmp_pat
     root, body_path = prepared
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["fit"].update(keypoints="ground_truth", pose_iterations=60, camera_iterations=20,
-                         overlays_per_video=0)
+                         overlays_per_video=0, chunk_frames=6)  # a group per video (`batches`)
     params["ray"].update(enabled=False)
     params["tracking"]["enabled"] = False
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -20,7 +20,7 @@ import yaml
 from lwgan import config, tracking
 from lwgan.body import load_configured
 from lwgan.body.detect import GroundTruthKeypoints
-from lwgan.body.fit import FitSettings, fit_all, plan_jobs, review, settings_from_params
+from lwgan.body.fit import FitJob, FitSettings, batches, fit_all, plan_jobs, review, settings_from_params
 from lwgan.body.fit_quality import (
     FAILED,
     OK,
@@ -157,6 +157,8 @@ def overlays_of(out: Path) -> dict[str, list[int]]:
 @pytest.mark.slow
 def test_per_video_figures_match_numpy_on_the_stored_fit(prepared, tmp_path):
     settings = settings_for(prepared, tmp_path / "smpl")
+    # two videos of six frames per group (`batches`): a progress line per group
+    settings = dataclasses.replace(settings, options=dataclasses.replace(settings.options, chunk_size=12))
     calls = []
     done = fit_all(settings, PoolOptions(use_ray=False),
                    progress=lambda done, total, extra="": calls.append((done, total, extra)))
@@ -166,8 +168,8 @@ def test_per_video_figures_match_numpy_on_the_stored_fit(prepared, tmp_path):
     frames = FramesCache(prepared / "frames" / FRAMES_FILE)
     # progress is counted in frames (the rate and ETA of a progress line follow from it), videos beside
     total = sum(frames.num_frames(video) for video in frames.videos)
-    assert [c[1] for c in calls] == [total] * 4
-    assert [c[2] for c in calls] == [f"{k}/4 videos" for k in range(1, 5)]
+    assert [c[1] for c in calls] == [total] * 2
+    assert [c[2] for c in calls] == ["2/4 videos", "4/4 videos"]
     assert [c[0] for c in calls] == sorted(c[0] for c in calls) and calls[-1][0] == total
     truth = GroundTruthKeypoints(prepared / "synthetic")
     table = report.metrics["videos"]
@@ -317,3 +319,16 @@ def test_a_video_fitted_to_background_points_fails_and_stops_the_stage(prepared,
     assert "0 videos to fit, 4 already fitted" in second.stderr
     assert shard_bytes(out) == computed, "the failed run's shards were kept and reused as they are"
     assert json.loads((tmp_path / "second.json").read_text())["videos"] == metrics["videos"]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_videos_are_grouped_in_order_within_the_chunk_and_evenly_over_the_workers(workers):
+    lengths = [20] * 64 + [300, 7, 250, 40, 40]
+    jobs = [FitJob(f"v{i:03d}", "key", n) for i, n in enumerate(lengths)]
+    groups = batches(jobs, FitOptions(), workers)
+    assert groups[0].jobs == (jobs[64],)  # longer than a chunk: alone, first
+    assert [job for group in groups[1:] for job in group.jobs] == jobs[:64] + jobs[65:]  # in order
+    assert all(group.frames <= 256 for group in groups if len(group.jobs) > 1)
+    short = [group for group in groups if all(job.frames == 20 for job in group.jobs)]
+    assert len({group.frames for group in short}) <= 2 and min(group.frames for group in short) >= 160
+    assert len(groups) - 1 >= workers

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
 
 import torch
 
 from lwgan.body.cameras import axis_angle_to_matrix
-from lwgan.body.fitting_stages import fit_chunk
+from lwgan.body.fitting_stages import Videos, fit_chunk
 from lwgan.body.fitting_state import (
     REFERENCE_SIZE,
     ChunkFit,
@@ -58,7 +59,7 @@ IMPLAUSIBLE_SCALE = 8  # the size jumps off the neighbours' (`FitOptions.max_sca
 
 __all__ = [
     "LOW_CONFIDENCE", "NOT_CONVERGED", "NO_PERSON", "REFERENCE_SIZE", "FitInit", "FitOptions", "FitResult",
-    "fit_video", "fitted_joints",
+    "check_inputs", "fit_video", "fit_videos", "fitted_joints",
 ]  # fmt: skip
 
 
@@ -111,13 +112,14 @@ def _skeleton(body: BodyModel, device: torch.device) -> KeypointBody:
     return cached[1].to(device)
 
 
-def _check_inputs(
+def check_inputs(
     keypoints: torch.Tensor,
     image_size: int,
     body: BodyModel,
     masks: torch.Tensor | None,
     init: FitInit | None,
 ) -> None:
+    """Raise a ValueError naming what is wrong with `fit_video`'s inputs."""
     if not isinstance(keypoints, torch.Tensor) or keypoints.dim() != 3 or keypoints.shape[-1] != 3:
         shape = tuple(keypoints.shape) if isinstance(keypoints, torch.Tensor) else type(keypoints).__name__
         raise ValueError(f"keypoints must be an (N, K, 3) tensor of u, v, confidence; got {shape}")
@@ -161,6 +163,41 @@ def _init_state(init: FitInit | None, body: BodyModel, device: torch.device) -> 
     return FitState(rotation=rotation, euler=euler, cam=cam, betas=betas)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Video:
+    """One video's keypoints as the fit sees them: target (N, K, 2) NDC, weight (N, K), valid (N,) frames
+    with enough keypoints, status (N,) flags known before fitting."""
+
+    target: torch.Tensor
+    weight: torch.Tensor
+    valid: torch.Tensor
+    status: torch.Tensor
+
+    @classmethod
+    def of(cls, keypoints: torch.Tensor, image_size: int, options: FitOptions,
+           device: torch.device) -> _Video:
+        keypoints = keypoints.detach().to(device, torch.float32)
+        finite = torch.isfinite(keypoints[..., :2]).all(dim=-1)  # (N, K): a NaN position counts as missing
+        target = pixel_to_ndc(keypoints[..., :2].nan_to_num(0.0, 0.0, 0.0), image_size, image_size)
+        confidence = torch.where(finite, keypoints[..., 2].nan_to_num(0.0).clamp(0.0, 1.0), 0.0)  # (N, K)
+        weight = torch.where(confidence >= options.confidence_threshold, confidence, 0.0)  # (N, K)
+        valid = (weight > 0).sum(dim=1) >= options.min_keypoints  # (N,)
+        status = torch.zeros(len(keypoints), dtype=torch.uint8)
+        status[~valid.cpu()] |= NO_PERSON
+        status[(confidence.mean(dim=1) < options.low_confidence).cpu()] |= LOW_CONFIDENCE
+        return cls(target, weight * valid[:, None], valid, status)
+
+    @property
+    def frames(self) -> int:
+        return self.valid.shape[0]
+
+
+# What fits some of a group's videos: (which of them, their weights, their valid frames) -> per video
+# (state, error (N,) in reference pixels, loss history).
+_Fitted = tuple[FitState, torch.Tensor, dict[str, list[float]]]
+_Fitter = Callable[[list[int], list[torch.Tensor], list[torch.Tensor]], list[_Fitted]]
+
+
 def fit_video(
     keypoints: torch.Tensor,
     image_size: int,
@@ -177,34 +214,25 @@ def fit_video(
     init: optional starting values (`FitInit`). Returns a `FitResult`; never raises for frames without a
     person (they are flagged). Deterministic for the same inputs, options and torch thread count.
     """
-    _check_inputs(keypoints, image_size, body, masks, init)
+    check_inputs(keypoints, image_size, body, masks, init)
     device = torch.device(options.device)
     skeleton = _skeleton(body, device)
-    keypoints = keypoints.detach().to(device, torch.float32)
-    frames = keypoints.shape[0]
-    finite = torch.isfinite(keypoints[..., :2]).all(dim=-1)  # (N, K): a NaN position counts as missing
-    target = pixel_to_ndc(keypoints[..., :2].nan_to_num(0.0, 0.0, 0.0), image_size, image_size)  # (N, K, 2)
-    confidence = torch.where(finite, keypoints[..., 2].nan_to_num(0.0).clamp(0.0, 1.0), 0.0)  # (N, K)
-    weight = torch.where(confidence >= options.confidence_threshold, confidence, 0.0)  # (N, K)
-    valid = (weight > 0).sum(dim=1) >= options.min_keypoints  # (N,)
-    weight = weight * valid[:, None]
-    status = torch.zeros(frames, dtype=torch.uint8)
-    status[~valid.cpu()] |= NO_PERSON
-    status[(confidence.mean(dim=1) < options.low_confidence).cpu()] |= LOW_CONFIDENCE
+    video = _Video.of(keypoints, image_size, options, device)
     start_state = _init_state(init, body, device)
 
-    def fit_all(weight: torch.Tensor, valid: torch.Tensor) -> tuple[FitState, list[ChunkFit], dict]:
+    def chunk_by_chunk(_: list[int], weights: list[torch.Tensor], valids: list[torch.Tensor]):
+        (weight,), (valid,) = weights, valids
         history: dict[str, list[float]] = {}
         parts: list[ChunkFit] = []
         anchor: FitState | None = None
         betas = None if start_state is None else start_state.betas
         shape_fitted = False  # the first chunk with a person fits the shape; later chunks keep it
-        for start in range(0, frames, options.chunk_size):
-            chunk = slice(start, min(start + options.chunk_size, frames))
+        for start in range(0, video.frames, options.chunk_size):
+            chunk = slice(start, min(start + options.chunk_size, video.frames))
             part = fit_chunk(
                 skeleton=skeleton,
                 body=body,
-                target=target[chunk],
+                target=video.target[chunk],
                 weight=weight[chunk],
                 options=options,
                 anchor=anchor,
@@ -219,23 +247,110 @@ def fit_video(
             anchor = part.state.last()
             for name, values in part.loss.items():
                 history.setdefault(name, []).extend(values)
-        return FitState.cat([part.state for part in parts]), parts, history
+        state = FitState.cat([part.state for part in parts])
+        return [(state, torch.cat([part.error for part in parts]), history)]
 
-    state, parts, history = fit_all(weight, valid)
-    # A frame whose size jumps off its neighbours' is set aside and the video fitted again without it:
-    # through the smoothness terms it had pulled its neighbours' cameras too. A second verdict on the new
-    # fit sets aside (without another fit) whatever still jumps.
-    implausible = scale_outliers(state.cam[:, 0], valid, options.scale_window, options.max_scale_ratio)
-    if implausible.any():
-        valid = valid & ~implausible
-        state, parts, history = fit_all(weight * valid[:, None], valid)
-        again = scale_outliers(state.cam[:, 0], valid, options.scale_window, options.max_scale_ratio)
-        implausible, valid = implausible | again, valid & ~again
+    return _fit_group([video], chunk_by_chunk, image_size, options)[0]
+
+
+def fit_videos(
+    keypoints: Sequence[torch.Tensor],
+    image_size: int,
+    body: BodyModel,
+    options: FitOptions = FitOptions(),
+    masks: Sequence[torch.Tensor | None] | None = None,
+) -> list[FitResult]:
+    """`fit_video` on each of several videos, the short ones optimised together as one problem.
+
+    Videos of at most `FitOptions.chunk_size` frames with a person in them are fitted together in groups
+    of up to `chunk_size` frames (`lwgan.body.fitting_stages.Videos`): each keeps its own shape, path and
+    smoothness, and its fit is `fit_video`'s to float rounding, while the per-iteration overhead, which
+    dominates a short video's fit, is paid once per group. The others are fitted one by one.
+    keypoints, masks: per video, as for `fit_video`. Returns a `FitResult` per video, in order.
+    """
+    masks = list(masks) if masks is not None else [None] * len(keypoints)
+    if len(masks) != len(keypoints):
+        raise ValueError(f"{len(masks)} mask stacks for {len(keypoints)} videos")
+    for video, video_masks in zip(keypoints, masks, strict=True):
+        check_inputs(video, image_size, body, video_masks, None)
+    device = torch.device(options.device)
+    videos = [_Video.of(video, image_size, options, device) for video in keypoints]
+    results: list[FitResult | None] = [None] * len(videos)
+    groups: list[list[int]] = []
+    frames = options.chunk_size
+    for i, video in enumerate(videos):
+        if video.frames > options.chunk_size or not bool(video.valid.any()):
+            results[i] = fit_video(keypoints[i], image_size, body, options, masks[i])
+            continue
+        if frames + video.frames > options.chunk_size:
+            groups.append([])
+            frames = 0
+        groups[-1].append(i)
+        frames += video.frames
+    skeleton = _skeleton(body, device)
+    silhouettes = options.silhouette_weight > 0
+    for group in groups:
+        def together(which: list[int], weights: list[torch.Tensor], _: list[torch.Tensor], group=group):
+            chosen = [group[i] for i in which]
+            lengths = tuple(len(weight) for weight in weights)
+            stacked = [masks[i] for i in chosen]
+            part = fit_chunk(
+                skeleton=skeleton, body=body, target=torch.cat([videos[i].target for i in chosen]),
+                weight=torch.cat(weights), options=options, anchor=None, betas=None, fit_betas=True,
+                init=None,
+                masks=torch.cat(stacked) if silhouettes and all(m is not None for m in stacked) else None,
+                videos=Videos(lengths),
+            )
+            out = []
+            for v, frames in enumerate(Videos(lengths).slices()):
+                state = part.state.slice(frames)
+                betas = part.state.betas if len(lengths) == 1 else part.state.betas[v]  # (S,)
+                state = FitState(state.rotation, state.euler, state.cam, betas)
+                out.append((state, part.error[frames], part.loss))
+            return out
+
+        for i, result in zip(group, _fit_group([videos[i] for i in group], together, image_size, options),
+                             strict=True):
+            results[i] = result
+    return results
+
+
+def _fit_group(videos: list[_Video], fit: _Fitter, image_size: int, options: FitOptions) -> list[FitResult]:
+    """Fit `videos` with `fit`. A frame whose size jumps off its neighbours' is then set aside and its
+    video fitted again without it: through the smoothness terms it had pulled its neighbours' cameras too.
+    A second verdict on the new fit sets aside (without another fit) whatever still jumps."""
+    valids = [video.valid for video in videos]
+    fitted = fit(list(range(len(videos))), [video.weight for video in videos], valids)
+
+    def outliers(i: int) -> torch.Tensor:
+        scale = fitted[i][0].cam[:, 0]
+        return scale_outliers(scale, valids[i], options.scale_window, options.max_scale_ratio)
+
+    implausible = [outliers(i) for i in range(len(videos))]
+    again = [i for i, flags in enumerate(implausible) if bool(flags.any())]
+    if again:
+        valids = [valid & ~flags for valid, flags in zip(valids, implausible, strict=True)]
+        weights = [videos[i].weight * valids[i][:, None] for i in again]
+        refitted = fit(again, weights, [valids[i] for i in again])
+        for i, result in zip(again, refitted, strict=True):
+            fitted[i] = result
+            more = outliers(i)
+            implausible[i], valids[i] = implausible[i] | more, valids[i] & ~more
+    return [_result(video, *result, valid, flags, image_size, options)
+            for video, result, valid, flags in zip(videos, fitted, valids, implausible, strict=True)]
+
+
+def _result(video: _Video, state: FitState, error: torch.Tensor, history: dict[str, list[float]],
+            valid: torch.Tensor, implausible: torch.Tensor, image_size: int,
+            options: FitOptions) -> FitResult:
+    """The `FitResult` of a fitted video: missing and implausible frames interpolated, flags set."""
+    status = video.status.clone()
     status[implausible.cpu()] |= IMPLAUSIBLE_SCALE
     state = interpolate_missing(state, valid, None)
-    error_px = torch.cat([part.error for part in parts]).cpu() * (image_size / REFERENCE_SIZE)  # (N,)
+    error_px = error.cpu() * (image_size / REFERENCE_SIZE)  # (N,)
     error_px[~valid.cpu()] = float("nan")
     status[(error_px > options.converged_error * image_size / REFERENCE_SIZE) & valid.cpu()] |= NOT_CONVERGED
+    frames = video.frames
     rotations = torch.cat((state.rotation[:, None], euler_to_matrix(state.euler)), dim=1)  # (N, J, 3, 3)
     pose = matrix_to_axis_angle(rotations).reshape(frames, -1)  # (N, J * 3)
     logger.debug("fitted %d frames: %d without a person", frames, int((~valid).sum()))

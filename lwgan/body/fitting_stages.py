@@ -6,6 +6,12 @@ on the torso and face keypoints, and picks the candidate path by dynamic program
 optimises every parameter with the loss described in `lwgan.body.fitting` (and, with masks, the soft
 silhouette term in its last steps). The global rotation of stage 2 is R = R_1 exp(delta) around the
 stage-1 rotation R_1, which has no axis-angle wrap at pi.
+
+A chunk may hold several short videos one after the other (`Videos`): each has its own shape, its own
+orientation path, and smoothness terms only between its own frames; every per-frame term is averaged over
+its own video's frames, so the loss is the sum of the videos' losses and each video's parameters move as
+they would in a problem of their own (Adam's steps do not depend on a gradient's scale). Fitting them
+together pays the per-iteration overhead once for all of them.
 """
 
 from __future__ import annotations
@@ -49,6 +55,51 @@ def _rotation_angle2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.acos(cos.clamp(-1.0, 1.0)) ** 2
 
 
+@dataclasses.dataclass(frozen=True)
+class Videos:
+    """Where each video of a chunk lies: lengths (V,) frames of each, one after the other. One video
+    (V = 1) is the common case; its betas are then (S,), else (V, S)."""
+
+    lengths: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.lengths)
+
+    def slices(self) -> list[slice]:
+        ends = torch.tensor(self.lengths).cumsum(0).tolist()
+        return [slice(end - length, end) for end, length in zip(ends, self.lengths, strict=True)]
+
+    def index(self, device: torch.device) -> torch.Tensor:
+        """(n,) long: the video of each frame."""
+        counts = torch.tensor(self.lengths, device=device)
+        return torch.repeat_interleave(torch.arange(self.count, device=device), counts)
+
+    def frame_betas(self, betas: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """(1, S) or (n, S): the betas of each frame, from (S,) or (V, S); index: `index`, when known."""
+        if betas.dim() == 1:
+            return betas[None]
+        return betas[self.index(betas.device) if index is None else index]
+
+    def per_frame_mean(self, valid: torch.Tensor) -> torch.Tensor:
+        """(n,) weights that average a per-frame term over each video's valid frames (valid (n,) float)."""
+        if self.count == 1:
+            return valid / valid.sum().clamp_min(1.0)
+        index = self.index(valid.device)
+        count = torch.zeros(self.count, dtype=valid.dtype, device=valid.device).index_add_(0, index, valid)
+        return valid / count.clamp_min(1.0)[index]
+
+    def pair_mean(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+        """(n - 1,) weights averaging a term of consecutive frames over each video's pairs (0 between two
+        videos); None for one video (a plain mean)."""
+        if self.count == 1:
+            return None
+        weights = []
+        for length in self.lengths:
+            weights += [1.0 / (length - 1)] * (length - 1) + [0.0]
+        return torch.tensor(weights[:-1], device=device, dtype=dtype)
+
+
 def search_orientation(
     rest: torch.Tensor,
     target: torch.Tensor,
@@ -57,10 +108,11 @@ def search_orientation(
     options: FitOptions,
     anchor: torch.Tensor | None,
     history: dict[str, list[float]],
+    videos: Videos,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 1. rest: (K, 3) keypoints of the mean pose relative to the root joint; target (n, K, 2) NDC;
-    weight (n, K); anchor: (3, 3) rotation of the frame before, or None.
-    Returns the chosen rotation (n, 3, 3) and camera (n, 3) per frame."""
+    weight (n, K); anchor: (3, 3) rotation of the frame before, or None (one video only); videos: where
+    each video lies (a path per video). Returns the chosen rotation (n, 3, 3) and camera (n, 3) per frame."""
     n, count = target.shape[0], options.orientation_candidates
     part = torch.zeros(rest.shape[0], device=rest.device)
     part[_indices(names, TORSO)] = 1.0
@@ -95,7 +147,11 @@ def search_orientation(
         energy = cost()  # (n, C)
         rotation = start @ so3_exp(delta)  # (n, C, 3, 3)
         cam = torch.cat((log_scale.exp()[..., None], offset), dim=-1)  # (n, C, 3)
-        choice = _best_path(energy, rotation, options.turn_penalty, anchor, weight.sum(1) > 0)
+        found = weight.sum(1) > 0
+        choice = torch.cat([
+            _best_path(energy[part], rotation[part], options.turn_penalty, anchor, found[part])
+            for part in videos.slices()
+        ])
         pick = torch.arange(n, device=rest.device)
         return rotation[pick, choice], cam[pick, choice]
 
@@ -142,15 +198,19 @@ class _Problem:
     valid: torch.Tensor
     anchor: FitState | None
     options: FitOptions
+    videos: Videos
 
 
-def _smoothness(values: torch.Tensor, anchor: torch.Tensor | None) -> torch.Tensor:
-    """Mean over consecutive frames of the squared change of values (n, ...), anchor (1, ...) first."""
+def _smoothness(values: torch.Tensor, anchor: torch.Tensor | None, pairs: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """Mean over consecutive frames of the squared change of values (n, ...), anchor (1, ...) first;
+    with pairs (n - 1,) (`Videos.pair_mean`), the sum of each video's mean."""
     if anchor is not None:
         values = torch.cat((anchor.to(values), values))
     if values.shape[0] < 2:
         return values.new_zeros(())
-    return (values[1:] - values[:-1]).pow(2).flatten(1).sum(1).mean()
+    change = (values[1:] - values[:-1]).pow(2).flatten(1).sum(1)
+    return change.mean() if pairs is None else (change * pairs).sum()
 
 
 def _camera_code(cam: torch.Tensor) -> torch.Tensor:
@@ -177,15 +237,17 @@ class Silhouettes:
 
     def loss(self, betas: torch.Tensor, rotations: torch.Tensor, cam: torch.Tensor, use: torch.Tensor):
         """(m,) 1 - soft IoU of the projected body and the mask for the frames where use (n,) is True;
-        betas (S,), rotations (n, J, 3, 3), cam (n, 3). Returned on the inputs' device."""
+        betas (1, S) or (n, S) (`Videos.frame_betas`), rotations (n, J, 3, 3), cam (n, 3). Returned on the
+        inputs' device."""
         smpl = self.body.smpl
         device = smpl.v_template.device
         use = (use.to(device) & self.has_mask).nonzero().squeeze(1)  # (m,)
         if use.numel() == 0:
             return betas.new_zeros(0)
+        betas = betas.to(device).expand(len(cam), -1)[use]
         rotations, cam = rotations.to(device)[use], cam.to(device)[use]
         vertices, _ = smplx.lbs.lbs(
-            betas.to(device)[None].expand(len(use), -1),
+            betas,
             rotations,
             smpl.v_template,
             smpl.shapedirs,
@@ -231,15 +293,17 @@ def refine(
     delta = torch.zeros_like(start.cam, requires_grad=True)  # (n, 3): R = R_start exp(delta)
     log_scale = start.cam[:, 0].log().clone().requires_grad_(True)  # (n,)
     offset = start.cam[:, 1:].clone().requires_grad_(True)  # (n, 2)
-    betas = start.betas.clone().requires_grad_(fit_betas)  # (S,)
+    betas = start.betas.clone().requires_grad_(fit_betas)  # (S,) or (V, S)
     rest = [delta, log_scale, offset] + ([betas] if fit_betas else [])
     iterations = options.pose_iterations + (options.silhouette_iterations if silhouette else 0)
     groups = [(code, options.pose_lr), (rest, options.global_lr)]
     optimiser = torch.optim.Adam(
         [{"params": p if isinstance(p, list) else [p], "lr": lr} for p, lr in groups], foreach=True
     )
-    valid = problem.valid.to(start.cam.dtype)
-    count = valid.sum().clamp_min(1.0)
+    videos = problem.videos
+    per_frame = videos.per_frame_mean(problem.valid.to(start.cam.dtype))  # (n,)
+    index = videos.index(start.cam.device)
+    pairs = videos.pair_mean(start.cam.device, start.cam.dtype)  # (n - 1,) or None
     anchor = problem.anchor
     for step in range(iterations):
         decay = 0.1 + 0.45 * (1.0 + math.cos(math.pi * step / iterations))  # cosine to a tenth
@@ -250,26 +314,27 @@ def refine(
         rotation = start.rotation @ so3_exp(delta)  # (n, 3, 3)
         rotations = torch.cat((rotation[:, None], euler_to_matrix(euler)), dim=1)  # (n, J, 3, 3)
         cam = torch.cat((log_scale.exp()[:, None], offset), dim=1)  # (n, 3)
-        keypoints = problem.skeleton(betas[None], rotations).keypoints  # (n, K, 3)
+        frame_betas = videos.frame_betas(betas, index)  # (1 or n, S)
+        keypoints = problem.skeleton(frame_betas, rotations).keypoints  # (n, K, 3)
         proj = weak_perspective_project(keypoints, cam)[..., :2]  # (n, K, 2)
         squared = ((proj - problem.target) * PX_PER_NDC).pow(2).sum(-1)  # (n, K)
         data = (problem.weight * geman_mcclure(squared, options.robust_scale)).sum(1)  # (n,)
         terms = {
-            "keypoints": options.keypoint_weight * (data * valid).sum() / count,
-            "prior": options.pose_prior_weight * (code.pow(2).sum((1, 2)) * valid).sum() / count,
-            "limits": options.limit_weight * (prior.limits(euler) * valid).sum() / count,
-            "shape": options.shape_prior_weight * shape_prior(betas),
+            "keypoints": options.keypoint_weight * (data * per_frame).sum(),
+            "prior": options.pose_prior_weight * (code.pow(2).sum((1, 2)) * per_frame).sum(),
+            "limits": options.limit_weight * (prior.limits(euler) * per_frame).sum(),
+            "shape": options.shape_prior_weight * shape_prior(betas).sum(),
             "smooth": options.pose_smooth_weight
-            * _smoothness(euler, None if anchor is None else anchor.euler)
+            * _smoothness(euler, None if anchor is None else anchor.euler, pairs)
             + options.orient_smooth_weight
-            * _smoothness(rotation, None if anchor is None else anchor.rotation)
+            * _smoothness(rotation, None if anchor is None else anchor.rotation, pairs)
             + options.camera_smooth_weight
-            * _smoothness(_camera_code(cam), None if anchor is None else _camera_code(anchor.cam)),
+            * _smoothness(_camera_code(cam), None if anchor is None else _camera_code(anchor.cam), pairs),
         }
         prefix = "pose"
         if silhouette is not None and step >= options.pose_iterations:
             prefix = "silhouette"
-            loss = silhouette.loss(betas, rotations, cam, problem.valid)  # (m,)
+            loss = silhouette.loss(frame_betas, rotations, cam, problem.valid)  # (m,)
             terms["silhouette"] = options.silhouette_weight * loss.sum() / max(loss.shape[0], 1)
         total = sum(terms.values())
         total.backward()
@@ -286,12 +351,13 @@ def refine(
         )
 
 
-def keypoint_error(skeleton: KeypointBody, state: FitState, target: torch.Tensor, weight: torch.Tensor):
+def keypoint_error(skeleton: KeypointBody, state: FitState, target: torch.Tensor, weight: torch.Tensor,
+                   videos: Videos):
     """(n,) mean distance in reference pixels between the state's keypoints and the targets with weight
     > 0 (0 for a frame without any)."""
     with torch.no_grad():
         rotations = torch.cat((state.rotation[:, None], euler_to_matrix(state.euler)), dim=1)
-        keypoints = skeleton(state.betas[None], rotations).keypoints
+        keypoints = skeleton(videos.frame_betas(state.betas), rotations).keypoints
         proj = weak_perspective_project(keypoints, state.cam)[..., :2]  # (n, K, 2)
         distance = ((proj - target) * PX_PER_NDC).norm(dim=-1)  # (n, K)
         used = (weight > 0).to(distance.dtype)
@@ -309,20 +375,29 @@ def fit_chunk(
     fit_betas: bool,
     init: FitState | None,
     masks: torch.Tensor | None,
+    videos: Videos | None = None,
 ) -> ChunkFit:
     """Both stages on one chunk: target (n, K, 2) NDC, weight (n, K) (0 = ignore; a frame without any
-    weight is missing), anchor: the previous chunk's last frame, betas (S,) to start from (or keep)."""
+    weight is missing), anchor: the previous chunk's last frame, betas (S,) to start from (or keep).
+    videos: several short videos one after the other (`Videos`; each gets its own betas, (V, S) in the
+    result); they start from the mean shape, with no anchor and no init."""
     if body.joint_names != SMPL_JOINT_NAMES:
         raise ValueError(
             f"{body.source}: fitting needs SMPL's 24-joint skeleton (its priors are written for it); "
             f"this model's joints are {body.joint_names}"
         )
     device, n = target.device, target.shape[0]
+    videos = videos or Videos((n,))
+    if sum(videos.lengths) != n:
+        raise ValueError(f"the videos' lengths {videos.lengths} do not add up to the chunk's {n} frames")
+    if videos.count > 1 and (anchor is not None or betas is not None or init is not None):
+        raise ValueError("videos fitted together start afresh: no anchor, betas or init")
     prior = PosePrior().to(device)
     valid = weight.sum(1) > 0  # (n,)
     history: dict[str, list[float]] = {}
     if betas is None:
-        betas = torch.zeros(skeleton.num_betas, device=device)
+        shape = (skeleton.num_betas,) if videos.count == 1 else (videos.count, skeleton.num_betas)
+        betas = torch.zeros(shape, device=device)
     init = init or FitState()
     euler = prior.mean.expand(n, -1, -1).clone() if init.euler is None else prior.clamp(init.euler)
     if not bool(valid.any()):  # nothing to fit: the previous chunk's last frame, or an upright default
@@ -334,7 +409,8 @@ def fit_chunk(
     if rotation is None:
         with torch.no_grad():
             rest_rotations = torch.cat((torch.eye(3, device=device)[None], euler_to_matrix(prior.mean)))
-            rest = skeleton(betas[None], rest_rotations[None])  # the mean pose, upright, facing +Z
+            mean_shape = betas.reshape(-1, betas.shape[-1])[:1]  # (1, S): a group starts from zeros
+            rest = skeleton(mean_shape, rest_rotations[None])  # the mean pose, upright, facing +Z
         root = rest.joints[0, 0]  # (3,) the root does not move under the global rotation
         rotation, cam_root = search_orientation(
             rest.keypoints[0] - root,
@@ -344,6 +420,7 @@ def fit_chunk(
             options,
             None if anchor is None else anchor.rotation[0],
             history,
+            videos,
         )
         if cam is None:  # stage 1 projected s (R (X - root) + t'); the body model's t = t' - root
             cam = torch.cat((cam_root[:, :1], cam_root[:, 1:] - root[:2]), dim=1)
@@ -352,14 +429,22 @@ def fit_chunk(
             rotations = torch.cat((rotation[:, None], euler_to_matrix(euler)), dim=1)
             points = skeleton(betas[None], rotations).keypoints[..., :2]  # (n, K, 2)
             cam = camera_from_points(points, target, weight)
-    state = interpolate_missing(FitState(rotation, euler, cam, betas), valid, anchor)
-    problem = _Problem(skeleton, prior, target, weight, valid, anchor, options)
+    state = _fill(FitState(rotation, euler, cam, betas), valid, anchor, videos)
+    problem = _Problem(skeleton, prior, target, weight, valid, anchor, options, videos)
     targets = None
     if masks is not None and options.silhouette_weight > 0 and options.silhouette_iterations > 0:
         targets = Silhouettes.from_masks(body, masks, options.silhouette_size, options.silhouette_sigma)
     state = refine(problem, state, fit_betas, history, silhouette=targets)
-    state = interpolate_missing(state, valid, anchor)
-    return ChunkFit(state=state, error=keypoint_error(skeleton, state, target, weight), loss=history)
+    state = _fill(state, valid, anchor, videos)
+    return ChunkFit(state=state, error=keypoint_error(skeleton, state, target, weight, videos), loss=history)
+
+
+def _fill(state: FitState, valid: torch.Tensor, anchor: FitState | None, videos: Videos) -> FitState:
+    """`interpolate_missing` within each video."""
+    if videos.count == 1:
+        return interpolate_missing(state, valid, anchor)
+    parts = [interpolate_missing(state.slice(part), valid[part], None) for part in videos.slices()]
+    return FitState.cat(parts)
 
 
 def _repeat(frame: FitState, n: int, betas: torch.Tensor) -> FitState:

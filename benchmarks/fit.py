@@ -18,7 +18,8 @@ cache_kb_per_frame: correspondence cache bytes per frame at 256².
 real_*: the same end-to-end figure on the real clips of `make footage` (`lwgan.footage`; skipped with a
     note when they are not fetched): each prepared as a folder video at 256² (the person found and
     followed, `data.person_box: detector`), `--real-frames` frames of each, then detect + fit + maps on one
-    worker, one thread; `real_fit_ms_per_frame` per clip shows whether a hard clip costs more per frame.
+    worker, one thread; `real_fit_ms_per_frame` per clip shows whether a hard clip costs more per frame
+    (its detection and writing are its own; the fit of clips fitted together is shared out by frames).
 The last line of stdout is one JSON object.
 """
 

@@ -293,10 +293,14 @@ class FitWorker:
         return out["results"][0]
 
     def run_batch(self, batch: FitBatch) -> dict[str, Any]:
-        start = time.perf_counter()
+        """Keypoints of each video, one fit of them all (`fit_videos`), then each video's numbers, shard
+        and overlays. Each result has the video's seconds: its keypoints (detection) and writing its
+        own, the fit's shared out by frames, and their sum."""
         failures: list[JobFailure] = []
         inputs: list[tuple[FitJob, DetectionBatch, torch.Tensor, torch.Tensor | None]] = []
+        seconds: dict[str, dict[str, float]] = {}
         for job in batch.jobs:
+            start = time.perf_counter()
             try:
                 detections = self.keypoints(job.video_id)
                 keypoints = torch.from_numpy(np.asarray(detections.keypoints, np.float32))
@@ -306,26 +310,24 @@ class FitWorker:
                 failures.append(_failure(job, err))
                 continue
             inputs.append((job, detections, keypoints, masks))
-        detected = time.perf_counter()
+            seconds[job.video_id] = {"keypoint_seconds": time.perf_counter() - start}
+        start = time.perf_counter()
         fits = fit_videos([keypoints for _, _, keypoints, _ in inputs], self.image_size, self.body,
                           self.settings.options, masks=[masks for *_, masks in inputs])
-        fitted = time.perf_counter()
-        written = []
+        per_frame = (time.perf_counter() - start) / max(sum(len(k) for _, _, k, _ in inputs), 1)
+        results = []
         for (job, detections, keypoints, masks), result in zip(inputs, fits, strict=True):
+            start = time.perf_counter()
             try:
                 self._write(job, detections, keypoints, masks, result)
             except Exception as err:
                 failures.append(_failure(job, err))
                 continue
-            written.append((job.video_id, len(keypoints)))
-        # the group's times, shared out by frames (its videos were fitted together): all, and the
-        # keypoints (detection), the fit and the rest (quality numbers, shard, overlays)
-        frames = max(sum(len(k) for _, _, k, _ in inputs), 1)
-        split = {"seconds": time.perf_counter() - start, "keypoint_seconds": detected - start,
-                 "fit_seconds": fitted - detected, "write_seconds": time.perf_counter() - fitted}
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        results = [{"video": video, "frames": n, "peak_rss_mb": rss,
-                    **{name: value * n / frames for name, value in split.items()}} for video, n in written]
+            split = seconds[job.video_id]
+            split.update(fit_seconds=per_frame * len(keypoints), write_seconds=time.perf_counter() - start)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            results.append({"video": job.video_id, "frames": len(keypoints), "seconds": sum(split.values()),
+                            **split, "peak_rss_mb": rss})
         return {"results": results, "failures": failures}
 
     def _write(self, job: FitJob, detections: DetectionBatch, keypoints: torch.Tensor,

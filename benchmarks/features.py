@@ -5,12 +5,15 @@
 Per network, ms for one batch of 4 at 64² and 256² (the default and the paper's training sizes):
   vgg16          the perceptual loss's network: forward + backward to the input (as for the fake image)
   dlib_face      the face loss's network on 150² aligned head crops: crop + forward + backward
+  (vgg16_bf16, dlib_face_bf16: the same under bfloat16 autocast, as train.feature_bf16 runs them)
   lpips_alex     LPIPS v0.1 AlexNet (evaluation): forward of both images
   effnet_lite0   EfficientNet-Lite0 pooled features at 224² (evaluation): forward
 step_ms / step_ms_without_feature_nets: one default training step (G forward, L_G, backward, Adam; D
 forward, L_D, backward, Adam) on a batch of the default configuration (params.yaml's train section) with
 the real networks, and with lambda_tsf = lambda_face = 0 (the networks not run);
-feature_share = 1 - without / with (target <= 0.35). Random inputs: the cost does not depend on them.
+feature_share = 1 - without / with (target <= 0.35); feature_bf16: whether the step ran the networks in
+bfloat16 (`train.feature_bf16`, 'auto': where bfloat16 is native). Random inputs: the cost does not
+depend on them.
 --set train.KEY=VALUE (repeatable) measures the step at another configuration, e.g. the paper's:
     --set train.image_size=256 --set train.base_width=64 --set train.res_blocks=6 --set train.d_layers=4
 Needs the converted weights (`make weights`). The last line of stdout is one JSON object.
@@ -29,11 +32,12 @@ import torch
 
 from lwgan import config
 from lwgan.losses import FaceLoss
+from lwgan.losses.terms import feature_autocast
 from lwgan.metrics.efficientnet import load_efficientnet_lite0
 from lwgan.metrics.lpips import load_lpips
 from lwgan.nets import Generator, PatchDiscriminator, load_feature_net
 from lwgan.nets.build import net_options
-from lwgan.train.objective import Batch, Objective, feature_losses
+from lwgan.train.objective import Batch, Objective, feature_bf16, feature_losses
 from lwgan.train.train import loss_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,15 +72,19 @@ def random_batch(batch: int, size: int, gen: torch.Generator) -> Batch:
                  tgt_face_kp=kp)
 
 
-def _vgg_step(vgg: torch.nn.Module, batch: Batch) -> None:
+def _vgg_step(vgg: torch.nn.Module, batch: Batch, bf16: bool = False) -> None:
     x = batch.tgt_img.clone().requires_grad_(True)
-    sum(f.mean() for f in vgg(x)).backward()
+    with feature_autocast(x, bf16):
+        features = vgg(x)
+    sum(f.float().mean() for f in features).backward()
 
 
-def _face_step(face: FaceLoss, batch: Batch) -> None:
+def _face_step(face: FaceLoss, batch: Batch, bf16: bool = False) -> None:
     x = batch.tgt_img.clone().requires_grad_(True)
     crops = face.crops(x, batch.tgt_head_box, batch.tgt_face_kp)
-    sum(f.mean() for f in face.net(crops)).backward()
+    with feature_autocast(x, bf16):
+        features = face.net(crops)
+    sum(f.float().mean() for f in features).backward()
 
 
 @torch.no_grad()
@@ -102,6 +110,9 @@ def network_costs(sizes: tuple[int, ...], repeats: int) -> dict[str, float]:
         batch = random_batch(4, size, gen)
         for name, (step, net) in nets.items():
             out[f"{name}_ms_{size}"] = round(timed(functools.partial(step, net, batch), repeats), 2)
+            if step in (_vgg_step, _face_step):  # as training runs them with train.feature_bf16
+                bf16 = functools.partial(step, net, batch, True)
+                out[f"{name}_bf16_ms_{size}"] = round(timed(bf16, repeats), 2)
     return out
 
 
@@ -159,6 +170,7 @@ def main() -> None:
               "step_config": {k: getattr(train, k) for k in ("image_size", "batch_size", "base_width",
                                                               "res_blocks", "d_layers", "perceptual_net",
                                                               "face_net")},
+              "feature_bf16": feature_bf16(train),
               **step_cost(train, repeats), "target_feature_share": 0.35}
     print(json.dumps(result))
 

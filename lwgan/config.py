@@ -242,6 +242,9 @@ class TrainParams:
     face_weights: str = _f("data/weights/dlib_face.pth", "weights of face_net (path)")
     substitute_nets: bool = _f(False, "train on randomly initialised feature networks where weights are "
                                "missing (stated in every record); false = a missing network is an error")
+    feature_bf16: str = _f("auto", "the perceptual and face networks' precision: 'bfloat16' (autocast), "
+                           "'float32', or 'auto' (bfloat16 where it is native: CUDA, or a CPU with bfloat16 "
+                           "instructions)", choices=("auto", "bfloat16", "float32"))
     # run
     device: str = _f("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'", choices=("auto", "cpu", "cuda"))
     bf16: bool = _f(True, "bfloat16 autocast and channels_last on CUDA (ignored on the CPU)")

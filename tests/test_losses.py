@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,6 +185,40 @@ def test_perceptual_module_compares_vgg_features_and_trains_only_the_fake(vgg):
     assert none is None and term.value.item() > 0
     term.value.backward()
     assert fake.grad.abs().sum() > 0 and target.grad is None
+
+
+WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "weights"  # `make weights`
+
+
+def _photo_pair(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-image's astronaut at size² in [-1, 1], and a blurred, darker copy of it."""
+    from skimage import data
+
+    image = torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    real = F.interpolate(image, size=(size, size), mode="area")
+    fake = 0.8 * F.avg_pool2d(real, 3, stride=1, padding=1, count_include_pad=False)
+    return fake, real
+
+
+@pytest.mark.parametrize("network", ["vgg16", "dlib"])
+def test_feature_networks_in_bfloat16_give_the_float32_loss_and_gradient(network):
+    """train.feature_bf16: the frozen networks under bfloat16 autocast, the differences in float32."""
+    net = load_feature_net(network, WEIGHTS / ("vgg16.pth" if network == "vgg16" else "dlib_face.pth"))[0]
+    fake, real = _photo_pair(64)
+    box = torch.tensor([[-0.25, -0.95, 0.05, -0.55]])  # the astronaut's head in NDC
+    grads, values = [], []
+    for bf16 in (False, True):
+        x = fake.clone().requires_grad_(True)
+        if network == "vgg16":
+            term = PerceptualLoss(net, norm="relative", bf16=bf16)(x, real)[0]
+        else:
+            term = FaceLoss(net, bf16=bf16)(x, real, box)
+        term.value.backward()
+        assert term.value.dtype == torch.float32
+        values.append(term.value.item())
+        grads.append(x.grad.flatten())
+    assert values[0] > 0 and abs(values[1] - values[0]) < 0.02 * values[0], values
+    assert float(F.cosine_similarity(grads[0], grads[1], dim=0)) > 0.98
 
 
 # ---------------------------------------------------------------------------------------- face

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lwgan.geometry import ALIGN_CORNERS
-from lwgan.losses.terms import LossTerm, detached, wide
+from lwgan.losses.terms import LossTerm, detached, feature_autocast, wide
 from lwgan.nets.face import CROP_SIZE
 
 FACE_FEATURES = ("stage1", "stage2", "stage3", "stage4", "fc5")  # SphereFace-20a's levels
@@ -91,9 +91,10 @@ class FaceLoss(nn.Module):
     """
 
     def __init__(self, net: nn.Module, size: tuple[int, int] | None = None,
-                 names: tuple[str, ...] | None = None) -> None:
+                 names: tuple[str, ...] | None = None, bf16: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.bf16 = bool(bf16)  # the network under bfloat16 autocast; differences taken widened
         self.size = tuple(size or getattr(net, "CROP_SIZE", CROP_SIZE))
         self.names = tuple(names or getattr(net, "FEATURE_NAMES", FACE_FEATURES))
 
@@ -104,9 +105,13 @@ class FaceLoss(nn.Module):
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor, boxes: torch.Tensor,
                 face_kp: torch.Tensor | None = None) -> LossTerm:
-        fake_features = self.net(self.crops(fake, boxes, face_kp))
+        fake_crops = self.crops(fake, boxes, face_kp)
         with torch.no_grad():
-            real_features = self.net(self.crops(real, boxes, face_kp))
+            real_crops = self.crops(real, boxes, face_kp)
+        with feature_autocast(fake, self.bf16):
+            fake_features = self.net(fake_crops)
+            with torch.no_grad():
+                real_features = self.net(real_crops)
         total = torch.zeros((), device=fake.device)
         stats = {}
         for name, f, r in zip(self.names, fake_features, real_features, strict=True):

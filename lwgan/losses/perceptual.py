@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lwgan.losses.terms import LossTerm, detached, wide
+from lwgan.losses.terms import LossTerm, detached, feature_autocast, wide
 from lwgan.nets.vgg import FEATURE_LAYERS
 
 VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
@@ -91,26 +91,29 @@ class PerceptualLoss(nn.Module):
     """VGG features of a fake and a real batch, compared as `perceptual_loss` (and `style_loss`).
 
     vgg: a frozen feature network returning the five relu*_1 features (`lwgan.nets.load_feature_net`).
-    norm: "relative" or "none" (module docstring).
+    norm: "relative" or "none" (module docstring). bf16: run the network under bfloat16 autocast (its
+    features are widened before the differences are taken).
     forward(fake (B, 3, H, W), real (B, 3, H, W), with_style) -> (perceptual LossTerm, style LossTerm or
     None); the VGG pass over each batch is shared by both.
     """
 
     def __init__(self, vgg: nn.Module, weights: Sequence[float] = VGG_LAYER_WEIGHTS,
-                 norm: str = "none") -> None:
+                 norm: str = "none", bf16: bool = False) -> None:
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f"perceptual norm {norm!r} is not one of {NORMS}")
         self.vgg = vgg
         self.weights = tuple(weights)
         self.norm = norm
+        self.bf16 = bool(bf16)
 
     def forward(
         self, fake: torch.Tensor, real: torch.Tensor, with_style: bool = False
     ) -> tuple[LossTerm, LossTerm | None]:
-        fake_features = self.vgg(fake)
-        with torch.no_grad():
-            real_features = self.vgg(real)
+        with feature_autocast(fake, self.bf16):
+            fake_features = self.vgg(fake)
+            with torch.no_grad():
+                real_features = self.vgg(real)
         perceptual = perceptual_loss(fake_features, real_features, self.weights, norm=self.norm)
         style = style_loss(fake_features, real_features) if with_style else None
         return perceptual, style

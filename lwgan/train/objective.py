@@ -50,6 +50,7 @@ from lwgan.losses import (
     reconstruction_loss,
     total_variation,
 )
+from lwgan.losses.terms import native_bf16
 from lwgan.nets import FeatureNetInfo, GeneratorOutput, load_feature_net
 from lwgan.nets.masks import BACKGROUND_ERODE, FOREGROUND_ERODE, background, scaled_kernel
 
@@ -143,12 +144,22 @@ def feature_losses(p: TrainParams) -> tuple[PerceptualLoss, FaceLoss | None, lis
     (`lwgan.nets.pretrained.load_feature_net`: a missing network is an error unless `p.substitute_nets`)."""
     vgg, vgg_info = load_feature_net(p.perceptual_net, p.vgg_weights, param="train.vgg_weights",
                                      substitute=p.substitute_nets)
-    perceptual = PerceptualLoss(vgg, norm=p.perceptual_norm)
+    bf16 = feature_bf16(p)
+    perceptual = PerceptualLoss(vgg, norm=p.perceptual_norm, bf16=bf16)
     if p.lambda_face <= 0:
         return perceptual, None, [vgg_info]
     face_net, face_info = load_feature_net(p.face_net, p.face_weights, param="train.face_weights",
                                            substitute=p.substitute_nets)
-    return perceptual, FaceLoss(face_net), [vgg_info, face_info]
+    return perceptual, FaceLoss(face_net, bf16=bf16), [vgg_info, face_info]
+
+
+def feature_bf16(p: TrainParams) -> bool:
+    """Whether the feature networks run under bfloat16 autocast (`train.feature_bf16`; 'auto' decides on
+    this process's training device)."""
+    if p.feature_bf16 != "auto":
+        return p.feature_bf16 == "bfloat16"
+    cuda = p.device == "cuda" or (p.device == "auto" and torch.cuda.is_available())
+    return native_bf16("cuda" if cuda else "cpu")
 
 
 class Objective(nn.Module):

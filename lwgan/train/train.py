@@ -259,12 +259,13 @@ def build(params: config.Params, paths: TrainPaths) -> TrainRun:
     data_key, code_key = checkpoint.data_key(paths.maps), checkpoint.code_key()
     resolved = {"seed": seed, "train": config.to_dict(p), "world_size": env.world_size,
                 "steps_per_epoch": schedule.steps_per_epoch, "total_steps": schedule.total_steps,
-                "pairs": len(dataset)}
+                "pairs": len(dataset), "feature_bf16": perceptual.bf16}
     return TrainRun(params=p, seed=seed, paths=paths, env=env, device=device, fast=fast, pair_opts=pair_opts,
                     dataset=dataset, schedule=schedule, generator=generator, discriminator=discriminator,
                     objective=objective, opt_g=opt_g, opt_d=opt_d, feature_nets=feature_nets,
                     data_key=data_key, code_key=code_key,
-                    run_key=checkpoint.run_key(config.to_dict(p), seed, data_key, code_key),
+                    run_key=checkpoint.run_key(config.to_dict(p) | {"feature_bf16": perceptual.bf16}, seed,
+                                               data_key, code_key),
                     resolved=resolved, g_train=generator, d_train=discriminator, g_ema=g_ema)
 
 
@@ -482,7 +483,8 @@ def _write_run_files(run: TrainRun, tracker: Tracker | None) -> None:
         tracker.set_tags({f"lwgan.feature_net.{k}": v["note"] for k, v in run.feature_nets.items()} |
                          {"lwgan.resumed_from_step": run.step})
         run_params = {"train.steps_per_epoch": run.schedule.steps_per_epoch, "train.total_steps": run.total,
-                      "train.world_size": run.env.world_size}
+                      "train.world_size": run.env.world_size,
+                      "train.feature_bf16_resolved": run.resolved["feature_bf16"]}
         for kind, info in run.feature_nets.items():
             run_params.update({f"feature_net.{kind}.source": info["source"],
                                f"feature_net.{kind}.sha256": info["sha256"],

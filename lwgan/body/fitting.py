@@ -87,7 +87,8 @@ class FitResult:
     status: (N,) uint8 bit flags `NO_PERSON`, `LOW_CONFIDENCE`, `NOT_CONVERGED`, `IMPLAUSIBLE_SCALE`
         (0 = fine).
     reprojection_px: (N,) mean distance in pixels of the input image between the fitted and the
-    confident keypoints; NaN for NO_PERSON frames. loss: name -> per-iteration values (chunks appended).
+    confident keypoints; NaN for NO_PERSON frames. loss: name -> per-iteration values (chunks appended;
+    for videos fitted together by `fit_videos`, the group's: the sum of their losses).
     """
 
     betas: torch.Tensor

@@ -140,7 +140,7 @@ class FitFailed(RuntimeError):
 
 
 def _failure(job: FitJob, err: Exception) -> JobFailure:
-    log.warning("video %s failed: %s: %s", job.video_id, type(err).__name__, err)
+    """A video's failure inside a group, reported with the group's result (`fit_all` logs it)."""
     return JobFailure(job.video_id, f"{type(err).__name__}: {err}")
 
 
@@ -152,8 +152,8 @@ def batches(jobs: list[FitJob], options: FitOptions, workers: int) -> list[FitBa
     alone = [FitBatch((job,)) for job in jobs if job.frames > options.chunk_size]
     short = [job for job in jobs if job.frames <= options.chunk_size]
     total = sum(job.frames for job in short)
-    count = max(-(-total // options.chunk_size), workers if workers > 1 else 1)
-    count = -(-count // workers) * workers if workers > 1 else count  # a multiple of the workers
+    workers = max(workers, 1)
+    count = -(-max(-(-total // options.chunk_size), workers) // workers) * workers  # a multiple of them
     target = -(-total // max(count, 1))
     groups: list[list[FitJob]] = []
     frames = options.chunk_size
@@ -480,9 +480,9 @@ def fit_all(settings: FitSettings, pool: PoolOptions, progress: Callable[..., No
     groups = batches(jobs, settings.options, pool.num_workers if pool.use_ray else 1)
     _, lost = run_jobs(FitWorker, (settings,), groups, pool, key=lambda batch: batch.jobs[0].video_id,
                        on_result=on_result)
+    by_key = {batch.jobs[0].video_id: batch for batch in groups}
     for failure in lost:  # the whole group: its worker died or the group's fit raised
-        group = next(batch for batch in groups if batch.jobs[0].video_id == failure.key)
-        failures.extend(JobFailure(job.video_id, failure.reason) for job in group.jobs)
+        failures.extend(JobFailure(job.video_id, failure.reason) for job in by_key[failure.key].jobs)
     for failure in failures:
         log.warning("video %s failed: %s", failure.key, failure.reason)
     failed = {failure.key for failure in failures}

@@ -232,6 +232,37 @@ def test_transfer_takes_the_head_from_the_reference_only(setup, synth):
     assert not flow_valid(t_head)[share == 0].any()
 
 
+def test_the_background_stream_leaves_out_the_whole_person_the_detector_masked(synth):
+    """What of the person the mesh does not cover (here a green block on the head, like hair) stays in
+    the inpainted background as a ghost unless the source's person mask takes it out of the known
+    background: then the hole is filled from the grey around it."""
+    body = synth.body
+    pose = np.zeros((1, 3 * body.num_joints), np.float32)
+    pose[0, 0] = np.pi  # upright, facing the camera
+    cam = np.array([[0.7, 0.0, 0.1]], np.float32)
+    verts = synth.vertices(np.zeros(body.num_betas, np.float32), pose, cam)
+    on_body = synth.records(verts).face_index[0].numpy() >= 0  # (side, side)
+    rows, cols = np.nonzero(on_body)
+    top, centre, side = rows.min(), int(cols.mean()), synth.side
+    block = np.zeros_like(on_body)
+    block[max(0, top - side // 8):top + side // 32, centre - side // 16:centre + side // 16] = True
+    frame = np.full((side, side, 3), 90, np.uint8)
+    frame[on_body] = (200, 60, 60)
+    frame[block] = (0, 255, 0)
+    small = F.adaptive_avg_pool2d(torch.from_numpy(block & ~on_body).float()[None, None], SIZE)[0, 0] > 0.99
+    assert small.sum() >= 4  # G pixels that are all green block and no mesh
+
+    def greenness(mask):
+        with torch.no_grad():
+            bg = synth.inpaint(synth.source(frame, verts, mask))[0]  # (3, S, S) in [-1, 1]
+        return float((bg[1] - bg[0])[small].mean()), float((bg - (90 / 127.5 - 1)).abs()[:, small].mean())
+
+    ghost, _ = greenness(None)
+    green, off_grey = greenness(on_body | block)
+    assert ghost > 1.0  # the mesh alone: the block is known background, kept
+    assert green < 0.2 and off_grey < 0.2, (green, off_grey)
+
+
 def test_camera_strategies():
     src = np.array([0.9, 0.1, -0.2], np.float32)
     drv = np.array([[0.5, 0.0, 0.0], [0.6, 0.3, 0.1]], np.float32)

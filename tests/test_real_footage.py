@@ -248,3 +248,12 @@ def test_the_tasks_fit_the_man_they_follow():
         u, v = source[frame // 10].mean(axis=0)
         man = PORTRAIT_MAN[frame]
         assert man[0] <= u <= man[2] and man[1] <= v <= man[3], (frame, u, v, man)
+    # The detector's person mask of the first frame (what the background stream leaves out of a source):
+    # the man, not the bystander: inside his box, and covering a good share of it.
+    rows, cols = np.nonzero(person.mask)
+    u, v = ((cols + 0.5) * (square / side) - 0.5 + x0), ((rows + 0.5) * (square / side) - 0.5 + y0)
+    man, bystander = PORTRAIT_MAN[0], PORTRAIT_BYSTANDER[0]
+    in_man = (u >= man[0]) & (u <= man[2]) & (v >= man[1]) & (v <= man[3])
+    assert in_man.mean() > 0.95 and not ((u <= bystander[2]) & (v >= bystander[1])).any()
+    box_px = (man[2] - man[0]) * (man[3] - man[1]) * (side / square) ** 2
+    assert 0.3 < in_man.sum() / box_px < 0.9, in_man.sum() / box_px  # a body, not its box or a fleck

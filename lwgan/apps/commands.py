@@ -130,7 +130,7 @@ def _personalize(ctx: Context, args: argparse.Namespace, *people: Person) -> dic
     if not args.personalize:
         return {"steps": 0}
     synth = ctx.synth
-    sources = [synth.source(p.frames[0], synth.vertices(p.betas, p.pose[:1], p.cam[:1])) for p in people]
+    sources = tasks.as_sources(synth, people)
     from lwgan.apps.personalize import personalize  # fine-tuning: the only command that trains
 
     tuned = personalize(synth, sources, args.personalize, args.personalize_lr)

@@ -40,6 +40,8 @@ class Person:
     frames: (N, side, side, 3) uint8 RGB person-centred crops. crop: the square cut from every frame.
     betas (S,), pose (N, J * 3), cam (N, 3) weak perspective in the crops (`lwgan.body.fitting.FitResult`);
     status (N,) uint8 fit flags (NO_PERSON frames carry interpolated poses); fps of the clip.
+    mask: (side, side) bool, the detector's person mask in the first frame's crop (the frame a source
+    photo gives), or None where the detector gave none there.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Person:
     cam: np.ndarray
     status: np.ndarray
     fps: float
+    mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -127,12 +130,16 @@ def fit_person(footage: Footage, detector: PoseDetector, body: BodyModel, side: 
     keypoints = source_to_cache(cache_to_source(batch.keypoints, around.as_tuple(), detect_side),
                                 crop.as_tuple(), side)  # (N, K, 3) crop pixels
     keypoints[~batch.found] = 0.0
+
+    def in_crop(mask: np.ndarray) -> np.ndarray:  # the detector's square -> the side² crop
+        return mask_to_cache(cv2.resize(mask.astype(np.uint8), (around.side, around.side),
+                                        interpolation=cv2.INTER_NEAREST), (grow, grow, crop.side), side)
+
     masks = None
     if options.silhouette_weight > 0 and batch.packed_masks is not None:
-        masks = torch.from_numpy(np.stack([
-            mask_to_cache(cv2.resize(m.astype(np.uint8), (around.side, around.side),
-                                     interpolation=cv2.INTER_NEAREST), (grow, grow, crop.side), side)
-            for m in batch.masks()]))
+        masks = torch.from_numpy(np.stack([in_crop(m) for m in batch.masks()]))
+    first = batch.detection(0)
+    first_mask = in_crop(first.mask) if first.found and first.mask is not None else None
     crops = np.stack(crops)  # (N, side, side, 3)
     fit = fit_video(torch.from_numpy(keypoints), side, body, options, masks)
     status = fit.status.numpy()
@@ -143,4 +150,4 @@ def fit_person(footage: Footage, detector: PoseDetector, body: BodyModel, side: 
     log.info("%s: fitted %d frames (%d without a person)", footage.path, len(status),
              int(((status & NO_PERSON) != 0).sum()))
     return Person(str(footage.path), crops, crop, fit.betas.numpy(), fit.pose.numpy(), fit.cam.numpy(),
-                  status, footage.fps)
+                  status, footage.fps, first_mask)

@@ -11,7 +11,10 @@ from one source, the one whose body part (`parts`, face masks) covers most of th
 the render side. Each source's flow is OUTSIDE wherever another source owns the pixel, so the TSF
 stream's input image is the sum of the warped sources and the features it receives are the sum of every
 source's warped SID features; with one source this is exactly `Generator.forward` (tested). The
-background stream sees the source chosen as `background`.
+background stream sees the source chosen as `background`, with a hole where that source's person is: the
+fitted mesh grown as in training and, where the detector gave one, its person mask grown the same way
+(`Source.person`), so that hair, loose clothes and whatever else of the person the mesh does not cover
+are inpainted too instead of staying behind as a ghost where the person stood.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from lwgan.nets.masks import (
     BACKGROUND_CHANNEL,
     BACKGROUND_ERODE,
     background,
+    dilate,
     foreground,
     resize_cond,
     scaled_kernel,
@@ -54,11 +58,14 @@ RENDER_CHUNK = 16  # target meshes rasterised at once
 @dataclasses.dataclass(frozen=True)
 class Source:
     """An image and its mesh at G's size: img (1, 3, S, S) in [-1, 1], cond (1, 4, S, S), and the
-    correspondence record at the render side (for the flow)."""
+    correspondence record at the render side (for the flow); person (1, 1, S, S) in {0, 1}: the
+    detector's person mask (1 wherever any of a G pixel's footprint is the person), None = the mesh
+    alone."""
 
     img: torch.Tensor
     cond: torch.Tensor
     record: Correspondence
+    person: torch.Tensor | None = None
 
 
 class Synthesizer:
@@ -105,12 +112,19 @@ class Synthesizer:
     def conds(self, record: Correspondence) -> torch.Tensor:
         return resize_cond(record.cond, (self.size, self.size)).to(self.device)
 
-    def source(self, frame: np.ndarray, verts: torch.Tensor) -> Source:
-        """A source from one (side, side, 3) uint8 crop and its projected vertices (1, V, 3)."""
+    def source(self, frame: np.ndarray, verts: torch.Tensor, mask: np.ndarray | None = None) -> Source:
+        """A source from one (side, side, 3) uint8 crop and its projected vertices (1, V, 3); mask:
+        (side, side) bool, the detector's person mask in the crop, if there is one."""
         if frame.shape[:2] != (self.side, self.side):
             raise ValueError(f"a source crop must be {self.side}x{self.side}, got {frame.shape[:2]}")
+        person = None
+        if mask is not None:
+            if mask.shape != (self.side, self.side):
+                raise ValueError(f"a source's person mask must be {self.side}x{self.side}, got {mask.shape}")
+            area = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None, None]
+            person = (F.adaptive_max_pool2d(area, self.size) > 0).float().to(self.device)
         record = self.records(verts)
-        return Source(self.images(frame[None]), self.conds(record), record)
+        return Source(self.images(frame[None]), self.conds(record), record, person)
 
     def flow(self, target: Correspondence, source: Source) -> torch.Tensor:
         """T (B, S, S, 2) from `source` to each target record; with `visible_faces`, OUTSIDE on the faces
@@ -149,8 +163,11 @@ class Synthesizer:
         return g.sid(torch.cat((masked, source.cond), dim=1), prior=prior).features
 
     def inpaint(self, source: Source) -> torch.Tensor:
-        """The background stream's output (1, 3, S, S) for a source."""
+        """The background stream's output (1, 3, S, S) for a source, its hole the mesh and the person
+        mask grown alike (module docstring)."""
         mask = background(source.cond, self.bg_kernel)
+        if source.person is not None:
+            mask = mask * (1.0 - dilate(source.person, self.bg_kernel))
         known = source.img * mask
         base = pull_push(known, mask) if self.generator.bg.residual else None
         return self.generator.bg(torch.cat((known, mask), dim=1), base=base)

@@ -51,8 +51,10 @@ def drive_cameras(source_cam: np.ndarray, driving_cam: np.ndarray, strategy: str
     return cams
 
 
-def _sources(synth: Synthesizer, people: Sequence[Person]) -> list[Source]:
-    return [synth.source(p.frames[0], synth.vertices(p.betas, p.pose[:1], p.cam[:1])) for p in people]
+def as_sources(synth: Synthesizer, people: Sequence[Person]) -> list[Source]:
+    """Each person's first frame as a source, with its mesh and the detector's person mask."""
+    return [synth.source(p.frames[0], synth.vertices(p.betas, p.pose[:1], p.cam[:1]), p.mask)
+            for p in people]
 
 
 def imitate(synth: Synthesizer, sources: Person | Sequence[Person], driving: Person, camera: str = "smooth",
@@ -62,7 +64,7 @@ def imitate(synth: Synthesizer, sources: Person | Sequence[Person], driving: Per
     body shape, the camera and the background."""
     people = [sources] if isinstance(sources, Person) else list(sources)
     first = people[0]
-    src = _sources(synth, people)
+    src = as_sources(synth, people)
     targets = synth.vertices(first.betas, driving.pose, drive_cameras(first.cam[0], driving.cam, camera))
     return synth.run(src, targets, visibility_parts(synth, src), progress=progress)
 
@@ -86,7 +88,7 @@ def transfer(synth: Synthesizer, clothes: Person, reference: Person, driving: Pe
              camera: str = "smooth", progress: Progress = None) -> np.ndarray:
     """The reference person wearing the clothes of `clothes`, head kept: one frame, or one per driving
     frame."""
-    a, b = _sources(synth, [clothes, reference])
+    a, b = as_sources(synth, [clothes, reference])
     if driving is None:
         targets = b.record.verts
     else:
@@ -117,7 +119,7 @@ def view(synth: Synthesizer, sources: Person | Sequence[Person], frames: int = 3
         raise ValueError(f"a turntable needs at least one frame, got {frames}")
     people = [sources] if isinstance(sources, Person) else list(sources)
     first = people[0]
-    src = _sources(synth, people)
+    src = as_sources(synth, people)
     posed = pose_body(synth.body, first.betas, first.pose[:1])
     cam = torch.from_numpy(np.asarray(first.cam[:1], np.float32))
     yaw = np.linspace(0.0, degrees, frames, endpoint=abs(degrees) % 360.0 != 0.0 or frames == 1)

@@ -17,7 +17,8 @@ import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lwgan.nets.dlib_face import DlibFaceResNet, convert_tfjs, dequantize, dlib_state_shapes
+from lwgan.nets.dlib_face import ChannelScale, DlibFaceResNet, convert_tfjs, dequantize, dlib_state_shapes
+from lwgan.nets.pretrained import freeze
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data/weights/downloads/face-api/package"
 MANIFEST = "model/face_recognition_model-weights_manifest.json"
@@ -198,7 +199,7 @@ def np_face_net(pixels: np.ndarray, raw: dict[str, np.ndarray]) -> list[np.ndarr
     return [*taps, x.mean(axis=(0, 1)) @ raw["fc"]]
 
 
-def test_forward_matches_a_numpy_reference(net, raw) -> None:
+def _matches_the_numpy_reference(net: DlibFaceResNet, raw) -> None:
     pixels = np.random.default_rng(0).uniform(0, 255, size=(150, 150, 3))
     expected = np_face_net(pixels, raw)
     crops = torch.from_numpy(pixels / 127.5 - 1).float().permute(2, 0, 1)[None]  # (1, 3, 150, 150)
@@ -210,6 +211,18 @@ def test_forward_matches_a_numpy_reference(net, raw) -> None:
         np.testing.assert_allclose(g, e, rtol=0, atol=1e-4 * np.abs(e).max())
     assert np.linalg.norm(got[-1] - expected[-1]) < 1e-4 * np.linalg.norm(expected[-1])
     np.testing.assert_array_equal(net.descriptor(crops)[0].numpy(), got[-1].astype(np.float32))
+
+
+def test_forward_matches_a_numpy_reference(net, raw) -> None:
+    _matches_the_numpy_reference(net, raw)
+
+
+def test_the_frozen_network_folds_its_scale_layers_and_still_matches(state, raw) -> None:
+    model = DlibFaceResNet()
+    model.load_state_dict(state, strict=True)
+    frozen = freeze(model)  # as the face loss gets it from `load_feature_net`
+    assert not any(isinstance(m, ChannelScale) for m in frozen.modules())
+    _matches_the_numpy_reference(frozen, raw)
 
 
 def test_rejects_a_wrong_crop_size(net) -> None:

@@ -84,6 +84,17 @@ class ScaledConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.scale(self.conv(x))
 
+    @torch.no_grad()
+    def fold_(self) -> None:
+        """Fold the scale layer into the convolution, the inference form of a frozen network: w (W x + c)
+        + b = (w W) x + (w c + b); the scale becomes the identity (and leaves the state dict)."""
+        if isinstance(self.scale, nn.Identity):
+            return
+        w, b = self.scale.weight, self.scale.bias
+        self.conv.weight.mul_(w.view(-1, 1, 1, 1).to(self.conv.weight.dtype))
+        self.conv.bias.mul_(w).add_(b)
+        self.scale = nn.Identity()
+
 
 class ChannelScale(nn.Module):
     """x * weight + bias per channel: (B, C, H, W) -> (B, C, H, W)."""
@@ -176,6 +187,16 @@ class DlibFaceResNet(nn.Module):
                 outs.append(x)
         outs.append(self.fc(x.mean(dim=(2, 3))))  # (B, 256, 2, 2) -> (B, 256) -> (B, 128)
         return tuple(outs)
+
+    def fold_scales_(self) -> DlibFaceResNet:
+        """Fold every scale layer into its convolution (`ScaledConv.fold_`), in place: the same function
+        with a third fewer operations, each of which under bfloat16 autocast also cast its input to float32
+        and back. For a frozen network (`lwgan.nets.pretrained.freeze` does it); the state dict then lacks
+        the scale layers."""
+        for module in self.modules():
+            if isinstance(module, ScaledConv):
+                module.fold_()
+        return self
 
     def descriptor(self, crops: torch.Tensor) -> torch.Tensor:
         """The 128-d face descriptor (B, 128) of chips (B, 3, 150, 150) in [-1, 1]."""

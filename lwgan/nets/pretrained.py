@@ -139,8 +139,11 @@ def _seeded_init(module: nn.Module, seed: int) -> None:
 
 def freeze(module: nn.Module) -> nn.Module:
     """No gradients for the parameters, eval mode (no network here has dropout or batch norm in training
-    mode, so the mode changes nothing numerically; it is set for clarity), channels_last."""
+    mode, so the mode changes nothing numerically; it is set for clarity), channels_last; dlib's scale
+    layers folded into their convolutions (`DlibFaceResNet.fold_scales_`)."""
     module.requires_grad_(False)
+    if isinstance(module, DlibFaceResNet):
+        module.fold_scales_()
     # channels_last weights beside channels_last inputs (the networks' forward makes them so): oneDNN's
     # convolution path, 10-20 % faster for a forward + backward of VGG16 at 64^2 on a 2-core CPU
     return module.to(memory_format=torch.channels_last).eval()

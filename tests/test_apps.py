@@ -307,5 +307,14 @@ def test_the_mirrored_pair_is_exact_and_personalisation_fits_it(setup, synth, tm
     assert "data/weights/vgg16.pth (sha256" in tuned_run.feature_nets["vgg16"]
     assert "SUBSTITUTE" not in tuned_run.feature_nets["dlib"]
     assert len(history["L_G"]) == 8 and history["L_G"][-1] < history["L_G"][0]
-    assert any(not torch.equal(a, b) for a, b in zip(before, tuned.generator.parameters(), strict=True))
+    names = [name for name, _ in tuned.generator.named_parameters()]
+    changed = {n for n, a, b in zip(names, before, tuned.generator.parameters(), strict=True)
+               if not torch.equal(a, b)}
+    # the person's streams are tuned, the background stream is not (by default), and stays trainable
+    assert any(n.startswith("tsf.") for n in changed) and not any(n.startswith("bg.") for n in changed)
+    assert all(p.requires_grad for p in tuned.generator.parameters())
     assert not tuned.generator.training
+    also_bg = Synthesizer(setup["ckpt"], synth.body)
+    personalize(also_bg, [source], steps=2, lr=1e-3, background=True)
+    assert any(not torch.equal(a, b) for n, a, b in zip(names, before, also_bg.generator.parameters(),
+                                                        strict=True) if n.startswith("bg."))

@@ -133,9 +133,10 @@ def _personalize(ctx: Context, args: argparse.Namespace, *people: Person) -> dic
     sources = tasks.as_sources(synth, people)
     from lwgan.apps.personalize import personalize  # fine-tuning: the only command that trains
 
-    tuned = personalize(synth, sources, args.personalize, args.personalize_lr)
+    tuned = personalize(synth, sources, args.personalize, args.personalize_lr, args.personalize_background)
     history = tuned.history
-    return {"steps": args.personalize, "lr": args.personalize_lr, "feature_nets": tuned.feature_nets,
+    return {"steps": args.personalize, "lr": args.personalize_lr, "background": args.personalize_background,
+            "feature_nets": tuned.feature_nets,
             "first": {k: v[0] for k, v in history.items()}, "last": {k: v[-1] for k, v in history.items()}}
 
 
@@ -238,6 +239,9 @@ def _common(parser: argparse.ArgumentParser, personalize_default: int = 0) -> No
     parser.add_argument("--personalize", type=int, default=personalize_default, metavar="N",
                         help="fine-tune G on the source photo for N steps first (0 = off)")
     parser.add_argument("--personalize-lr", type=float, default=1e-4, help="its Adam step size")
+    parser.add_argument("--personalize-background", action="store_true",
+                        help="fine-tune the background stream too (off: it learns the mirrored person from "
+                             "the mirrored pair and paints it where the person stood; README)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="write the inputs beside the output in every frame")
 

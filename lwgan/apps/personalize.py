@@ -50,7 +50,8 @@ def self_pairs(synth: Synthesizer, source: Source) -> Batch:
                  src_cond=cond.expand(2, -1, -1, -1), tgt_cond=torch.cat((cond, cond.flip(3))),
                  flow=torch.cat(t).to(synth.device),
                  tgt_head_box=torch.cat((rec.head_box, mirror.head_box)).to(synth.device),
-                 tgt_face_kp=torch.cat(face_kp).to(synth.device))
+                 tgt_face_kp=torch.cat(face_kp).to(synth.device),
+                 src_person=None if source.person is None else source.person.expand(2, -1, -1, -1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,9 +63,12 @@ class Personalized:
     feature_nets: dict[str, str]
 
 
-def personalize(synth: Synthesizer, sources: Sequence[Source], steps: int, lr: float = 1e-4) -> Personalized:
+def personalize(synth: Synthesizer, sources: Sequence[Source], steps: int, lr: float = 1e-4,
+                background: bool = False) -> Personalized:
     """Fine-tune `synth`'s G in place for `steps` Adam steps on the self pairs of every source photo
-    (module docstring), all in one batch."""
+    (module docstring), all in one batch. background: fine-tune the background stream too (by default it
+    stays as trained: the self pairs show it nothing of what lies behind the person, and the mirrored one
+    teaches it the mirrored person, which it then paints into the hole)."""
     if steps < 0 or lr <= 0:
         raise ValueError(f"personalisation needs steps >= 0 and lr > 0, got {steps} and {lr}")
     history: dict[str, list[float]] = {}
@@ -87,7 +91,11 @@ def personalize(synth: Synthesizer, sources: Sequence[Source], steps: int, lr: f
     batch = Batch(**{f.name: torch.cat([getattr(p, f.name) for p in pairs])
                      for f in dataclasses.fields(Batch) if getattr(pairs[0], f.name) is not None})
     generator = synth.generator.train()
-    optimizer = torch.optim.Adam(generator.parameters(), lr=lr, betas=train.betas_g)
+    kept = [] if background else [p for p in generator.bg.parameters() if p.requires_grad]
+    for p in kept:
+        p.requires_grad_(False)
+    optimizer = torch.optim.Adam([p for p in generator.parameters() if p.requires_grad], lr=lr,
+                                 betas=train.betas_g)
     progress = ProgressLog("personalize", "steps")
     try:
         for step in range(steps):
@@ -103,6 +111,8 @@ def personalize(synth: Synthesizer, sources: Sequence[Source], steps: int, lr: f
                 history.setdefault(name, []).append(float(value))
             progress(step + 1, steps, extra=f"L_G {history['L_G'][-1]:.3f}")
     finally:
+        for p in kept:
+            p.requires_grad_(True)
         generator.eval()
     log.info("personalised G in %d steps: L_G %.3f -> %.3f", steps, history["L_G"][0], history["L_G"][-1])
     return Personalized(history, notes)

@@ -39,9 +39,8 @@ from lwgan.nets.inpaint import pull_push
 from lwgan.nets.masks import (
     BACKGROUND_CHANNEL,
     BACKGROUND_ERODE,
-    background,
-    dilate,
     foreground,
+    known_background,
     resize_cond,
     scaled_kernel,
 )
@@ -165,9 +164,7 @@ class Synthesizer:
     def inpaint(self, source: Source) -> torch.Tensor:
         """The background stream's output (1, 3, S, S) for a source, its hole the mesh and the person
         mask grown alike (module docstring)."""
-        mask = background(source.cond, self.bg_kernel)
-        if source.person is not None:
-            mask = mask * (1.0 - dilate(source.person, self.bg_kernel))
+        mask = known_background(source.cond, self.bg_kernel, source.person)
         known = source.img * mask
         base = pull_push(known, mask) if self.generator.bg.residual else None
         return self.generator.bg(torch.cat((known, mask), dim=1), base=base)

@@ -61,6 +61,14 @@ def background(cond: torch.Tensor, size: int) -> torch.Tensor:
     return erode(cond[:, BACKGROUND_CHANNEL : BACKGROUND_CHANNEL + 1], size)
 
 
+def known_background(cond: torch.Tensor, size: int, person: torch.Tensor | None = None) -> torch.Tensor:
+    """What the background stream may read of a source (B, 1, H, W) in {0, 1}: its rendered background
+    eroded by `size` (`background`) and, with the detector's person mask `person` (B, 1, H, W) in {0, 1},
+    less that mask grown by the same size, so that what the mesh misses of the person is inpainted too."""
+    known = background(cond, size)
+    return known if person is None else known * (1.0 - dilate(person.to(known.dtype), size))
+
+
 def foreground(cond: torch.Tensor, size: int = FOREGROUND_ERODE) -> torch.Tensor:
     """1 - background(cond, size): the body grown by size // 2 pixels, (B, 1, H, W) in {0, 1}."""
     return 1.0 - background(cond, size)

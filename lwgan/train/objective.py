@@ -52,14 +52,15 @@ from lwgan.losses import (
 )
 from lwgan.losses.terms import native_bf16
 from lwgan.nets import FeatureNetInfo, GeneratorOutput, load_feature_net
-from lwgan.nets.masks import BACKGROUND_ERODE, FOREGROUND_ERODE, background, scaled_kernel
+from lwgan.nets.masks import BACKGROUND_ERODE, FOREGROUND_ERODE, known_background, scaled_kernel
 
 
 def generate(generator: nn.Module, batch: Batch, bg_kernel: int) -> GeneratorOutput:
     """G's outputs for a batch; the background stream sees the source's rendered background eroded by
-    `bg_kernel` px (`scaled_kernel(BACKGROUND_ERODE, image_size)`). On a crop's padding the outputs hold
-    the real frame (`keep_padding`)."""
-    bg_mask = background(batch.src_cond, bg_kernel)  # (B, 1, H, W)
+    `bg_kernel` px (`scaled_kernel(BACKGROUND_ERODE, image_size)`), less the person mask grown alike where
+    the batch has one (`known_background`). On a crop's padding the outputs hold the real frame
+    (`keep_padding`)."""
+    bg_mask = known_background(batch.src_cond, bg_kernel, batch.src_person)  # (B, 1, H, W)
     out = generator(batch.src_img, bg_mask, batch.src_cond, batch.tgt_cond, batch.flow)
     return dataclasses.replace(out, src_rec=keep_padding(out.src_rec, batch.src_img, batch.src_valid),
                                tgt=keep_padding(out.tgt, batch.tgt_img, batch.tgt_valid))
@@ -123,6 +124,7 @@ class Batch:
     tgt_face_kp: torch.Tensor
     src_valid: torch.Tensor | None = None  # (B, 1, H, W) 1 on the video, 0 on a crop's padding; None: all
     tgt_valid: torch.Tensor | None = None
+    src_person: torch.Tensor | None = None  # (B, 1, H, W) the detector's person mask (a task's photo)
 
     @classmethod
     def from_items(cls, items: Mapping[str, torch.Tensor], device: torch.device,

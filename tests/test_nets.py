@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ from lwgan.nets import (
     liquid_warping_block,
     patch_output_size,
 )
-from lwgan.nets.masks import background, foreground
+from lwgan.nets.masks import background, foreground, known_background
 from lwgan.warp.flow import warp
 
 SIZE = 64
@@ -276,6 +277,30 @@ def test_untrained_residual_heads_give_the_warp_over_the_known_background():
     assert (out.tgt - src)[known].abs().max() < 2 * 2 * leak
     assert torch.equal(out.src_color, src.clamp(-1, 1))
     assert torch.equal(out.bg[bg_mask.expand(-1, 3, -1, -1) > 0], src[bg_mask.expand(-1, 3, -1, -1) > 0])
+
+
+def test_known_background_leaves_out_the_mesh_and_the_person_mask_each_grown():
+    """Against scikit-image's binary morphology on padded masks (outside the image: background for the
+    erosion, nobody for the dilation): the rendered background eroded by k, less the person mask (the
+    body and a block above it, like hair) dilated by k; without a mask, the erosion alone."""
+    from skimage.morphology import dilation, erosion
+
+    k = 5
+    body = body_mask(2)
+    person = body.clone()
+    person[:, :, 2:12, 24:40] = 1.0  # above the head, partly outside the mesh
+    got = known_background(cond_map(body), k, person)
+    alone = known_background(cond_map(body), k)
+    square, pad = np.ones((k, k), bool), k
+    for b in range(2):
+        bg = np.pad(body[b, 0].numpy() == 0, pad, constant_values=True)
+        who = np.pad(person[b, 0].numpy() > 0, pad, constant_values=False)
+        eroded = erosion(bg, square)[pad:-pad, pad:-pad]
+        grown = dilation(who, square)[pad:-pad, pad:-pad]
+        assert np.array_equal(got[b, 0].numpy() > 0.5, eroded & ~grown)
+        assert np.array_equal(alone[b, 0].numpy() > 0.5, eroded)
+    assert torch.equal(alone, background(cond_map(body), k))
+    assert (alone - got).sum() > 0  # the block and its margin were known without the mask
 
 
 def test_residual_heads_learn_after_the_first_update():

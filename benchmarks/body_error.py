@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lwgan.evaluate.evaluate import naive_reference
+from lwgan.evaluate.evaluate import naive_reference, spread
 from lwgan.metrics.image import masked_l1
 from lwgan.nets.build import load_generator
 from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, erode, scaled_kernel
@@ -62,9 +62,7 @@ def main() -> None:
     for v, video in enumerate(data.videos):
         source = int(data.sources[v][0])
         rows = data.targets[data.targets[:, 0] == v, 1]
-        rows = rows[rows != source]
-        if max_frames and len(rows) > max_frames:
-            rows = rows[np.linspace(0, len(rows) - 1, max_frames).round().astype(int)]
+        rows = spread(rows[rows != source], max_frames)
         for start in range(0, len(rows), args.batch_size):
             items = [data.pair(video, source, int(r)) for r in rows[start:start + args.batch_size]]
             batch = Batch.from_items(torch.utils.data.default_collate(items), torch.device("cpu"))

@@ -34,7 +34,7 @@ from lwgan.body.fitting import NO_PERSON
 from lwgan.body.model import BodyModel
 from lwgan.data.cache import FramesCache
 from lwgan.data.smpl_cache import SmplCache
-from lwgan.evaluate.evaluate import naive_reference
+from lwgan.evaluate.evaluate import naive_reference, spread
 from lwgan.metrics.image import masked_l1, psnr, ssim
 from lwgan.metrics.lpips import load_lpips
 from lwgan.nets.masks import BACKGROUND_CHANNEL
@@ -83,9 +83,7 @@ def main() -> None:
         usable = np.flatnonzero((fit["status"] & NO_PERSON) == 0)
         if len(usable) < 2:
             continue
-        source_row, targets = usable[0], usable[1:]
-        if max_frames and len(targets) > max_frames:
-            targets = targets[np.linspace(0, len(targets) - 1, max_frames).round().astype(int)]
+        source_row, targets = usable[0], spread(usable[1:], max_frames)
         photo = frames.frame(video, int(fit["frame"][source_row]))
         truth = reference.images(frames.frames(video, fit["frame"][targets]))  # (N, 3, S, S)
         verts = reference.vertices(fit["betas"], fit["pose"][targets], fit["cam"][targets])
@@ -99,8 +97,7 @@ def main() -> None:
         for name, values in scores(naive, truth, tgt_body, lpips).items():
             totals["naive"][name].append(values)
         for n in steps:
-            synth = Synthesizer(args.checkpoint, body)  # a fresh G for every N
-            source = synth.source(photo, source_verts)
+            synth = Synthesizer(args.checkpoint, body)  # a fresh G for every N; the same source
             started = time.perf_counter()
             personalize(synth, [source], n, args.lr, background=args.tune_background)
             if n:

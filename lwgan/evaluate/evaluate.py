@@ -258,7 +258,7 @@ def _summary(values: Mapping[str, list[np.ndarray]]) -> dict[str, float]:
     return {name: float(np.mean(np.concatenate(parts))) for name, parts in values.items()}
 
 
-def _spread(rows: np.ndarray, count: int) -> np.ndarray:
+def spread(rows: np.ndarray, count: int) -> np.ndarray:
     """At most `count` of `rows`, evenly spread (all of them for count 0)."""
     if count and len(rows) > count:
         return rows[np.linspace(0, len(rows) - 1, count).round().astype(int)]
@@ -328,7 +328,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
     totals: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in METHODS}
     per_video: dict[str, dict[str, dict[str, float]]] = {}
     grid_rows, cross_rows = [], []
-    jobs = [(video, _spread(usable[video][usable[video] != sources[video]], settings.max_frames))
+    jobs = [(video, spread(usable[video][usable[video] != sources[video]], settings.max_frames))
             for video in data.videos]
     progress = ProgressLog("evaluate", "pairs")
     done, total = 0, sum(len(rows) for _, rows in jobs)
@@ -360,7 +360,7 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
             others = data.videos[i + 1:] + data.videos[:i]
             driving = next((o for o in others if subject_of(o) != subject_of(video)), others[0])
             frames = []
-            for batch, outputs in run(driving, sources[video], _spread(usable[driving], settings.max_frames),
+            for batch, outputs in run(driving, sources[video], spread(usable[driving], settings.max_frames),
                                       video):
                 frames += _side_by_side(batch, outputs)
                 for method in METHODS:

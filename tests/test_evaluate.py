@@ -121,6 +121,19 @@ def test_a_checkpoint_from_before_the_attention_prior_loads_with_the_prior_it_wa
     assert params.attention_prior == 4.0 and loaded.tsf.attention_prior == 4.0
 
 
+def test_a_checkpoint_from_before_bg_fill_loads_with_the_pull_push_base_it_was_trained_with(tmp_path):
+    opts = NetOptions(base_width=4, res_blocks=1, image_size=32, d_layers=2, color_head="residual",
+                      bg_head="residual", bg_fill="pull_push")
+    train = {k: v for k, v in config.to_dict(config.TrainParams(image_size=32, base_width=4, res_blocks=1,
+                                                                d_layers=2)).items()
+             if k != "bg_fill"}  # what such a checkpoint's config holds
+    path = checkpoint.save(tmp_path / "old.pt",
+                           {"generator": Generator(opts).state_dict(), "config": {"train": train}})
+    loaded, params = load_generator(path, torch.device("cpu"))
+    assert params.bg_fill == "pull_push" and loaded.opts.bg_fill == "pull_push"
+    assert config.TrainParams().bg_fill == "harmonic"  # what a new run trains with
+
+
 def test_lpips_is_reported_when_its_published_weights_are_given(trained, tmp_path):
     from test_lpips import published
 

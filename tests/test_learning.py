@@ -61,7 +61,8 @@ def test_a_trained_generator_beats_the_warp_it_is_given(batch):
     perceptual, face, _ = feature_losses(train_params)
     objective = Objective(loss_weights(train_params), SIZE, perceptual, face)
     opts = NetOptions(base_width=8, res_blocks=1, image_size=SIZE, d_layers=2,
-                      color_head=train_params.color_head, bg_head=train_params.bg_head)
+                      color_head=train_params.color_head, bg_head=train_params.bg_head,
+                      bg_fill=train_params.bg_fill)
     generator, discriminator = Generator(opts), PatchDiscriminator(opts)
     opt_g = torch.optim.Adam(generator.parameters(), lr=1e-3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -21,6 +22,7 @@ from lwgan.nets import (
     liquid_warping_block,
     patch_output_size,
 )
+from lwgan.nets.inpaint import fill
 from lwgan.nets.masks import background, foreground, known_background
 from lwgan.warp.flow import warp
 
@@ -277,6 +279,19 @@ def test_untrained_residual_heads_give_the_warp_over_the_known_background():
     assert (out.tgt - src)[known].abs().max() < 2 * 2 * leak
     assert torch.equal(out.src_color, src.clamp(-1, 1))
     assert torch.equal(out.bg[bg_mask.expand(-1, 3, -1, -1) > 0], src[bg_mask.expand(-1, 3, -1, -1) > 0])
+
+
+def test_an_untrained_background_stream_outputs_its_fill_of_the_source():
+    src, bg_mask, src_cond, tgt_cond, t = inputs()
+    outs = {}
+    for method in ("harmonic", "pull_push"):
+        torch.manual_seed(0)
+        g = Generator(dataclasses.replace(RESIDUAL, bg_fill=method))
+        with torch.no_grad():
+            outs[method] = g(src, bg_mask, src_cond, tgt_cond, t).bg
+        assert torch.allclose(outs[method], fill(src * bg_mask, bg_mask, method).clamp(-1, 1), atol=1e-6)
+    hole = (bg_mask == 0).expand(-1, 3, -1, -1)
+    assert (outs["harmonic"] - outs["pull_push"])[hole].abs().max() > 0.01  # the two bases differ there
 
 
 def test_known_background_leaves_out_the_mesh_and_the_person_mask_each_grown():

@@ -164,10 +164,8 @@ class Synthesizer:
     def inpaint(self, source: Source) -> torch.Tensor:
         """The background stream's output (1, 3, S, S) for a source, its hole the mesh and the person
         mask grown alike (module docstring)."""
-        mask = known_background(source.cond, self.bg_kernel, source.person)
-        known = source.img * mask
-        base = pull_push(known, mask) if self.generator.bg.residual else None
-        return self.generator.bg(torch.cat((known, mask), dim=1), base=base)
+        known = known_background(source.cond, self.bg_kernel, source.person)
+        return self.generator.inpaint(source.img, known)
 
     def render(self, sources: Sequence[Source], features: Sequence[tuple[torch.Tensor, ...]],
                flows: Sequence[torch.Tensor], tgt_cond: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:

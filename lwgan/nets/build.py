@@ -33,7 +33,7 @@ def net_options(p: config.TrainParams) -> NetOptions:
     """The networks' options (G and D) from a run's train params."""
     return NetOptions(base_width=p.base_width, res_blocks=p.res_blocks, image_size=p.image_size, norm=p.norm,
                       spectral_norm_d=p.spectral_norm, d_layers=p.d_layers, color_head=p.color_head,
-                      bg_head=p.bg_head, attention_prior=p.attention_prior)
+                      bg_head=p.bg_head, bg_fill=p.bg_fill, attention_prior=p.attention_prior)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -70,9 +70,10 @@ def generator_from_state(state: Mapping[str, Any], path: Path, device: torch.dev
     """`load_generator` for a checkpoint already read (`read_checkpoint`) from `path`."""
     weights, cfg = inference_weights(state), state["config"]
     try:
-        # checkpoints from before the residual heads were made with the original's, and those from before
-        # attention_prior with 4
-        train_tree = {"color_head": "direct", "bg_head": "direct", "attention_prior": 4.0, **cfg["train"]}
+        # checkpoints from before the residual heads were made with the original's, those from before
+        # attention_prior with 4, those from before bg_fill with pull-push
+        train_tree = {"color_head": "direct", "bg_head": "direct", "attention_prior": 4.0,
+                      "bg_fill": "pull_push", **cfg["train"]}
         tree = {"data": {"image_size": train_tree["image_size"]}, "train": train_tree}
         train = config.from_dict(tree).train
     except config.ConfigError as err:

@@ -32,10 +32,11 @@ Residual heads (`NetOptions.color_head` / `bg_head` = "residual"; "direct" is th
 convolutions are zero-initialised and add to what needs no network (`HeadPrior`):
 
     P_s = clip(I_s + conv),  P_t = clip(fill(warp(I_s, T)) + conv),  A = sigmoid(conv + a * (2 B - 1)),
-    I_bg = clip(fill(I_s * M_bg) + conv)
+    I_bg = clip(fill_bg(I_s * M_bg) + conv)
 
 fill = pull-push inpainting (`lwgan.nets.inpaint`: the target's body pixels that the source does not see
-take the colours around them, the background behind the source's body the background around it), B = the
+take the colours around them), fill_bg = `NetOptions.bg_fill` (by default the harmonic fill: the background
+behind the source's body continued smoothly from the background around it), B = the
 rendered background of the stream's conditioning map (1 = background), clip to [-1, 1], a =
 `NetOptions.attention_prior` (default 6). An untrained G therefore outputs the warped source over the
 inpainted background (attention 0.9975 / 0.0025 by the rendered masks), and training learns what the warp
@@ -51,7 +52,7 @@ import torch
 from torch import nn
 
 from lwgan.nets.blocks import ResidualBlock, conv_norm_relu, init_weights
-from lwgan.nets.inpaint import pull_push
+from lwgan.nets.inpaint import fill, pull_push
 from lwgan.nets.masks import BACKGROUND_CHANNEL, foreground
 from lwgan.nets.options import GENERATOR_DOWNSAMPLINGS, NetOptions, width
 from lwgan.warp.flow import flow_valid, resize_flow, warp
@@ -261,6 +262,13 @@ class Generator(nn.Module):
         for head in residual_heads:
             nn.init.zeros_(head[0].weight)  # an untrained G outputs its priors (module docstring)
 
+    def inpaint(self, src_img: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        """The background stream's I_bg (B, 3, H, W) from src_img (B, 3, H, W) and its known background
+        known (B, 1, H, W) in {0, 1}; a residual head adds to `NetOptions.bg_fill`'s inpainting."""
+        known_bg = src_img * known
+        base = fill(known_bg, known, self.opts.bg_fill) if self.bg.residual else None
+        return self.bg(torch.cat((known_bg, known), dim=1), base=base)
+
     def forward(
         self,
         src_img: torch.Tensor,
@@ -282,9 +290,7 @@ class Generator(nn.Module):
         if tuple(flow_t_from_s.shape[1:3]) != tuple(tgt_cond.shape[-2:]):
             raise ValueError(f"flow_t_from_s has size {tuple(flow_t_from_s.shape[1:3])}, expected the "
                              f"target's {tuple(tgt_cond.shape[-2:])}")
-        known_bg = src_img * src_bg_mask
-        bg = self.bg(torch.cat((known_bg, src_bg_mask), dim=1),
-                     base=pull_push(known_bg, src_bg_mask) if self.bg.residual else None)  # (B, 3, H, W)
+        bg = self.inpaint(src_img, src_bg_mask)  # (B, 3, H, W)
         warped_src = warp(src_img, flow_t_from_s)  # (B, 3, H, W)
         src_prior = tgt_prior = None
         if self.opts.color_head == "residual":

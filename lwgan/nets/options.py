@@ -8,6 +8,7 @@ from typing import Literal
 Norm = Literal["instance", "batch", "none"]
 NORMS: tuple[str, ...] = ("instance", "batch", "none")
 HEADS: tuple[str, ...] = ("direct", "residual")
+FILLS: tuple[str, ...] = ("harmonic", "pull_push")  # `lwgan.nets.inpaint.fill`
 
 # The generator's encoders halve the resolution this many times (the original: n_down = 3).
 GENERATOR_DOWNSAMPLINGS = 3
@@ -35,8 +36,10 @@ class NetOptions:
                      TSF heads predict residuals over what no network needs to learn (P over the source,
                      and over the warped source filled by pull-push inpainting; A's logit over the
                      rendered background), zero-initialised, so an untrained G starts at the warp.
-    bg_head:         "direct" (the original: I_bg = tanh(conv)) or "residual": I_bg = pull-push inpainting
-                     of the source's known background + a zero-initialised residual.
+    bg_head:         "direct" (the original: I_bg = tanh(conv)) or "residual": I_bg = classical inpainting
+                     of the source's known background (`bg_fill`) + a zero-initialised residual.
+    bg_fill:         the residual background head's base: "harmonic" (pull-push relaxed toward the
+                     harmonic interpolant) or "pull_push" (`lwgan.nets.inpaint`).
     attention_prior: with residual heads, the logit the attention starts at: +this on the rendered
                      background, -this on the body (A = sigmoid(conv + prior * (2 B - 1))).
     """
@@ -49,6 +52,7 @@ class NetOptions:
     d_layers: int = 4
     color_head: str = "direct"
     bg_head: str = "direct"
+    bg_fill: str = "harmonic"
     attention_prior: float = ATTENTION_PRIOR
 
     def __post_init__(self) -> None:
@@ -61,6 +65,8 @@ class NetOptions:
         for name in ("color_head", "bg_head"):
             if getattr(self, name) not in HEADS:
                 raise ValueError(f"NetOptions.{name} must be one of {HEADS}, got {getattr(self, name)!r}")
+        if self.bg_fill not in FILLS:
+            raise ValueError(f"NetOptions.bg_fill must be one of {FILLS}, got {self.bg_fill!r}")
         if not 0.0 <= self.attention_prior <= 20.0:
             raise ValueError(f"NetOptions.attention_prior must be in [0, 20], got {self.attention_prior}")
         if self.d_layers < 1:

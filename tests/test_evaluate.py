@@ -108,28 +108,27 @@ def test_a_checkpoint_from_before_the_residual_heads_loads_with_the_original_hea
     assert loaded.opts.color_head == "direct" and isinstance(loaded.tsf.attention_head[-1], torch.nn.Sigmoid)
 
 
-def test_a_checkpoint_from_before_the_attention_prior_loads_with_the_prior_it_was_trained_with(tmp_path):
+def old_residual_checkpoint(tmp_path, missing: str, **trained_with) -> tuple[Generator, config.TrainParams]:
+    """A residual-head checkpoint made before the train param `missing` existed (its config lacks the
+    key), with the networks built as `trained_with` says, loaded back."""
     torch.manual_seed(0)
-    residual = NetOptions(base_width=4, res_blocks=1, image_size=32, d_layers=2, color_head="residual",
-                          bg_head="residual", attention_prior=4.0)
+    opts = NetOptions(base_width=4, res_blocks=1, image_size=32, d_layers=2, color_head="residual",
+                      bg_head="residual", **trained_with)
     train = {k: v for k, v in config.to_dict(config.TrainParams(image_size=32, base_width=4, res_blocks=1,
                                                                 d_layers=2)).items()
-             if k != "attention_prior"}  # what such a checkpoint's config holds
+             if k != missing}  # what such a checkpoint's config holds
     path = checkpoint.save(tmp_path / "old.pt",
-                           {"generator": Generator(residual).state_dict(), "config": {"train": train}})
-    loaded, params = load_generator(path, torch.device("cpu"))
+                           {"generator": Generator(opts).state_dict(), "config": {"train": train}})
+    return load_generator(path, torch.device("cpu"))
+
+
+def test_a_checkpoint_from_before_the_attention_prior_loads_with_the_prior_it_was_trained_with(tmp_path):
+    loaded, params = old_residual_checkpoint(tmp_path, "attention_prior", attention_prior=4.0)
     assert params.attention_prior == 4.0 and loaded.tsf.attention_prior == 4.0
 
 
 def test_a_checkpoint_from_before_bg_fill_loads_with_the_pull_push_base_it_was_trained_with(tmp_path):
-    opts = NetOptions(base_width=4, res_blocks=1, image_size=32, d_layers=2, color_head="residual",
-                      bg_head="residual", bg_fill="pull_push")
-    train = {k: v for k, v in config.to_dict(config.TrainParams(image_size=32, base_width=4, res_blocks=1,
-                                                                d_layers=2)).items()
-             if k != "bg_fill"}  # what such a checkpoint's config holds
-    path = checkpoint.save(tmp_path / "old.pt",
-                           {"generator": Generator(opts).state_dict(), "config": {"train": train}})
-    loaded, params = load_generator(path, torch.device("cpu"))
+    loaded, params = old_residual_checkpoint(tmp_path, "bg_fill", bg_fill="pull_push")
     assert params.bg_fill == "pull_push" and loaded.opts.bg_fill == "pull_push"
     assert config.TrainParams().bg_fill == "harmonic"  # what a new run trains with
 

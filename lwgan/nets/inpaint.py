@@ -21,9 +21,11 @@ At full resolution the known pixels stay fixed and a hole relaxes toward the dis
 interpolant of the known pixels around it (Laplace's equation with them as boundary values): a membrane
 that continues the colours at the hole's rim into it without the steps and blocks that pull-push's
 coarse averages leave there; starting each level from the coarser one's answer makes a few sweeps per
-level enough (a multigrid pass). A hole in a linear colour ramp is filled with the ramp. On the default
-set's development people, with the naive reference's warp over it, the harmonic base scores an SSIM of
-0.878 / 0.902 where pull-push scores 0.870 / 0.887 and OpenCV's Telea 0.879 / 0.902.
+level enough (a multigrid pass). A hole in a linear colour ramp is filled with the ramp. Under the naive
+reference's warp, on the 76 self-imitation pairs of each of the default set's development people 003 and
+007, the harmonic fill scores an SSIM of 0.879 / 0.902 (PSNR 27.45 / 26.35), pull-push 0.870 / 0.887
+(27.14 / 26.13) and OpenCV's Telea 0.879 / 0.902 (27.44 / 26.26). Cost: 4.9 ms for a batch of four 64²
+images on 2 CPU cores (pull-push 0.5), 24 ms at 256² (3.8).
 """
 
 from __future__ import annotations

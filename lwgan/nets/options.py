@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from lwgan.nets.inpaint import FILLS
+
 Norm = Literal["instance", "batch", "none"]
 NORMS: tuple[str, ...] = ("instance", "batch", "none")
 HEADS: tuple[str, ...] = ("direct", "residual")
-FILLS: tuple[str, ...] = ("harmonic", "pull_push")  # `lwgan.nets.inpaint.fill`
 
 # The generator's encoders halve the resolution this many times (the original: n_down = 3).
 GENERATOR_DOWNSAMPLINGS = 3

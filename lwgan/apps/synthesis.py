@@ -34,12 +34,9 @@ from lwgan.body.sequence import project_video
 from lwgan.correspond.maps import Correspondence, correspond
 from lwgan.geometry import OUTSIDE
 from lwgan.nets.build import generator_from_state, read_checkpoint
-from lwgan.nets.generator import HeadPrior, compose, liquid_warping_block
-from lwgan.nets.inpaint import pull_push
+from lwgan.nets.generator import compose, liquid_warping_block
 from lwgan.nets.masks import (
-    BACKGROUND_CHANNEL,
     BACKGROUND_ERODE,
-    foreground,
     known_background,
     resize_cond,
     scaled_kernel,
@@ -155,11 +152,7 @@ class Synthesizer:
     # -- the generator -----------------------------------------------------------------------------------
     def encode(self, source: Source) -> tuple[torch.Tensor, ...]:
         """The SID stream's features of a source at the LWB points."""
-        g = self.generator
-        prior = (HeadPrior(source.img, source.cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
-                 if g.sid.residual else None)  # residual heads: as `Generator.forward` builds them
-        masked = source.img * foreground(source.cond)
-        return g.sid(torch.cat((masked, source.cond), dim=1), prior=prior).features
+        return self.generator.encode(source.img, source.cond).features
 
     def inpaint(self, source: Source) -> torch.Tensor:
         """The background stream's output (1, 3, S, S) for a source, its hole the mesh and the person
@@ -180,9 +173,7 @@ class Synthesizer:
             seen = torch.maximum(seen, flow_valid(t)[:, None].to(seen.dtype))
             lwb = liquid_warping_block([f.expand(batch, -1, -1, -1) for f in feats], t)
             injected = list(lwb) if injected is None else [a + b for a, b in zip(injected, lwb, strict=True)]
-        prior = (HeadPrior(pull_push(warped, seen), tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
-                 if self.generator.tsf.residual else None)
-        tsf = self.generator.tsf(torch.cat((warped, tgt_cond), dim=1), injected=injected, prior=prior)
+        tsf = self.generator.transfer(warped, seen, tgt_cond, injected)
         return compose(tsf.attention, bg.expand(batch, -1, -1, -1), tsf.color)
 
     def run(self, sources: Sequence[Source], targets: torch.Tensor, parts: Sequence[torch.Tensor | None],

@@ -269,6 +269,22 @@ class Generator(nn.Module):
         base = fill(known_bg, known, self.opts.bg_fill) if self.bg.residual else None
         return self.bg(torch.cat((known_bg, known), dim=1), base=base)
 
+    def encode(self, src_img: torch.Tensor, src_cond: torch.Tensor) -> ResUNetOutput:
+        """The SID stream on the source's foreground (the body grown by 1 px, as in the original); a
+        residual head adds to the source itself."""
+        prior = (HeadPrior(src_img, src_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
+                 if self.sid.residual else None)
+        return self.sid(torch.cat((src_img * foreground(src_cond), src_cond), dim=1), prior=prior)
+
+    def transfer(self, warped: torch.Tensor, seen: torch.Tensor | None, tgt_cond: torch.Tensor,
+                 injected: Sequence[torch.Tensor]) -> ResUNetOutput:
+        """The TSF stream on the warped source (B, 3, H, W) and the target's conditioning map, with the
+        SID features `injected` by the LWB; a residual head adds to the warped source with its unseen
+        pixels (seen (B, 1, H, W) 0, needed only then) filled by pull-push."""
+        prior = (HeadPrior(pull_push(warped, seen), tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
+                 if self.tsf.residual else None)
+        return self.tsf(torch.cat((warped, tgt_cond), dim=1), injected=injected, prior=prior)
+
     def forward(
         self,
         src_img: torch.Tensor,
@@ -292,15 +308,10 @@ class Generator(nn.Module):
                              f"target's {tuple(tgt_cond.shape[-2:])}")
         bg = self.inpaint(src_img, src_bg_mask)  # (B, 3, H, W)
         warped_src = warp(src_img, flow_t_from_s)  # (B, 3, H, W)
-        src_prior = tgt_prior = None
-        if self.opts.color_head == "residual":
-            seen = flow_valid(flow_t_from_s)[:, None].to(warped_src.dtype)  # (B, 1, H, W)
-            src_prior = HeadPrior(src_img, src_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
-            tgt_prior = HeadPrior(pull_push(warped_src, seen),
-                                  tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1])
-        sid = self.sid(torch.cat((src_img * foreground(src_cond), src_cond), dim=1), prior=src_prior)
-        tsf = self.tsf(torch.cat((warped_src, tgt_cond), dim=1),
-                       injected=liquid_warping_block(sid.features, flow_t_from_s), prior=tgt_prior)
+        seen = (flow_valid(flow_t_from_s)[:, None].to(warped_src.dtype)  # (B, 1, H, W)
+                if self.tsf.residual else None)
+        sid = self.encode(src_img, src_cond)
+        tsf = self.transfer(warped_src, seen, tgt_cond, liquid_warping_block(sid.features, flow_t_from_s))
         return GeneratorOutput(
             bg=bg,
             src_rec=compose(sid.attention, bg, sid.color),

@@ -75,6 +75,7 @@ def main() -> None:
                          caches / "smpl" / "smpl.h5", ROOT / "data" / "body" / "body.npz",
                          PairOptions(image_size=reference.size, split="val", augment=False)).videos
     videos = videos[:max_videos] if max_videos else videos
+    trained = {k: v.clone() for k, v in reference.generator.state_dict().items()}
     totals: dict[str, dict[str, list[np.ndarray]]] = {str(n): {m: [] for m in METRICS} for n in steps}
     totals["naive"] = {m: [] for m in METRICS}
     step_seconds: list[float] = []
@@ -97,12 +98,13 @@ def main() -> None:
         for name, values in scores(naive, truth, tgt_body, lpips).items():
             totals["naive"][name].append(values)
         for n in steps:
-            synth = Synthesizer(args.checkpoint, body)  # a fresh G for every N; the same source
+            reference.generator.load_state_dict(trained)  # the checkpoint's G again for every N
             started = time.perf_counter()
-            personalize(synth, [source], n, args.lr, background=args.tune_background)
+            personalize(reference, [source], n, args.lr, background=args.tune_background)
             if n:
                 step_seconds.append((time.perf_counter() - started) / n)
-            out = torch.from_numpy(synth.run([source], verts, [None])).permute(0, 3, 1, 2).float() / 127.5 - 1
+            out = reference.run([source], verts, [None])
+            out = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1
             for name, values in scores(out, truth, tgt_body, lpips).items():
                 totals[str(n)][name].append(values)
             print(f"{video}: {n} steps, body L1 {float(np.mean(totals[str(n)]['masked_l1'][-1])):.4f} "

@@ -224,7 +224,7 @@ class TrainParams:
     lambda_mask: float = _f(1.0, "weight of the attention-mask BCE", ge=0.0)
     lambda_smooth: float = _f(1.0, "weight of the attention total variation", ge=0.0)
     lambda_style: float = _f(0.0, "weight of the Gram style loss (0 = off, as the original)", ge=0.0)
-    lambda_tsf_l1: float = _f(100.0, "weight of an L1 between the synthesised and the real target (0 = off, "
+    lambda_tsf_l1: float = _f(200.0, "weight of an L1 between the synthesised and the real target (0 = off, "
                               "as the original)", ge=0.0)
     real_target: float = _f(1.0, "one-sided label smoothing: D's target for reals (e.g. 0.9); 1 = off",
                             gt=0.0,

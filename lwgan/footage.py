@@ -8,6 +8,13 @@ benchmarks check person finding, cropping and fitting on footage no one here mad
     portrait_cam01  pose2sim 0.9.12 wheel, Pose2Sim/Demo_SinglePerson/videos/cam01.mp4 and cam02.mp4
     portrait_cam02  (BSD-3-Clause): portrait 1080x1920 phone-style videos, 100 frames each, one person
                     indoors seen by two cameras
+    back_cam03      the same wheel and take, videos/cam03.mp4 (1088x1920, 100 frames): the man seen from
+                    behind, turning and reaching, his face never in view
+    two_cam01       the same wheel, Pose2Sim/Demo_MultiPerson/videos/cam01.mp4 and cam03.mp4 (1088x1920,
+    two_cam03       100 frames each): the man with a woman beside him. cam01: she stands in front, her back
+                    to the camera and larger in the frame than he is, with a bystander further back;
+                    cam03: he is seen from behind and she faces the camera behind him, until he steps in
+                    front of her
 
 The packages are only downloaded and unpacked (sha256 of each archive and member checked, as for the
 pretrained networks in `lwgan.weights`), never installed. `fetch` keeps what is already in place.
@@ -35,7 +42,13 @@ PACKAGES: dict[str, Package] = {p.name: p for p in (
             {"Pose2Sim/Demo_SinglePerson/videos/cam01.mp4":
              "cf4f2816c86bea4bfbea255333d8626ff32a3ecabdab8b0fb147cea9167fde3a",
              "Pose2Sim/Demo_SinglePerson/videos/cam02.mp4":
-             "94ff87cf978b8406e8aa36ab3c5362e72848994e87652f0dc7a33c315e8e0442"},
+             "94ff87cf978b8406e8aa36ab3c5362e72848994e87652f0dc7a33c315e8e0442",
+             "Pose2Sim/Demo_SinglePerson/videos/cam03.mp4":
+             "b8b329f832f178f27ecb78d024d5026b96c6adb36c387bfe2c0af85eab8a11ca",
+             "Pose2Sim/Demo_MultiPerson/videos/cam01.mp4":
+             "543cee6a4c2c2b52dc9eac9137ee63d14f1f84e706a9a7264769edcb11e5ea53",
+             "Pose2Sim/Demo_MultiPerson/videos/cam03.mp4":
+             "d3daf48cdf9f5603868ddb99166ddaf9b12279e7ce968922926560d5fd3f0c99"},
             "BSD-3-Clause"),
 )}
 
@@ -54,6 +67,9 @@ CLIPS: dict[str, Clip] = {c.name: c for c in (
     Clip("outdoor_jumps", "sports2d", "Sports2D/Demo/demo.mp4"),
     Clip("portrait_cam01", "pose2sim", "Pose2Sim/Demo_SinglePerson/videos/cam01.mp4"),
     Clip("portrait_cam02", "pose2sim", "Pose2Sim/Demo_SinglePerson/videos/cam02.mp4"),
+    Clip("back_cam03", "pose2sim", "Pose2Sim/Demo_SinglePerson/videos/cam03.mp4"),
+    Clip("two_cam01", "pose2sim", "Pose2Sim/Demo_MultiPerson/videos/cam01.mp4"),
+    Clip("two_cam03", "pose2sim", "Pose2Sim/Demo_MultiPerson/videos/cam03.mp4"),
 )}
 
 

@@ -172,7 +172,8 @@ def detect_followed(frames: Iterable[np.ndarray], detector: PoseDetector, person
 
 SWAP_SIDES = [COCO_KEYPOINT_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
               for n in COCO_KEYPOINT_NAMES]  # each keypoint's mirror: left_eye <-> right_eye, ...
-SWAP_PENALTY = 0.05  # in body sizes: a swap must save more than this much movement to be taken
+SWAP_PENALTY = 0.05  # in body sizes: what turning a person's labels around costs (`most_consistent`)
+SWAP_BIAS = 1e-3  # in body sizes per frame: what a frame with swapped labels costs (ties go to the detector)
 CONSISTENT_MIN_CONFIDENCE = 0.3
 
 
@@ -180,40 +181,51 @@ def most_consistent(batches: Sequence[DetectionBatch], swap_penalty: float = SWA
     """Per frame, one of the candidate detections of the same video (`batches`, same frames and pixels; the
     first is preferred where they tie), each as found and with its left and right keypoints swapped: the
     candidates along the path through the video whose keypoints move least from frame to frame (a Viterbi
-    pass; a step costs the mean distance of the keypoints confident in both frames, over the body's size,
-    and a swapped candidate `swap_penalty` more). MediaPipe confuses a person's front and back view, or
-    front and side view, on single frames of a turning person: the candidates then disagree by about a
-    limb's length, and the one that continues its neighbours is kept. A frame without any detection
-    breaks the path."""
+    pass; a step costs the mean distance of the keypoints confident in both frames, over the body's size;
+    going from labels as found to swapped ones or back costs `swap_penalty` more, and every swapped frame
+    `SWAP_BIAS`).
+
+    MediaPipe tells a person's front from their back by the face: on a face it cannot see well (blurred,
+    turned, small) it labels a person who faces the camera as seen from behind, for single frames or for
+    runs of many (Pose2Sim's `cam02`: 43 of 100 frames). Such a relabelling moves every left and right
+    keypoint by the width between them from one frame to the next, which a body cannot do in a frame; a
+    person who really turns passes through a side view, where the two sides meet and nothing jumps. So a
+    run of relabelled frames is swapped back when the jumps at its two ends cost more than turning the
+    labels around twice, however long the run; the labels of the frames where the person is seen longer
+    win (a whole video labelled the wrong way round cannot be told from the keypoints). A frame without any
+    detection breaks the path."""
     first = batches[0]
     n = len(first)
     if any(len(b) != n or b.image_size != first.image_size for b in batches):
         raise ValueError("most_consistent needs detections of the same frames at the same size")
     # (M, N, K, 3): every candidate as found and with its sides swapped
     keypoints = np.stack([k for b in batches for k in (b.keypoints, b.keypoints[:, SWAP_SIDES])])
-    penalty = np.tile(np.array([0.0, swap_penalty]), len(batches))  # (M,)
+    swapped = np.tile(np.array([False, True]), len(batches))  # (M,)
     found = np.repeat(np.stack([b.found for b in batches]), 2, axis=0)  # (M, N)
     path = np.zeros(n, np.int64)
     for a, b in _runs(found.any(axis=0)):  # a frame without any detection breaks the path
-        path[a:b] = _least_movement(keypoints[:, a:b], found[:, a:b], penalty)
+        path[a:b] = _least_movement(keypoints[:, a:b], found[:, a:b], swapped, swap_penalty)
     frames, batch = np.arange(n), path // 2  # the chosen candidate of every frame, and its batch
     packed = None  # masks are kept only when every candidate has them (as `DetectionBatch.stack`)
     if all(b.packed_masks is not None for b in batches):
         packed = np.stack([b.packed_masks for b in batches])[batch, frames]
     scores = np.stack([b.scores for b in batches])[batch, frames]
-    swapped, others = int((path % 2).sum()), int((batch > 0).sum())
-    if swapped or others:
+    turned, others = int((path % 2).sum()), int((batch > 0).sum())
+    if turned or others:
         log.debug("temporal consistency: %d frames from another candidate, %d with sides swapped", others,
-                  swapped)
+                  turned)
     return DetectionBatch(keypoints[path, frames], found[path, frames], scores, packed, first.image_size)
 
 
-def _least_movement(keypoints: np.ndarray, found: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+def _least_movement(keypoints: np.ndarray, found: np.ndarray, swapped: np.ndarray,
+                    swap_penalty: float) -> np.ndarray:
     """(N,) candidate per frame of the cheapest path (`most_consistent`): keypoints (M, N, K, 3), found
-    (M, N) with some candidate found in every frame, penalty (M,)."""
+    (M, N) with some candidate found in every frame, swapped (M,) whether a candidate's sides are swapped."""
     m, n = found.shape
     confident = keypoints[..., 2] > CONSISTENT_MIN_CONFIDENCE  # (M, N, K)
-    cost = np.where(found[:, 0], penalty, np.inf)
+    bias = np.where(swapped, SWAP_BIAS, 0.0)  # (M,)
+    turn = swap_penalty * (swapped[:, None] != swapped[None, :])  # (M before, M now)
+    cost = np.where(found[:, 0], bias, np.inf)
     back = np.zeros((n, m), np.int64)
     for t in range(1, n):
         before, now = keypoints[:, t - 1, :, :2], keypoints[:, t, :, :2]  # (M, K, 2)
@@ -221,9 +233,9 @@ def _least_movement(keypoints: np.ndarray, found: np.ndarray, penalty: np.ndarra
         dist = np.linalg.norm(before[:, None] - now[None, :], axis=-1)  # (M, M, K)
         count = both.sum(-1)
         step = np.where(count >= 4, (dist * both).sum(-1) / np.maximum(count, 1), 0.0)
-        total = cost[:, None] + step / _body_size(keypoints[:, t])[None, :]  # (M before, M now)
+        total = cost[:, None] + step / _body_size(keypoints[:, t])[None, :] + turn  # (M before, M now)
         back[t] = np.argmin(total, axis=0)
-        cost = np.where(found[:, t], total[back[t], np.arange(m)] + penalty, np.inf)
+        cost = np.where(found[:, t], total[back[t], np.arange(m)] + bias, np.inf)
     path = np.zeros(n, np.int64)
     path[-1] = int(np.argmin(cost))
     for t in range(n - 1, 0, -1):

@@ -80,9 +80,10 @@ log = logging.getLogger(__name__)
 
 
 # How detector keypoints are made, in the fit's key: changing it refits detected videos (2: the most
-# consistent of the candidate detections over time, `lwgan.body.detect.most_consistent`). TRACKED: a
+# consistent of the candidate detections over time, `lwgan.body.detect.most_consistent`; 3: a run of
+# frames whose left and right the detector turned around is turned back whatever its length). TRACKED: a
 # video where prepare followed no person is detected in video mode (`FitWorker.keypoints`).
-DETECTION = "detection=2"
+DETECTION = "detection=3"
 TRACKED = "tracked=1"
 DETECT_SIZE_HINT = "set fit.detect_size=0 to detect on the cached frames instead"
 

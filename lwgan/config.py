@@ -226,6 +226,8 @@ class TrainParams:
     lambda_style: float = _f(0.0, "weight of the Gram style loss (0 = off, as the original)", ge=0.0)
     lambda_tsf_l1: float = _f(200.0, "weight of an L1 between the synthesised and the real target (0 = off, "
                               "as the original)", ge=0.0)
+    tsf_l1_body: float = _f(3.0, "how many times a pixel of the target's rendered body counts in that L1 "
+                            "against one of the background (1 = a plain L1)", ge=0.0)
     real_target: float = _f(1.0, "one-sided label smoothing: D's target for reals (e.g. 0.9); 1 = off",
                             gt=0.0,
                             le=1.0)

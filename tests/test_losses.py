@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -119,6 +120,21 @@ def test_gradient_penalty_through_the_spectral_norm_discriminator():
 def test_reconstruction_is_pixel_l1():
     a, b = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     assert reconstruction_loss(a, b).value.item() == pytest.approx(F.l1_loss(a, b).item())
+
+
+def test_body_weighted_reconstruction_counts_body_pixels_more():
+    """`train.tsf_l1_body`: a weighted mean written out in numpy (body pixels `w` times, the background
+    once, divided by the pixel count, not renormalised), soft masks weighted in between; 1 is the plain
+    L1."""
+    rng = np.random.default_rng(3)
+    fake, real = rng.uniform(-1, 1, (2, 3, 5, 6)), rng.uniform(-1, 1, (2, 3, 5, 6))
+    body = rng.uniform(0, 1, (2, 1, 5, 6)).round(1)
+    for weight in (0.0, 1.0, 3.0):
+        expected = (np.abs(fake - real) * (1 + (weight - 1) * body)).sum() / fake.size
+        got = reconstruction_loss(*(torch.tensor(x, dtype=torch.float32) for x in (fake, real, body)), weight)
+        assert got.value.item() == pytest.approx(expected, rel=1e-6)
+    plain = reconstruction_loss(torch.tensor(fake), torch.tensor(real)).value.item()
+    assert plain == pytest.approx(np.abs(fake - real).mean(), rel=1e-6)
 
 
 def test_perceptual_layer_weights():

@@ -3,6 +3,7 @@ real MLflow store, published-layout feature weights, and DDP on two CPU processe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from _small import TINY_ALL_TERMS, Caches, build_caches
@@ -336,6 +338,33 @@ def test_objective_under_bfloat16_autocast_and_channels_last(caches):
         assert loss.value.dtype == torch.float32 and torch.isfinite(loss.value)
     (loss_g.value + loss_d.value).backward()
     assert all(t.grad is not None for t in (next(g.parameters()), next(d.parameters())))
+
+
+def test_target_l1_counts_the_rendered_body_as_train_tsf_l1_body_says(caches):
+    """L_tsf_l1 of a real batch against numpy: lambda_tsf_l1 times the mean over pixels of |fake - real|
+    weighted `tsf_l1_body` on the target's rendered body (the cond's background channel at 0) and 1 on
+    its background; with 1 it is the plain L1."""
+    from lwgan.losses import PerceptualLoss
+    from lwgan.nets import load_feature_net
+    from lwgan.train.objective import Batch, Objective
+    from lwgan.train.pairs import PairDataset, PairOptions
+    from lwgan.train.train import loss_weights
+
+    data = PairDataset(caches.frames, caches.maps, caches.smpl, caches.body, PairOptions(32))
+    batch = Batch.from_items(torch.utils.data.default_collate([data[0], data[1]]), torch.device("cpu"))
+    fake = torch.rand_like(batch.tgt_img) * 2 - 1
+    error = np.abs(fake.numpy() - batch.tgt_img.numpy())  # (B, 3, H, W)
+    body = batch.tgt_cond[:, 3:4].numpy() < 0.5  # the background channel, read without the code's constant
+    assert 0.05 < body.mean() < 0.7  # a body is rendered
+    for weight in (1.0, 3.0):
+        p = params(lambda_tsf_l1=200.0, tsf_l1_body=weight, lambda_face=0.0).train
+        objective = Objective(loss_weights(p), p.image_size,
+                              PerceptualLoss(load_feature_net("vgg19", None, substitute=True)[0]), None)
+        out = objective.generate(Generator(net_options(p)), batch)
+        out = dataclasses.replace(out, tgt=fake)
+        loss = objective.generator_loss(out, batch, lambda image, cond: torch.zeros(len(image), 1, 2, 2))
+        expected = 200.0 * (error * np.where(body, weight, 1.0)).mean()
+        assert loss.terms["L_tsf_l1"].item() == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.slow

@@ -36,9 +36,15 @@ from lwgan.nets.vgg import FEATURE_LAYERS
 VGG_LAYER_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 
 
-def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor) -> LossTerm:
-    """Pixel L1, mean over (B, 3, H, W). Stats: rec."""
-    loss = (wide(fake) - wide(real)).abs().mean()
+def reconstruction_loss(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor | None = None,
+                        body_weight: float = 1.0) -> LossTerm:
+    """Pixel L1, mean over (B, 3, H, W). body (B, 1, H, W) in [0, 1]: where it is 1 a pixel's error counts
+    `body_weight` times (the weights are not renormalised: the background's pixels count as in the plain
+    L1). Stats: rec."""
+    error = (wide(fake) - wide(real)).abs()
+    if body is not None:
+        error = error * (1.0 + (body_weight - 1.0) * wide(body))
+    loss = error.mean()
     return LossTerm(loss, detached(rec=loss))
 
 

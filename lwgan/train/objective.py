@@ -13,8 +13,9 @@ brackets):
         L_mask   BCE of the attention maps (source and target) against their eroded rendered backgrounds
         L_smooth total variation of those attention maps
         L_style  Gram-matrix distance on the same VGG features
-        L_tsf_l1 L1 between the synthesised and the real target (not in the original: its transfer loss is
-                 perceptual only, which leaves pixel colours free to drift from the warp they start at)
+        L_tsf_l1 L1 between the synthesised and the real target, the pixels of the target's rendered body
+                 counted `tsf_l1_body` times (not in the original: its transfer loss is perceptual only,
+                 which leaves pixel colours free to drift from the warp they start at)
     D:  L_D = (D(real) - s)^2 + (D(fake) + 1)^2  [s = real_target = 1: no label smoothing]
               + gp_weight * (|| grad D(x_hat) || - 1)^2                        [gp_weight 0: off]
 
@@ -52,7 +53,13 @@ from lwgan.losses import (
 )
 from lwgan.losses.terms import native_bf16
 from lwgan.nets import FeatureNetInfo, GeneratorOutput, load_feature_net
-from lwgan.nets.masks import BACKGROUND_ERODE, FOREGROUND_ERODE, known_background, scaled_kernel
+from lwgan.nets.masks import (
+    BACKGROUND_CHANNEL,
+    BACKGROUND_ERODE,
+    FOREGROUND_ERODE,
+    known_background,
+    scaled_kernel,
+)
 
 
 def generate(generator: nn.Module, batch: Batch, bg_kernel: int) -> GeneratorOutput:
@@ -87,6 +94,7 @@ class LossWeights:
     smooth: float = 1.0
     style: float = 0.0
     tsf_l1: float = 0.0
+    tsf_l1_body: float = 1.0  # a body pixel's weight in L_tsf_l1 against a background pixel's
     real_target: float = 1.0
     gp: float = 0.0
 
@@ -204,7 +212,10 @@ class Objective(nn.Module):
             add("L_tsf", w.tsf, perceptual)
             add("L_style", w.style, style)
         if w.tsf_l1:
-            l1 = reconstruction_loss(out.tgt, batch.tgt_img).value
+            body = None
+            if w.tsf_l1_body != 1.0:
+                body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]  # (B, 1, H, W)
+            l1 = reconstruction_loss(out.tgt, batch.tgt_img, body, w.tsf_l1_body).value
             add("L_tsf_l1", w.tsf_l1, LossTerm(l1, {"tsf_l1": l1.detach().float()}))
         if self.face is not None and w.face:
             add("L_face", w.face, self.face(out.tgt, batch.tgt_img, batch.tgt_head_box, batch.tgt_face_kp))

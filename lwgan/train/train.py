@@ -173,7 +173,8 @@ class Window:
 def loss_weights(p: config.TrainParams) -> LossWeights:
     return LossWeights(adv=p.lambda_adv, rec=p.lambda_rec, tsf=p.lambda_tsf, face=p.lambda_face,
                        mask=p.lambda_mask, smooth=p.lambda_smooth, style=p.lambda_style,
-                       tsf_l1=p.lambda_tsf_l1, real_target=p.real_target, gp=p.gp_weight)
+                       tsf_l1=p.lambda_tsf_l1, tsf_l1_body=p.tsf_l1_body, real_target=p.real_target,
+                       gp=p.gp_weight)
 
 
 def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = None,

@@ -103,6 +103,19 @@ def test_a_person_who_turns_round_keeps_the_labels_found() -> None:
     assert truth[0, ls, 0] > truth[0, rs, 0] and truth[-1, ls, 0] < truth[-1, rs, 0]  # it did turn round
 
 
+def test_a_sparse_clip_that_turns_round_between_two_frames_keeps_the_labels_found() -> None:
+    """Sampled sparsely (40 px of walking between frames, a fifth of the body's height), a person may turn
+    round between two frames: the labels then jump as a relabelling's would, but by no more than the
+    person's usual movement between frames, so they are kept as found. The same jump in a clip that
+    moves 2 px per frame is turned back (the test above)."""
+    track = np.zeros((12, len(POSE), 3), np.float32)
+    for t in range(12):
+        track[t, :, :2] = POSE + (40.0 * t, 0.0)
+        track[t, :, 2] = 0.9
+    track[6:] = track[6:][:, MIRROR]  # seen from behind from frame 6 on, as a body that turned round is
+    np.testing.assert_array_equal(most_consistent([batch(track)]).keypoints, track)
+
+
 def test_a_frame_without_a_person_breaks_the_path() -> None:
     truth = walking()
     first = truth.copy()

@@ -174,6 +174,7 @@ SWAP_SIDES = [COCO_KEYPOINT_NAMES.index(n.replace("left", "@").replace("right", 
               for n in COCO_KEYPOINT_NAMES]  # each keypoint's mirror: left_eye <-> right_eye, ...
 SWAP_PENALTY = 0.05  # in body sizes: what turning a person's labels around costs (`most_consistent`)
 SWAP_BIAS = 1e-3  # in body sizes per frame: what a frame with swapped labels costs (ties go to the detector)
+TURN_MOTION = 2.0  # turning the labels around costs at least this many times the usual movement per frame
 CONSISTENT_MIN_CONFIDENCE = 0.3
 
 
@@ -182,8 +183,8 @@ def most_consistent(batches: Sequence[DetectionBatch], swap_penalty: float = SWA
     first is preferred where they tie), each as found and with its left and right keypoints swapped: the
     candidates along the path through the video whose keypoints move least from frame to frame (a Viterbi
     pass; a step costs the mean distance of the keypoints confident in both frames, over the body's size;
-    going from labels as found to swapped ones or back costs `swap_penalty` more, and every swapped frame
-    `SWAP_BIAS`).
+    going from labels as found to swapped ones or back costs `swap_penalty` more, or `TURN_MOTION` times
+    the person's usual movement between frames where that is more, and every swapped frame `SWAP_BIAS`).
 
     MediaPipe tells a person's front from their back by the face: on a face it cannot see well (blurred,
     turned, small) it labels a person who faces the camera as seen from behind, for single frames or for
@@ -192,8 +193,10 @@ def most_consistent(batches: Sequence[DetectionBatch], swap_penalty: float = SWA
     person who really turns passes through a side view, where the two sides meet and nothing jumps. So a
     run of relabelled frames is swapped back when the jumps at its two ends cost more than turning the
     labels around twice, however long the run; the labels of the frames where the person is seen longer
-    win (a whole video labelled the wrong way round cannot be told from the keypoints). A frame without any
-    detection breaks the path."""
+    win (a whole video labelled the wrong way round cannot be told from the keypoints). Where frames are
+    far apart (a clip sampled sparsely, fast motion) a person can turn round between two of them, and a
+    jump no larger than their usual movement is kept as found. A frame without any detection breaks the
+    path."""
     first = batches[0]
     n = len(first)
     if any(len(b) != n or b.image_size != first.image_size for b in batches):
@@ -220,20 +223,28 @@ def most_consistent(batches: Sequence[DetectionBatch], swap_penalty: float = SWA
 def _least_movement(keypoints: np.ndarray, found: np.ndarray, swapped: np.ndarray,
                     swap_penalty: float) -> np.ndarray:
     """(N,) candidate per frame of the cheapest path (`most_consistent`): keypoints (M, N, K, 3), found
-    (M, N) with some candidate found in every frame, swapped (M,) whether a candidate's sides are swapped."""
+    (M, N) with some candidate found in every frame, swapped (M,) whether a candidate's sides are swapped.
+    Turning the labels around costs at least `TURN_MOTION` times the person's usual movement between
+    frames (the median over the steps of the least movement any choice allows): in a video sampled
+    sparsely, or of fast motion, a body that turns round between two frames moves as much as a relabelled
+    one, and the detector's labels are kept."""
     m, n = found.shape
     confident = keypoints[..., 2] > CONSISTENT_MIN_CONFIDENCE  # (M, N, K)
-    bias = np.where(swapped, SWAP_BIAS, 0.0)  # (M,)
-    turn = swap_penalty * (swapped[:, None] != swapped[None, :])  # (M before, M now)
-    cost = np.where(found[:, 0], bias, np.inf)
-    back = np.zeros((n, m), np.int64)
+    steps = np.zeros((n, m, m))  # steps[t]: (M before, M now) movement from frame t - 1, in body sizes
     for t in range(1, n):
         before, now = keypoints[:, t - 1, :, :2], keypoints[:, t, :, :2]  # (M, K, 2)
         both = confident[:, None, t - 1] & confident[None, :, t]  # (M before, M now, K)
         dist = np.linalg.norm(before[:, None] - now[None, :], axis=-1)  # (M, M, K)
         count = both.sum(-1)
         step = np.where(count >= 4, (dist * both).sum(-1) / np.maximum(count, 1), 0.0)
-        total = cost[:, None] + step / _body_size(keypoints[:, t])[None, :] + turn  # (M before, M now)
+        steps[t] = step / _body_size(keypoints[:, t])[None, :]
+    usual = float(np.median(steps[1:].min(axis=(1, 2)))) if n > 1 else 0.0
+    bias = np.where(swapped, SWAP_BIAS, 0.0)  # (M,)
+    turn = max(swap_penalty, TURN_MOTION * usual) * (swapped[:, None] != swapped[None, :])  # (M, M)
+    cost = np.where(found[:, 0], bias, np.inf)
+    back = np.zeros((n, m), np.int64)
+    for t in range(1, n):
+        total = cost[:, None] + steps[t] + turn  # (M before, M now)
         back[t] = np.argmin(total, axis=0)
         cost = np.where(found[:, t], total[back[t], np.arange(m)] + bias, np.inf)
     path = np.zeros(n, np.int64)

@@ -53,13 +53,7 @@ from lwgan.losses import (
 )
 from lwgan.losses.terms import native_bf16
 from lwgan.nets import FeatureNetInfo, GeneratorOutput, load_feature_net
-from lwgan.nets.masks import (
-    BACKGROUND_CHANNEL,
-    BACKGROUND_ERODE,
-    FOREGROUND_ERODE,
-    known_background,
-    scaled_kernel,
-)
+from lwgan.nets.masks import BACKGROUND_ERODE, FOREGROUND_ERODE, foreground, known_background, scaled_kernel
 
 
 def generate(generator: nn.Module, batch: Batch, bg_kernel: int) -> GeneratorOutput:
@@ -212,9 +206,7 @@ class Objective(nn.Module):
             add("L_tsf", w.tsf, perceptual)
             add("L_style", w.style, style)
         if w.tsf_l1:
-            body = None
-            if w.tsf_l1_body != 1.0:
-                body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]  # (B, 1, H, W)
+            body = foreground(batch.tgt_cond, 1)  # the target's rendered body, not grown: (B, 1, H, W)
             l1 = reconstruction_loss(out.tgt, batch.tgt_img, body, w.tsf_l1_body).value
             add("L_tsf_l1", w.tsf_l1, LossTerm(l1, {"tsf_l1": l1.detach().float()}))
         if self.face is not None and w.face:

@@ -192,24 +192,32 @@ PORTRAIT_CAM02_FRONT = (0, 9)
 SHOULDERS_APART, HIPS_APART = 90, 45  # at least, source pixels: well inside the torso's width
 
 
+def detector_fit(tmp_path: Path):
+    """The fit stage's settings for the clip `prepared` into `tmp_path`: the default body (saved there),
+    detector keypoints on the cached frames and on the source squares at 512 px, the default options, no
+    overlays."""
+    from lwgan.body import load_configured
+    from lwgan.body.fit import FitSettings
+    from lwgan.body.fitting import FitOptions
+    from lwgan.body.model_io import save_body_model
+
+    body = tmp_path / "body.npz"
+    save_body_model(load_configured("default"), body)
+    return FitSettings(frames_path=tmp_path / "cache" / "frames.h5", body_path=body,
+                       out_dir=tmp_path / "smpl", keypoints="detector", keypoints_root=None,
+                       options=FitOptions(), detect_size=512, overlays_per_video=0)
+
+
 def test_the_fit_keypoints_of_a_man_facing_the_camera_are_not_collapsed(tmp_path):
     """On the cached 256-px frames the landmark model can put both shoulders and both hips onto the man's
     middle line (a side view) while he faces the camera. The fit detects on the source squares at 512 px
     too and keeps, per frame, the candidate that continues its neighbours (`most_consistent`): on frames
     0 and 9 his shoulders and hips are apart by at least the widths read off the frames, his right
     shoulder on the image's left."""
-    from lwgan.body import load_configured
-    from lwgan.body.fit import FitSettings, FitWorker
-    from lwgan.body.fitting import FitOptions
-    from lwgan.body.model_io import save_body_model
+    from lwgan.body.fit import FitWorker
 
     cache, video = prepared(tmp_path, "portrait_cam02", max_frames_per_video=10)
-    body = tmp_path / "body.npz"
-    save_body_model(load_configured("default"), body)
-    worker = FitWorker(FitSettings(frames_path=tmp_path / "cache" / "frames.h5", body_path=body,
-                                   out_dir=tmp_path / "smpl", keypoints="detector", keypoints_root=None,
-                                   options=FitOptions(), detect_size=512))
-    batch = worker.keypoints(video)
+    batch = FitWorker(detector_fit(tmp_path)).keypoints(video)
     assert batch.found.all() and batch.image_size == (SIZE, SIZE)
     names = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
     ls, rs, lh, rh = (COCO_KEYPOINT_NAMES.index(n) for n in names)
@@ -274,25 +282,19 @@ def fitted(tmp_path: Path, cache: FramesCache, video: str):
     """The fit stage's worker and verdict on the prepared clip, in this process (detector keypoints, the
     default options): (the video's figures, the fitted body's projected keypoints (N, 17, 3) in the cached
     frames' pixels with their depth)."""
-    from lwgan.body import load_configured
-    from lwgan.body.fit import FitSettings, fit_all, review
+    from lwgan.body.fit import fit_all, review
     from lwgan.body.fit_quality import Thresholds
-    from lwgan.body.fitting import FitOptions
     from lwgan.body.model import BodyModel
-    from lwgan.body.model_io import save_body_model
     from lwgan.body.sequence import project_keypoints
     from lwgan.data.smpl_cache import SmplCache
     from lwgan.geometry import ndc_to_pixel
     from lwgan.parallel import PoolOptions
 
-    body_path = tmp_path / "body.npz"
-    save_body_model(load_configured("default"), body_path)
-    settings = FitSettings(frames_path=tmp_path / "cache" / "frames.h5", body_path=body_path,
-                           out_dir=tmp_path / "smpl", keypoints="detector", keypoints_root=None,
-                           options=FitOptions(), detect_size=512, overlays_per_video=0)
+    settings = detector_fit(tmp_path)
     report = review(settings, Thresholds(), fit_all(settings, PoolOptions(use_ray=False)))
     params = SmplCache(tmp_path / "smpl" / "smpl.h5").params(video)
-    points = project_keypoints(BodyModel.from_file(body_path), params["betas"], params["pose"], params["cam"])
+    points = project_keypoints(BodyModel.from_file(settings.body_path), params["betas"], params["pose"],
+                               params["cam"])
     pixels = ndc_to_pixel(points[..., :2], SIZE, SIZE).numpy()
     return report.videos[video], np.concatenate((pixels, points[..., 2:].numpy()), axis=-1)
 

@@ -30,7 +30,7 @@ from lwgan import config
 from lwgan.apps import media, tasks
 from lwgan.apps.person import fit_person
 from lwgan.apps.synthesis import Synthesizer
-from lwgan.body.detect import MediaPipeDetector
+from lwgan.body.detect import MediaPipePeople
 from lwgan.body.fitting import FitOptions
 from lwgan.body.model import BodyModel
 from lwgan.nets import Generator, PatchDiscriminator
@@ -79,14 +79,14 @@ def main() -> None:
         images = root / "synthetic" / "images"
         fit = FitOptions(pose_iterations=params.fit.pose_iterations,
                          camera_iterations=params.fit.camera_iterations)
-        detector = MediaPipeDetector()
+        people = MediaPipePeople()
         default = make_checkpoint(root / "default.pt", {})
         side = Synthesizer(default, body).side
-        photo = fit_person(media.read_image(images / "002" / "1" / "1" / "0000.jpg"), detector, body, side,
+        photo = fit_person(media.read_image(images / "002" / "1" / "1" / "0000.jpg"), people, body, side,
                            params.data.crop_margin, fit)
         clip = media.read_video(images / "001" / "1" / "2")
         start = time.perf_counter()
-        driving = fit_person(clip, detector, body, side, params.data.crop_margin, fit)
+        driving = fit_person(clip, people, body, side, params.data.crop_margin, fit)
         result["fit_ms_per_frame"] = 1000 * (time.perf_counter() - start) / len(driving)
         paper = make_checkpoint(root / "paper.pt", PAPER)
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

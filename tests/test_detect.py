@@ -14,7 +14,7 @@ pytest.importorskip("mediapipe")
 
 import matplotlib.cbook  # noqa: E402
 
-from lwgan.body.detect import GroundTruthKeypoints, MediaPipeDetector, detect_video, grey_outside  # noqa: E402
+from lwgan.body.detect import GroundTruthKeypoints, MediaPipeDetector, detect_video  # noqa: E402
 from lwgan.body.extras import COCO_KEYPOINT_NAMES  # noqa: E402
 from lwgan.body.model import BodyModel  # noqa: E402
 from lwgan.data.cache import FramesCache  # noqa: E402
@@ -137,13 +137,3 @@ def test_detector_settings_and_input_checks() -> None:
             plain.detect(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="min_detection_confidence must be in"):
         MediaPipeDetector(min_detection_confidence=1.5)
-
-
-def test_grey_outside_keeps_the_grown_box_and_greys_the_rest() -> None:
-    image = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
-    out = grey_outside(image, np.array([30.0, 20.0, 40.0, 30.0]), 0.5)  # 10 px box grown by 5 px a side
-    rows, cols = np.mgrid[:60, :80]
-    kept = (rows >= 15) & (rows <= 35) & (cols >= 25) & (cols <= 45)
-    assert np.array_equal(out[kept], image[kept]) and (out[~kept] == 128).all()
-    # a box at the border is clipped to the image
-    assert np.array_equal(grey_outside(image, np.array([-10.0, -10.0, 100.0, 100.0]), 0.3), image)

@@ -47,12 +47,11 @@ class CommandError(UserError, RuntimeError):
 @dataclasses.dataclass
 class Context:
     synth: Synthesizer
-    detector: Any
+    people: Any  # the detector's two halves: `lwgan.data.detector.MediaPipePeople`
     fit: FitOptions
     margin: float
     params_file: str
     person: str = "largest"  # data.person: whom to follow when several people are seen
-    tracker: Any = None  # follows the person through the frames the detector misses (`detect_followed`)
 
 
 def _params(path: str | None) -> tuple[config.Params, str]:
@@ -96,22 +95,20 @@ def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Con
     synth = Synthesizer(Path(args.checkpoint), _body(args.body, params), _device(args.device),
                         args.batch_size, visible_faces=visible_faces)
     check_checkpoint(synth, params, params_file)
-    from lwgan.body.detect import MediaPipeDetector
+    from lwgan.body.detect import MediaPipePeople
 
     try:
-        detector = MediaPipeDetector()
-        tracker = MediaPipeDetector(static_image_mode=False, smooth=False)
+        people = MediaPipePeople()
     except ImportError as err:
         raise CommandError(str(err)) from err
     f = params.fit
     fit = FitOptions(pose_iterations=f.pose_iterations, camera_iterations=f.camera_iterations,
                      silhouette_weight=f.silhouette_weight, chunk_size=f.chunk_frames)
-    return Context(synth, detector, fit, params.data.crop_margin, params_file, params.data.person, tracker)
+    return Context(synth, people, fit, params.data.crop_margin, params_file, params.data.person)
 
 
 def _fit(ctx: Context, clip: media.Footage) -> Person:
-    return fit_person(clip, ctx.detector, ctx.synth.body, ctx.synth.side, ctx.margin, ctx.fit, ctx.person,
-                      ctx.tracker)
+    return fit_person(clip, ctx.people, ctx.synth.body, ctx.synth.side, ctx.margin, ctx.fit, ctx.person)
 
 
 def _tile(ctx: Context, frames: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lwgan.apps.media import Footage, InputError
-from lwgan.body.detect import PoseDetector, detect_followed, mask_to_cache, most_consistent
+from lwgan.body.detect import MediaPipePeople, follow_apart, mask_to_cache, most_consistent
 from lwgan.body.fitting import NO_PERSON, FitOptions, fit_video
 from lwgan.body.keypoint_io import cache_to_source, source_to_cache
 from lwgan.body.model import BodyModel
@@ -91,13 +91,13 @@ def find_track(footage: Footage, rule: str = "largest") -> tuple[PersonBox, peop
     return PersonBox(*chosen.bounds(*size), "detector", note), chosen, frames
 
 
-def fit_person(footage: Footage, detector: PoseDetector, body: BodyModel, side: int, margin: float,
-               options: FitOptions, rule: str = "largest", tracker: PoseDetector | None = None) -> Person:
+def fit_person(footage: Footage, people: MediaPipePeople, body: BodyModel, side: int, margin: float,
+               options: FitOptions, rule: str = "largest") -> Person:
     """Find the person (`find_track`, first pass), crop to `side`² and detect the keypoints in the crops
-    as the fit stage does in the cached frames (second pass: kept to the person found, whose box in each
-    frame comes from their track, and with `tracker` through the frames the detector misses,
-    `detect_followed`), and fit the body; InputError naming the file when no person is found. Memory: the
-    crops and the per-frame keypoints, whatever the input size."""
+    as the fit stage does in the cached frames (second pass: the person found, taken where their track's
+    box holds them and kept apart from everyone near them, `follow_apart`), and fit the body; InputError
+    naming the file when no person is found. Memory: the crops and the per-frame keypoints, whatever the
+    input size."""
     what = footage.kind
     found_person = find_track(footage, rule)
     if found_person is None:
@@ -126,7 +126,7 @@ def fit_person(footage: Footage, detector: PoseDetector, body: BodyModel, side: 
             yield apply_crop(frame, around, detect_side)
 
     # a driving video's frames where left and right flicker are swapped back (`most_consistent`)
-    batch = most_consistent([detect_followed(squares(), detector, followed, tracker=tracker)])
+    batch = most_consistent([follow_apart(squares(), people, followed)])
     keypoints = source_to_cache(cache_to_source(batch.keypoints, around.as_tuple(), detect_side),
                                 crop.as_tuple(), side)  # (N, K, 3) crop pixels
     keypoints[~batch.found] = 0.0

@@ -8,16 +8,18 @@ integers (the convention of `lwgan.geometry`: pixel (row i, column j) covers [j 
 Sources
     `MediaPipeDetector`    MediaPipe Pose with its segmentation mask (`lwgan.data.detector`, where the
                            prepare stage uses it too).
+    `MediaPipePeople`      MediaPipe Pose taken apart: every person its person detector sees, and its
+                           landmark model on a body region of the caller's choosing.
     `GroundTruthKeypoints` the synthetic set's ``gt/<video>.npz`` keypoints and ``masks/`` images, mapped
                            through the prepare stage's crop into cache-frame pixels.
 Both give a `DetectionBatch` per video; `detect_video` runs a detector over a video's frames,
-`detect_followed` keeps it to one person, `most_consistent` chooses among candidate detections over time.
+`follow_apart` keeps to one person, apart from everyone near them, and `most_consistent` chooses among
+candidate detections over time.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +31,17 @@ import numpy as np
 from lwgan.body.extras import COCO_KEYPOINT_NAMES
 from lwgan.body.keypoint_io import KeypointTrack
 from lwgan.data.crop import CropBox, apply_crop
-from lwgan.data.detector import Detection, MediaPipeDetector, PoseDetector, not_found
+from lwgan.data.detector import (
+    BodyRegion,
+    Detection,
+    MediaPipeDetector,
+    MediaPipePeople,
+    PoseDetector,
+    RegionLandmarks,
+    RegionSighting,
+    not_found,
+)
 from lwgan.data.errors import DataError
-from lwgan.data.people import share_inside
 
 if TYPE_CHECKING:
     from lwgan.data.cache import FramesCache
@@ -39,8 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 K = len(COCO_KEYPOINT_NAMES)
-__all__ = ["Detection", "DetectionBatch", "GroundTruthKeypoints", "MediaPipeDetector", "PoseDetector",
-           "detect_followed", "detect_video", "grey_outside", "mask_to_cache", "most_consistent", "not_found"]
+__all__ = ["Detection", "DetectionBatch", "GroundTruthKeypoints", "MediaPipeDetector", "MediaPipePeople",
+           "PoseDetector", "detect_video", "fill_people", "follow_apart",
+           "mask_to_cache", "most_consistent", "not_found"]
 
 
 @dataclass(frozen=True)
@@ -134,40 +145,154 @@ def detect_video(frames: Iterable[np.ndarray], detector: PoseDetector,
     return batch
 
 
-def detect_followed(frames: Iterable[np.ndarray], detector: PoseDetector, person_boxes: np.ndarray,
-                    progress: Callable[[int, int], None] | None = None,
-                    tracker: PoseDetector | None = None) -> DetectionBatch:
-    """`detect_video` that keeps to the person the prepare stage followed: person_boxes (N, 4) x0, y0,
-    x1, y1 of that person in each frame's pixels (`lwgan.data.FramesCache.person_boxes`). Where the
-    detector's person lies elsewhere (a bystander inside the crop: its keypoint box overlaps the followed
-    box by less than `FOLLOW_MIN_OVERLAP` of its area), that person is greyed out (their mask, or their
-    keypoint box, grown) and the frame detected again, up to `FOLLOW_TRIES` times; if the followed person
-    is still not found, the frame counts as one without a person.
+def follow_apart(frames: Iterable[np.ndarray], people: MediaPipePeople, person_boxes: np.ndarray,
+                 progress: Callable[[int, int], None] | None = None) -> DetectionBatch:
+    """The person prepare followed, kept apart from everyone near them: person_boxes (N, 4) x0, y0, x1, y1
+    of that person in each frame's pixels (`lwgan.data.FramesCache.person_boxes`); frames (H, W, 3) uint8
+    RGB.
 
-    tracker: a detector that follows its person from frame to frame (MediaPipe in video mode, which runs
-    its person detector only when it has lost the person). Every run of frames where the followed person
-    was not found is then detected again by it, from the frame before the run, on frames greyed outside
-    the followed box (grown by `FOLLOW_CONTEXT` of its size, so that no bystander can be picked up): where
-    the person detector sees no person (a side view against the sun, a flip), the landmark model still
-    finds him in the region he had in the frame before. Its detections pass the same overlap check."""
+    MediaPipe Pose finds one person per image and finds them by the face: where two people overlap (one
+    seen from behind, the other's face beside his head) it mixes them, the head of one on the body of the
+    other, then moves over to the one whose face it sees. So here its two halves run apart
+    (`lwgan.data.detector.MediaPipePeople`). The person detector gives everyone it sees; the followed
+    person is the sighting inside their prepare box where first seen, and every other sighting within
+    `APART_REACH` of them becomes another tracked person. Each person's landmarks come from the landmark
+    model on the body region of their own landmarks in the frame before (MediaPipe's tracking, one region
+    per person): the others' first, in the frame with the followed person's last mask filled in, and a
+    result that lies mostly on the followed person (`APART_OVERLAP`) is refused, the person kept where they
+    were; then the followed person's, in the frame with every other person's mask, grown, filled in
+    (`fill_people`), so that the landmark model sees only them. Where it loses them, a sighting near their
+    last place (`APART_ANCHOR`) takes them up again, and after `APART_FORGET` frames a sighting inside their
+    prepare box. The followed person's detection (keypoints and mask) is the frame's."""
     boxes = np.asarray(person_boxes, np.float64)
-    following = _Following(detector, boxes, keep_missed=tracker is not None)
-    batch = detect_video(frames, following, progress)
-    if tracker is None or batch.found.all():
-        return batch
-    frames = following.kept  # the missed frames and the one before each run of them
-    detections = [batch.detection(i) for i in range(len(batch))]
-    recovered = 0
-    for start, stop in _runs(~batch.found):
-        tracker.reset()
-        for i in range(max(0, start - 1), stop):
-            found = tracker.detect(grey_outside(frames[i], boxes[i], FOLLOW_CONTEXT))
-            if i >= start and found.found and _overlap(found.keypoints, boxes[i]) >= FOLLOW_MIN_OVERLAP:
-                detections[i] = found
-                recovered += 1
-    log.debug("tracking found the followed person in %d of %d frames the detector missed", recovered,
-              int((~batch.found).sum()))
-    return DetectionBatch.stack(detections, batch.image_size)
+    total = len(frames) if isinstance(frames, Sized) else 0
+    followed: _Tracked | None = None
+    others: list[_Tracked] = []
+    detections: list[Detection] = []
+    size: tuple[int, int] | None = None
+    for i, image in enumerate(frames):
+        if size is None:
+            size = (int(image.shape[0]), int(image.shape[1]))
+        elif image.shape[:2] != size:
+            raise ValueError(f"frame {i} is {image.shape[:2]}, the video's first frame {size}")
+        if i >= len(boxes):
+            raise ValueError(f"follow_apart got more frames than the {len(boxes)} person boxes")
+        sightings = people.sightings(image)
+        if followed is not None and followed.missed > APART_FORGET:
+            followed, others = None, []
+        if followed is None:
+            x0, y0, x1, y1 = boxes[i]
+            inside = [s for s in sightings if x0 <= s.region.hip[0] <= x1 and y0 <= s.region.hip[1] <= y1]
+            if inside:
+                followed = _Tracked(inside[0].region)  # the best score: sightings come best first
+        if followed is None:
+            detections.append(not_found(*size, with_mask=True))
+        else:
+            others = _track_others(image, people, sightings, followed, others)
+            detections.append(_track_followed(image, people, sightings, followed, others))
+        if progress is not None:
+            progress(len(detections), total)
+    if size is None:
+        raise ValueError("follow_apart got no frames")
+    batch = DetectionBatch.stack(detections, size)
+    log.debug("kept apart: the followed person found in %d of %d frames", int(batch.found.sum()), len(batch))
+    return batch
+
+
+APART_REACH = 1.5  # another person is tracked when seen this near the followed one (region sizes)
+APART_SAME = 0.2  # a sighting this near a tracked person's hip is that person (shares of their region size)
+APART_ANCHOR = 0.5  # a lost followed person is taken up again by a sighting this near their last hip
+APART_OVERLAP = 0.5  # another person's result with this share of its mask on the followed person is refused
+APART_FORGET = 10  # frames a person stays tracked unseen (their last mask still filled in)
+FILL_GROW = 0.08  # the other people's masks are grown by this share of their region size before filling
+FILL_BLUR = 0.12  # the fill's blur, a share of the image's longer side
+
+
+@dataclass
+class _Tracked:
+    """A person followed through the frames: their body region for the next frame, their last mask and how
+    many frames ago they were last found."""
+
+    region: BodyRegion
+    mask: np.ndarray | None = None
+    missed: int = 0
+
+    def take(self, found: RegionLandmarks | None) -> bool:
+        if found is None:
+            self.missed += 1
+            return False
+        self.region, self.mask, self.missed = found.region, found.detection.mask, 0
+        return True
+
+
+def _track_others(image: np.ndarray, people: MediaPipePeople, sightings: Sequence[RegionSighting],
+                  followed: _Tracked, others: list[_Tracked]) -> list[_Tracked]:
+    """The other people near the followed one, carried to this frame (`follow_apart`)."""
+    reach = APART_REACH * followed.region.size
+    for s in sightings:
+        known = any(np.linalg.norm(s.region.hip - t.region.hip) < APART_SAME * t.region.size
+                    for t in (followed, *others))
+        if not known and np.linalg.norm(s.region.hip - followed.region.hip) < reach:
+            others.append(_Tracked(s.region))
+    if not others:
+        return others
+    theirs = image
+    if followed.mask is not None and followed.mask.any():
+        core = cv2.erode(followed.mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        theirs = fill_people(image, core)
+    for other in others:
+        found = people.landmarks(theirs, other.region)
+        if found is not None and followed.mask is not None and found.detection.mask is not None:
+            mask = found.detection.mask
+            if (mask & followed.mask).sum() > APART_OVERLAP * max(int(mask.sum()), 1):
+                found = None  # the followed person again: keep this one where they were
+        other.take(found)
+    return [o for o in others if o.missed <= APART_FORGET]
+
+
+def _track_followed(image: np.ndarray, people: MediaPipePeople, sightings: Sequence[RegionSighting],
+                    followed: _Tracked, others: Sequence[_Tracked]) -> Detection:
+    """The followed person's detection in this frame, everyone else filled in (`follow_apart`)."""
+    cover = np.zeros(image.shape[:2], bool)
+    for other in others:
+        if other.mask is not None:
+            k = max(3, int(FILL_GROW * other.region.size) | 1)
+            cover |= cv2.dilate(other.mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+    alone = fill_people(image, cover) if cover.any() else image
+    found = people.landmarks(alone, followed.region)
+    if found is None:
+        near = [s for s in sightings
+                if np.linalg.norm(s.region.hip - followed.region.hip) < APART_ANCHOR * followed.region.size]
+        if near:
+            found = people.landmarks(alone, near[0].region)
+    if not followed.take(found) or found is None:
+        return not_found(*image.shape[:2], with_mask=True)
+    return found.detection
+
+
+def fill_people(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`image` with the pixels of `mask` (H, W) bool filled from the pixels around them, so that no
+    person-shaped outline is left for the landmark model (a flat grey one is read as a person): each takes
+    the mean of the unmasked pixels in a box of `FILL_BLUR` times the image's longer side around it (a
+    normalised convolution), and a pixel with none in its box the mean in a box twice as large, and so on."""
+    if not mask.any():
+        return image
+    keep = (~mask).astype(np.float32)
+    if not keep.any():
+        return np.full_like(image, 128)
+    colours = image.astype(np.float32) * keep[..., None]
+    filled = np.zeros(image.shape, np.float32)
+    todo = mask.copy()
+    k = max(3, int(FILL_BLUR * max(image.shape[:2])) | 1)
+    while todo.any():
+        weight = cv2.blur(keep, (k, k))
+        ready = todo & (weight > 1e-4)
+        filled[ready] = cv2.blur(colours, (k, k))[ready] / weight[ready, None]
+        todo &= ~ready
+        k = 2 * k + 1
+    out = image.copy()
+    out[mask] = np.clip(np.rint(filled[mask]), 0, 255).astype(np.uint8)
+    return out
 
 
 SWAP_SIDES = [COCO_KEYPOINT_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
@@ -267,90 +392,6 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     """(start, stop) of every run of True in `flags` (N,) bool."""
     edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
-
-
-def grey_outside(image: np.ndarray, box: np.ndarray, grow: float) -> np.ndarray:
-    """`image` mid-grey outside `box` (x0, y0, x1, y1) grown on every side by `grow` times its longer side."""
-    x0, y0, x1, y1 = (float(c) for c in box)
-    g = grow * max(x1 - x0, y1 - y0)
-    h, w = image.shape[:2]
-    top, bottom = max(0, int(y0 - g)), min(h, int(math.ceil(y1 + g)) + 1)
-    left, right = max(0, int(x0 - g)), min(w, int(math.ceil(x1 + g)) + 1)
-    out = np.full_like(image, 128)
-    out[top:bottom, left:right] = image[top:bottom, left:right]
-    return out
-
-
-class _Following:
-    """A `PoseDetector` that keeps to one person: frame i's detection must lie in `boxes[i]`
-    (`detect_followed`). keep_missed: `kept` holds, by frame number, every frame where that person was not
-    found and the frame before it, for the tracker's second pass (no other frame is held)."""
-
-    def __init__(self, detector: PoseDetector, boxes: np.ndarray, keep_missed: bool = False) -> None:
-        self.detector, self.boxes, self.frame = detector, boxes, 0
-        self.keep_missed = keep_missed
-        self.kept: dict[int, np.ndarray] = {}
-        self._previous: np.ndarray | None = None
-
-    def detect(self, image: np.ndarray) -> Detection:
-        i = self.frame
-        self.frame += 1
-        found = self._detect(image, self.boxes[i])
-        if self.keep_missed:
-            if not found.found:
-                if self._previous is not None:
-                    self.kept.setdefault(i - 1, self._previous)
-                self.kept[i] = image
-            self._previous = image
-        return found
-
-    def _detect(self, image: np.ndarray, box: np.ndarray) -> Detection:
-        found = self.detector.detect(image)
-        for _ in range(FOLLOW_TRIES):
-            if not found.found or _overlap(found.keypoints, box) >= FOLLOW_MIN_OVERLAP:
-                return found
-            image = _grey_person(image, found)
-            found = self.detector.detect(image)
-        if found.found and _overlap(found.keypoints, box) < FOLLOW_MIN_OVERLAP:
-            return not_found(*image.shape[:2], with_mask=found.mask is not None)
-        return found
-
-    def reset(self) -> None:
-        self.detector.reset()
-        self.frame = 0
-        self.kept, self._previous = {}, None
-
-
-FOLLOW_MIN_OVERLAP = 0.3  # share of the detected keypoint box inside the followed person's box
-FOLLOW_TRIES = 2  # other people greyed out per frame before giving up
-FOLLOW_CONTEXT = 0.3  # what the tracker sees around the followed box, in shares of its longer side
-
-
-def _overlap(keypoints: np.ndarray, box: np.ndarray) -> float:
-    """Share of the confident keypoints' box inside `box` (1.0 when there are too few to tell)."""
-    good = keypoints[keypoints[:, 2] > 0.3]
-    if len(good) < 2:
-        return 1.0
-    (x0, y0), (x1, y1) = good[:, :2].min(axis=0), good[:, :2].max(axis=0) + 1.0
-    return share_inside((float(x0), float(y0), float(x1), float(y1)), box)
-
-
-def _grey_person(image: np.ndarray, found: Detection) -> np.ndarray:
-    """`image` with the detected person set to mid-grey: their mask dilated by a tenth of their size,
-    or without a mask their keypoint box grown by a fifth."""
-    good = found.keypoints[found.keypoints[:, 2] > 0.3]
-    (x0, y0), (x1, y1) = good[:, :2].min(axis=0), good[:, :2].max(axis=0)
-    extent = max(x1 - x0, y1 - y0, 1.0)
-    out = image.copy()
-    if found.mask is not None and found.mask.any():
-        k = max(3, int(extent * 0.1) | 1)
-        area = cv2.dilate(found.mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
-        out[area] = 128
-    else:
-        g = 0.2 * extent
-        h, w = image.shape[:2]
-        out[max(0, int(y0 - g)):min(h, int(y1 + g) + 1), max(0, int(x0 - g)):min(w, int(x1 + g) + 1)] = 128
-    return out
 
 
 def mask_to_cache(mask: np.ndarray, crop_box: Sequence[int], image_size: int) -> np.ndarray:

@@ -160,28 +160,29 @@ def test_the_fit_detector_keeps_to_the_followed_man(outdoor):
 
 
 def test_the_fit_follows_the_man_through_frames_the_person_detector_misses(outdoor):
-    """Frames 140-158: side-on against the sun with his arms up, the man is not seen by the person
-    detector (it sees him on at most half of them; the woman below is seen). Carried
-    from frame to frame by the landmark model on his own body region, he is found on most of these
-    frames, and always him (the keypoints' centre inside his box read off the frames 145 and 155)."""
+    """Frames 139-158: side-on against the sun with his arms up, the man is not seen by the person
+    detector (taken up where it sees him, frame 137, it sees him on at most 5 of the 22 frames; the
+    woman below is seen). Carried from frame to frame by the landmark model on his own body region, he is
+    found on most of these frames, and always him (the keypoints' centre inside his box read off the
+    frames 145 and 155)."""
     from lwgan.body.detect import MediaPipePeople, follow_apart
 
     cache, video = outdoor
     index = cache.frame_index(video).tolist()
-    picks = [index.index(n) for n in range(139, 159)]
+    picks = [index.index(n) for n in range(137, 159)]
     frames, boxes = list(cache.frames(video, picks)), cache.person_boxes(video)[picks]
     with MediaPipePeople() as people:
         tracked = follow_apart(frames, people, boxes)
-        seen = [people.sightings(f) for f in frames[1:]]
+        seen = [people.sightings(f) for f in frames]
     on_him = [sum(x0 <= s.region.hip[0] <= x1 and y0 <= s.region.hip[1] <= y1 for s in sightings) > 0
-              for sightings, (x0, y0, x1, y1) in zip(seen, boxes[1:], strict=True)]
-    assert sum(on_him) <= len(picks) // 2
+              for sightings, (x0, y0, x1, y1) in zip(seen, boxes, strict=True)]
+    assert on_him[0] and sum(on_him) <= len(picks) // 4
     assert tracked.found.sum() >= 0.75 * len(picks)
     for frame, man in OUTDOOR_MAN_IN_FLARE.items():
         x0, y0, side = cache.crop_boxes(video)[index.index(frame)]
         scale = SIZE / side
         box = [(man[k] - (x0, y0)[k % 2]) * scale for k in range(4)]
-        keypoints = tracked.keypoints[frame - 139]
+        keypoints = tracked.keypoints[frame - 137]
         good = keypoints[keypoints[:, 2] > 0.3]
         u, v = good[:, 0].mean(), good[:, 1].mean()
         assert box[0] <= u <= box[2] and box[1] <= v <= box[3], (frame, u, v, box)
@@ -378,28 +379,25 @@ def test_a_man_facing_the_camera_is_fitted_facing_it_where_the_detector_turns_hi
 
 
 # two_cam03: the man (followed: the larger) with his back to the camera and the woman facing it behind
-# him; from about frame 35 he bends sideways towards her and his head is beside her face. Body boxes read
-# off the frames (a 50-px grid drawn over them; the man's without the arm he stretches out over her in 99).
-OVERLAP_MAN = {0: (470, 390, 780, 1320), 60: (280, 430, 630, 1220), 80: (400, 420, 770, 1200),
-               99: (430, 420, 720, 1150)}
-OVERLAP_WOMAN = {0: (150, 480, 360, 1030), 60: (200, 490, 340, 1050), 80: (200, 500, 380, 1030),
-                 99: (150, 500, 350, 1060)}
+# him; from about frame 35 he bends sideways towards her and his head comes beside her face. The middle
+# of each one's hips (the waistband's middle, a little below it), read off the frames with a 50-px grid.
+OVERLAP_MAN_HIPS = {0: (650, 880), 60: (533, 790), 80: (460, 800), 99: (423, 790)}
+OVERLAP_WOMAN_HIPS = {0: (270, 790), 60: (290, 780), 80: (290, 780), 99: (267, 785)}
 
 
 def test_two_people_who_overlap_the_fit_stays_on_the_man(tmp_path):
     """MediaPipe Pose alone moved onto the woman here (her head on his body, then her whole body: 7 of 12
     overlays wrong, and every figure of the verdict "ok"). Kept apart from her (`follow_apart`), the
-    fitted body is his on every frame read off: its keypoints' centre nearer the middle of his box than
-    of hers, and inside his box grown by a tenth of its width; and the video is "ok"."""
+    fitted body is his on every frame read off: its hips nearer his than hers, and within a tenth of the
+    crop of his; and the video is "ok"."""
     cache, video = prepared(tmp_path, "two_cam03")
     crops = crops_at(cache, video)
     report, points = fitted(tmp_path, cache, video)
     assert report.status == "ok" and report.figures.detection_rate >= 0.9, report.describe()
-    for frame, man in OVERLAP_MAN.items():
-        x0, y0, x1, y1 = in_cache(man, crops[frame])
-        w0, v0, w1, v1 = in_cache(OVERLAP_WOMAN[frame], crops[frame])
-        u, v = points[frame, :, 0].mean(), points[frame, :, 1].mean()
-        to_man = np.hypot(u - (x0 + x1) / 2, v - (y0 + y1) / 2)
-        assert to_man < np.hypot(u - (w0 + w1) / 2, v - (v0 + v1) / 2), (frame, u, v)
-        grow = 0.1 * (x1 - x0)
-        assert x0 - grow <= u <= x1 + grow and y0 <= v <= y1, (frame, u, v, (x0, y0, x1, y1))
+    left, right = (COCO_KEYPOINT_NAMES.index(n) for n in ("left_hip", "right_hip"))
+    for frame, man in OVERLAP_MAN_HIPS.items():
+        x0, y0, side = crops[frame]
+        hips = (points[frame, left, :2] + points[frame, right, :2]) / 2 * side / SIZE + (x0, y0)  # source px
+        to_man = np.hypot(*(hips - man))
+        assert to_man < np.hypot(*(hips - OVERLAP_WOMAN_HIPS[frame])), (frame, hips)
+        assert to_man < 0.1 * side, (frame, hips, side)

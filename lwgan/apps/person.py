@@ -91,7 +91,7 @@ def find_track(footage: Footage, rule: str = "largest") -> tuple[PersonBox, peop
     return PersonBox(*chosen.bounds(*size), "detector", note), chosen, frames
 
 
-def fit_person(footage: Footage, people: MediaPipePeople, body: BodyModel, side: int, margin: float,
+def fit_person(footage: Footage, detector: MediaPipePeople, body: BodyModel, side: int, margin: float,
                options: FitOptions, rule: str = "largest") -> Person:
     """Find the person (`find_track`, first pass), crop to `side`² and detect the keypoints in the crops
     as the fit stage does in the cached frames (second pass: the person found, taken where their track's
@@ -126,7 +126,7 @@ def fit_person(footage: Footage, people: MediaPipePeople, body: BodyModel, side:
             yield apply_crop(frame, around, detect_side)
 
     # a driving video's frames where left and right flicker are swapped back (`most_consistent`)
-    batch = most_consistent([follow_apart(squares(), people, followed)])
+    batch = most_consistent([follow_apart(squares(), detector, followed)])
     keypoints = source_to_cache(cache_to_source(batch.keypoints, around.as_tuple(), detect_side),
                                 crop.as_tuple(), side)  # (N, K, 3) crop pixels
     keypoints[~batch.found] = 0.0

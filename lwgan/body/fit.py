@@ -81,11 +81,12 @@ log = logging.getLogger(__name__)
 
 # How detector keypoints are made, in the fit's key: changing it refits detected videos (2: the most
 # consistent of the candidate detections over time, `lwgan.body.detect.most_consistent`; 3: a run of
-# frames whose left and right the detector turned around is turned back whatever its length; 4: the
-# followed person kept apart from the people near them, `lwgan.body.detect.follow_apart`). TRACKED: a
-# video where prepare followed no person is detected in video mode (`FitWorker.keypoints`).
-DETECTION = "detection=4"
+# frames whose left and right the detector turned around is turned back whatever its length). TRACKED: a
+# video where prepare followed no person is detected in video mode (`FitWorker.keypoints`); APART: one
+# where it followed a person, kept apart from the people near them (`lwgan.body.detect.follow_apart`).
+DETECTION = "detection=3"
 TRACKED = "tracked=1"
+APART = "apart=1"
 DETECT_SIZE_HINT = "set fit.detect_size=0 to detect on the cached frames instead"
 
 
@@ -179,7 +180,8 @@ def job_key(settings: FitSettings, video_attrs: dict[str, Any], body_digest: str
                        str(settings.keypoints_root or ""), dataclasses.asdict(settings.options),
                        *([DETECTION] if settings.keypoints == "detector" else []),
                        *([f"detect_side={detect_side}"] if detect_side else []),
-                       *([TRACKED] if tracked and settings.keypoints == "detector" else []))
+                       *([TRACKED] if tracked and settings.keypoints == "detector" else []),
+                       *([APART] if not tracked and settings.keypoints == "detector" else []))
 
 
 def detection_side(settings: FitSettings, cache: FramesCache, video: str) -> int:

@@ -164,39 +164,37 @@ def follow_apart(frames: Iterable[np.ndarray], people: MediaPipePeople, person_b
     (`fill_people`), so that the landmark model sees only them. Where it loses them, a sighting near their
     last place (`APART_ANCHOR`) takes them up again, and after `APART_FORGET` frames a sighting inside their
     prepare box. The followed person's detection (keypoints and mask) is the frame's."""
-    boxes = np.asarray(person_boxes, np.float64)
-    total = len(frames) if isinstance(frames, Sized) else 0
-    followed: _Tracked | None = None
-    others: list[_Tracked] = []
-    detections: list[Detection] = []
-    size: tuple[int, int] | None = None
-    for i, image in enumerate(frames):
-        if size is None:
-            size = (int(image.shape[0]), int(image.shape[1]))
-        elif image.shape[:2] != size:
-            raise ValueError(f"frame {i} is {image.shape[:2]}, the video's first frame {size}")
-        if i >= len(boxes):
-            raise ValueError(f"follow_apart got more frames than the {len(boxes)} person boxes")
-        sightings = people.sightings(image)
-        if followed is not None and followed.missed > APART_FORGET:
-            followed, others = None, []
-        if followed is None:
-            x0, y0, x1, y1 = boxes[i]
+    return detect_video(frames, _Apart(people, person_boxes), progress)
+
+
+class _Apart:
+    """`follow_apart` as a `PoseDetector` over the frames of one video, in order."""
+
+    def __init__(self, people: MediaPipePeople, person_boxes: np.ndarray) -> None:
+        self.people, self.boxes = people, np.asarray(person_boxes, np.float64)
+        self.reset()
+
+    def reset(self) -> None:
+        self.frame = 0
+        self.followed: _Tracked | None = None
+        self.others: list[_Tracked] = []
+
+    def detect(self, image: np.ndarray) -> Detection:
+        i = self.frame
+        if i >= len(self.boxes):
+            raise ValueError(f"follow_apart got more frames than the {len(self.boxes)} person boxes")
+        self.frame += 1
+        sightings = self.people.sightings(image)
+        if self.followed is not None and self.followed.missed > APART_FORGET:
+            self.followed, self.others = None, []
+        if self.followed is None:
+            x0, y0, x1, y1 = self.boxes[i]
             inside = [s for s in sightings if x0 <= s.region.hip[0] <= x1 and y0 <= s.region.hip[1] <= y1]
-            if inside:
-                followed = _Tracked(inside[0].region)  # the best score: sightings come best first
-        if followed is None:
-            detections.append(not_found(*size, with_mask=True))
-        else:
-            others = _track_others(image, people, sightings, followed, others)
-            detections.append(_track_followed(image, people, sightings, followed, others))
-        if progress is not None:
-            progress(len(detections), total)
-    if size is None:
-        raise ValueError("follow_apart got no frames")
-    batch = DetectionBatch.stack(detections, size)
-    log.debug("kept apart: the followed person found in %d of %d frames", int(batch.found.sum()), len(batch))
-    return batch
+            if not inside:
+                return not_found(*image.shape[:2], with_mask=True)
+            self.followed = _Tracked(inside[0].region)  # the best score: sightings come best first
+        self.others = _track_others(image, self.people, sightings, self.followed, self.others)
+        return _track_followed(image, self.people, sightings, self.followed, self.others)
 
 
 APART_REACH = 1.5  # another person is tracked when seen this near the followed one (region sizes)

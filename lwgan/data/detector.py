@@ -204,8 +204,8 @@ class MediaPipePeople:
     min_detection_confidence: the person detector's score threshold. min_presence: the landmark model's
     threshold on its own confidence that a person is in the region (MediaPipe's ``min_tracking_confidence``,
     0.5 there). 0.4 keeps more hard poses (Pose2Sim's ``two_cam03``, the man bent sideways beside the
-    woman: found on 93 of its 100 cached frames, 87 at 0.5) and still finds no one on a plain colour ramp (which
-    passes at 0.3)."""
+    woman: found on 93 of its 100 cached frames, 87 at 0.5) and still finds no one on a plain colour ramp
+    (which passes at 0.3)."""
 
     def __init__(self, min_detection_confidence: float = 0.5, min_presence: float = 0.4) -> None:
         for name, value in (("min_detection_confidence", min_detection_confidence),

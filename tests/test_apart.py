@@ -115,6 +115,9 @@ def test_an_image_without_a_person_has_no_sightings(people):
                      axis=-1).astype(np.uint8)
     assert people.sightings(image) == []
     assert people.landmarks(image, BodyRegion(np.array([128.0, 160.0]), np.array([128.0, 80.0]))) is None
+    point = np.array([128.0, 160.0])  # a region of no size, or not a number: nothing to look at
+    assert people.landmarks(image, BodyRegion(point, point)) is None
+    assert people.landmarks(image, BodyRegion(point, np.array([np.nan, 80.0]))) is None
 
 
 def test_input_checks(people):

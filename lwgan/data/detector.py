@@ -174,6 +174,7 @@ class BodyRegion:
 
 
 REGION_SCALE = 1.25  # MediaPipe's RectTransformation of the body region (pose_detection_to_roi.pbtxt)
+MIN_REGION = 4.0  # pixels: a smaller body region is no region (the landmark model needs a square to look at)
 
 
 @dataclass(frozen=True)
@@ -265,10 +266,12 @@ class MediaPipePeople:
 
     def landmarks(self, image: np.ndarray, region: BodyRegion) -> RegionLandmarks | None:
         """The person the landmark model finds in `region` of `image` (H, W, 3) uint8 RGB, or None when it
-        is not confident there is one."""
+        is not confident there is one (or the region is under `MIN_REGION` pixels on a side or not finite)."""
         _check_image(image)
         height, width = image.shape[:2]
         size = region.size
+        if not (math.isfinite(size) and size >= MIN_REGION and np.isfinite(region.hip).all()):
+            return None
         rect = self._rect(x_center=(region.hip[0] + 0.5) / width, y_center=(region.hip[1] + 0.5) / height,
                           width=size / width, height=size / height, rotation=region.rotation())
         with quiet_native_logs():

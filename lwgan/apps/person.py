@@ -1,8 +1,9 @@
 """A person in a photo or a video, made ready for the generator with the pipeline's own tools and the
 prepare stage's rule: the people of keyframes found at the source resolution and followed from keyframe to
 keyframe, one chosen (`lwgan.data.people`; "largest" unless told otherwise), one square around that
-person's box over the clip with a margin, the fit stage's detector on a square `DETECT_CONTEXT` times as
-large at up to `DETECT_SIDE` pixels (its keypoints mapped to the generator's crops) and its body fit
+person's box over the clip with a margin, the fit stage's detector on that square at up to `DETECT_SIDE`
+pixels (a photo's on one `DETECT_CONTEXT` times as large; its keypoints mapped to the generator's crops)
+and its body fit
 (`lwgan.body.fitting.fit_video`). The footage is read twice, to find the person and then to cut the crops, so
 only the crops are held in memory.
 """
@@ -30,7 +31,9 @@ log = logging.getLogger(__name__)
 
 KEYFRAMES = 16  # keyframes searched for people, as in the prepare stage
 DETECT_SIDE = 512  # the square around the person is detected at up to this side
-DETECT_CONTEXT = 1.5  # that square's side, in crop sides
+DETECT_CONTEXT = 1.5  # a photo's square is this many crop sides (a person who fills a photo is missed);
+# a video's is the crop, as in the fit stage: in a larger one the people beside the followed one are too
+# small for the person detector to see, and cannot be kept apart (Pose2Sim's two_cam03)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,10 +109,11 @@ def fit_person(footage: Footage, detector: MediaPipePeople, body: BodyModel, sid
     box, track, count = found_person
     height, width = next(footage.frames()).shape[:2]
     crop = square_crop(box, height, width, margin)
-    # The keypoints come from a square around the person with room to spare (the detector misses people
-    # who fill the image), at up to DETECT_SIDE pixels (the source's where it is smaller), mapped to the
-    # side² crops: a small G size does not starve the detector.
-    grow = int(round(crop.side * (DETECT_CONTEXT - 1.0) / 2.0))
+    # The keypoints come from a square around the person (with room to spare in a photo, where the
+    # detector misses people who fill the image), at up to DETECT_SIDE pixels (the source's where it is
+    # smaller), mapped to the side² crops: a small G size does not starve the detector.
+    context = DETECT_CONTEXT if footage.kind == "image" else 1.0
+    grow = int(round(crop.side * (context - 1.0) / 2.0))
     around = CropBox(crop.x0 - grow, crop.y0 - grow, crop.side + 2 * grow)
     detect_side = min(around.side, DETECT_SIDE)
     # the person's box in each frame, in the detector's pixels

@@ -215,12 +215,12 @@ class _Tracked:
     mask: np.ndarray | None = None
     missed: int = 0
 
-    def take(self, found: RegionLandmarks | None) -> bool:
+    def take(self, found: RegionLandmarks | None) -> None:
+        """This frame's result: where the person is now, or None (not found; kept where they were)."""
         if found is None:
             self.missed += 1
-            return False
-        self.region, self.mask, self.missed = found.region, found.detection.mask, 0
-        return True
+        else:
+            self.region, self.mask, self.missed = found.region, found.detection.mask, 0
 
 
 def _track_others(image: np.ndarray, people: MediaPipePeople, sightings: Sequence[RegionSighting],
@@ -263,9 +263,8 @@ def _track_followed(image: np.ndarray, people: MediaPipePeople, sightings: Seque
                 if np.linalg.norm(s.region.hip - followed.region.hip) < APART_ANCHOR * followed.region.size]
         if near:
             found = people.landmarks(alone, near[0].region)
-    if not followed.take(found) or found is None:
-        return not_found(*image.shape[:2], with_mask=True)
-    return found.detection
+    followed.take(found)
+    return not_found(*image.shape[:2], with_mask=True) if found is None else found.detection
 
 
 def fill_people(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -107,7 +107,7 @@ class MediaPipeDetector:
                 smooth_segmentation=smooth,
                 min_detection_confidence=self.min_detection_confidence,
             )
-            self._settle()
+            _settle(self._pose)
 
     def detect(self, image: np.ndarray) -> Detection:
         """Keypoints and mask of the most prominent person in `image` (H, W, 3) uint8 RGB."""
@@ -128,15 +128,7 @@ class MediaPipeDetector:
         if not self.static_image_mode:
             with quiet_native_logs():
                 self._pose.reset()
-                self._settle()
-
-    def _settle(self) -> None:
-        """Wait until the graph (re)started by `__init__` or `reset` has opened its calculators. They open
-        on MediaPipe's own threads after the call returns, and the TFLite runtime logs as they do: waiting
-        inside `quiet_native_logs` keeps those lines in the region that drops them."""
-        graph = getattr(self._pose, "_graph", None)  # mediapipe's SolutionBase keeps its CalculatorGraph here
-        if graph is not None:
-            graph.wait_until_idle()
+                _settle(self._pose)
 
     def close(self) -> None:
         with quiet_native_logs():
@@ -246,7 +238,7 @@ class MediaPipePeople:
                 calculator_params={_PRESENCE_PARAM: float(min_presence)},
                 outputs=["landmarks", "auxiliary", "mask"])
             for solution in (self._finder, self._landmarker):
-                solution._graph.wait_until_idle()  # see MediaPipeDetector._settle
+                _settle(solution)
 
     def sightings(self, image: np.ndarray) -> list[RegionSighting]:
         """Every person the detector sees in `image` (H, W, 3) uint8 RGB, best score first."""
@@ -324,6 +316,15 @@ node { calculator: "FromImageCalculator" input_stream: "IMAGE:segmentation" outp
 """
 _PRESENCE_PARAM = ("poselandmarkbyroicpu__tensorstoposelandmarksandsegmentation__ThresholdingCalculator"
                    ".threshold")
+
+
+def _settle(solution: Any) -> None:
+    """Wait until the graph of a MediaPipe solution, (re)started by its construction or reset, has opened
+    its calculators. They open on MediaPipe's own threads after the call returns, and the TFLite runtime
+    logs as they do: waiting inside `quiet_native_logs` keeps those lines in the region that drops them."""
+    graph = getattr(solution, "_graph", None)  # mediapipe's SolutionBase keeps its CalculatorGraph here
+    if graph is not None:
+        graph.wait_until_idle()
 
 
 def _check_image(image: np.ndarray) -> None:

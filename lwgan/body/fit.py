@@ -277,8 +277,9 @@ class FitWorker:
         """The detector over `frames`, kept to the person prepare followed (their boxes in these frames'
         pixels) where it followed one, apart from everyone near them (`follow_apart`). Where prepare
         followed no one (the synthetic set, a crop around one person), in video mode: MediaPipe follows its
-        person from frame to frame and runs its person detector only when it has lost them. Measured on the default set against frame-by-frame detection: a person found on
-        every frame (0.979 before), PA-MPJPE 45.2 mm instead of 46.4, and 23 ms per frame instead of 31."""
+        person from frame to frame and runs its person detector only when it has lost them. Measured on the
+        default set against frame-by-frame detection: a person found on every frame (0.979 before),
+        PA-MPJPE 45.2 mm instead of 46.4, and 23 ms per frame instead of 31."""
         if followed is not None:
             return follow_apart(frames, self._people, followed)
         return detect_video(frames, self._tracker)

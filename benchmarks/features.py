@@ -14,6 +14,11 @@ the real networks, and with lambda_tsf = lambda_face = 0 (the networks not run);
 feature_share = 1 - without / with (target <= 0.35); feature_bf16: whether the step ran the networks in
 bfloat16 (`train.feature_bf16`, 'auto': where bfloat16 is native). Random inputs: the cost does not
 depend on them.
+feature_gmac: the multiply-accumulates of the two networks in one step (convolutions and linear layers,
+counted from the shapes: the fake's forward and its backward to the input, the same count, and the
+real's forward), cpu_gmac_per_s: this CPU's rate on a 2048^3 matrix product in the networks' dtype (the
+best of 5), feature_share_floor: the share if the networks ran at that rate, with nothing else added:
+    floor_ms = feature_gmac / cpu_gmac_per_s;  floor = floor_ms / (step_ms_without_feature_nets + floor_ms)
 --set train.KEY=VALUE (repeatable) measures the step at another configuration, e.g. the paper's:
     --set train.image_size=256 --set train.base_width=64 --set train.res_blocks=6 --set train.d_layers=4
 Needs the converted weights (`make weights`). The last line of stdout is one JSON object.
@@ -44,15 +49,15 @@ ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "data" / "weights"
 
 
-def timed(fn, repeats: int) -> float:
-    """Median ms of `fn()` over `repeats` calls after one warm-up call."""
+def timed(fn, repeats: int, least: bool = False) -> float:
+    """Median (or `least`) ms of `fn()` over `repeats` calls after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1e3)
-    return sorted(times)[len(times) // 2]
+    return min(times) if least else sorted(times)[len(times) // 2]
 
 
 def random_batch(batch: int, size: int, gen: torch.Generator) -> Batch:
@@ -131,6 +136,49 @@ def _train_step(objective: Objective, generator: torch.nn.Module, discriminator:
     opt_d.step()
 
 
+def forward_macs(net: torch.nn.Module, inputs: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward of `net` on `inputs` over its Conv2d and Linear layers."""
+    total = 0
+
+    def count(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += out.numel() * (module.in_channels // module.groups) * kh * kw
+        else:
+            total += out.numel() * module.in_features
+
+    hooks = [m.register_forward_hook(count) for m in net.modules()
+             if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    try:
+        with torch.no_grad():
+            net(inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+def matmul_rate(dtype: torch.dtype, size: int = 2048) -> float:
+    """GMAC/s of this process on a size^3 matrix product in `dtype` (the best of 5 after a warm-up)."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    return size**3 / timed(lambda: a @ b, 5, least=True) / 1e6
+
+
+def feature_floor(p: config.TrainParams, perceptual, face, step_without_ms: float) -> dict[str, float]:
+    """The networks' arithmetic in one step at p's configuration and the share it would take at this
+    CPU's matrix-product rate (module docstring)."""
+    images = torch.zeros(p.batch_size, 3, p.image_size, p.image_size)
+    macs = forward_macs(perceptual.vgg, images)
+    if face is not None:
+        macs += forward_macs(face.net, torch.zeros(p.batch_size, 3, *face.size))
+    gmac = 3 * macs / 1e9  # the fake's forward and backward to the input, the real's forward
+    rate = matmul_rate(torch.bfloat16 if perceptual.bf16 else torch.float32)
+    floor_ms = gmac / rate * 1e3
+    return {"feature_gmac": round(gmac, 2), "cpu_gmac_per_s": round(rate, 1),
+            "feature_share_floor": round(floor_ms / (step_without_ms + floor_ms), 3)}
+
+
 def step_cost(p: config.TrainParams, repeats: int) -> dict[str, float]:
     """ms of one training step with and without the feature networks, at p's configuration."""
     gen = torch.Generator().manual_seed(1)
@@ -147,7 +195,7 @@ def step_cost(p: config.TrainParams, repeats: int) -> dict[str, float]:
         step = functools.partial(_train_step, objective, generator, discriminator, opt_g, opt_d, batch)
         result[f"step_ms{label}"] = round(timed(step, repeats), 2)
     result["feature_share"] = round(1.0 - result["step_ms_without_feature_nets"] / result["step_ms"], 3)
-    return result
+    return {**result, **feature_floor(p, perceptual, face, result["step_ms_without_feature_nets"])}
 
 
 def main() -> None:

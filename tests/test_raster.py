@@ -259,3 +259,28 @@ def test_cuda_torch_backend_matches_numba():
         b = rasterize(verts.cuda(), faces.cuda(), RasterSettings(256, 256, perspective))
         assert b.face_index.is_cuda
         assert (a.face_index == b.face_index.cpu()).float().mean() >= 0.9999
+
+
+def test_interpolation_and_its_gradient_against_a_loop():
+    """interpolate_maps (which gathers the covered pixels only) against a per-pixel loop in numpy: the
+    values, zeros off the mesh, and the gradient w.r.t. the attributes (each pixel's upstream gradient
+    shared out to its face's corners by its barycentrics)."""
+    height, width = 24, 20
+    verts, faces = random_soup(3, height, width)  # a batch of two
+    out = run(verts, faces, height, width, "torch")
+    rng = np.random.default_rng(0)
+    attributes = torch.from_numpy(rng.normal(size=(2, verts.shape[1], 5))).requires_grad_(True)
+    upstream = rng.normal(size=(2, height, width, 5))
+    got = interpolate(out, torch.as_tensor(faces), attributes)
+    (got * torch.from_numpy(upstream)).sum().backward()
+    face_index, bary, a = out.face_index.numpy(), out.bary.double().numpy(), attributes.detach().numpy()
+    assert (face_index >= 0).mean() > 0.1
+    want, grad = np.zeros((2, height, width, 5)), np.zeros_like(a)
+    for b, i, j in np.ndindex(2, height, width):
+        if face_index[b, i, j] >= 0:
+            corners = faces[face_index[b, i, j]]
+            want[b, i, j] = bary[b, i, j] @ a[b, corners]
+            for k in range(3):
+                grad[b, corners[k]] += bary[b, i, j, k] * upstream[b, i, j]
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(attributes.grad.numpy(), grad, rtol=0, atol=1e-12)

@@ -160,18 +160,19 @@ def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Ten
 def interpolate_maps(face_index: torch.Tensor, bary: torch.Tensor, faces: torch.Tensor,
                      attributes: torch.Tensor) -> torch.Tensor:
     """`interpolate` from a face-index map (B, H, W) and barycentric map (B, H, W, 3), e.g. as rebuilt
-    from a correspondence cache."""
+    from a correspondence cache. Only the covered pixels are gathered (a person covers a tenth of a
+    frame or so), and the rest are zeros."""
     n_batch, height, width = face_index.shape
     if attributes.dim() != 3 or attributes.shape[0] != n_batch:
         raise ValueError(f"attributes must be ({n_batch}, V, C), got {tuple(attributes.shape)}")
-    covered = face_index >= 0  # (B, H, W)
-    face = face_index.clamp_min(0).to(torch.int64).flatten(1)  # (B, H*W)
-    vert = faces.to(device=face.device, dtype=torch.int64)[face]  # (B, H*W, 3)
-    channels = attributes.shape[-1]
-    index = vert.reshape(n_batch, -1, 1).expand(-1, -1, channels)  # (B, H*W*3, C)
-    corner = torch.gather(attributes, 1, index).view(n_batch, height, width, 3, channels)
-    weights = bary.to(attributes.dtype).unsqueeze(-1)  # (B, H, W, 3, 1)
-    return (corner * weights).sum(-2) * covered.unsqueeze(-1).to(attributes.dtype)  # (B, H, W, C)
+    face = face_index.reshape(n_batch, -1)  # (B, H*W)
+    b_idx, p_idx = (face >= 0).nonzero(as_tuple=True)  # (N,) each: the covered pixels
+    vert = faces.to(device=face.device, dtype=torch.int64)[face[b_idx, p_idx].long()]  # (N, 3)
+    corner = attributes[b_idx[:, None], vert]  # (N, 3, C)
+    weights = bary.reshape(n_batch, -1, 3)[b_idx, p_idx].to(attributes.dtype).unsqueeze(-1)  # (N, 3, 1)
+    out = attributes.new_zeros(n_batch, height * width, attributes.shape[-1])
+    out = out.index_put((b_idx, p_idx), (corner * weights).sum(-2))  # not in place: differentiable
+    return out.view(n_batch, height, width, -1)  # (B, H, W, C)
 
 
 def barycentrics(

@@ -2,7 +2,7 @@
 videos at several points of one training run.
 
     python benchmarks/quality.py [--quick] [--steps N] [--points K] [--max-frames F] [--dev SUBJECT]
-                                 [--set train.KEY=VALUE ...] [--out DIR] [--curve PNG]
+                                 [--set train.KEY=VALUE ...] [--out DIR] [--curve PNG] [--workspace DIR]
 
 Trains the configuration of params.yaml (with the --set overrides) from the workspace caches (`dvc repro
 correspond` makes them) in a fresh folder for N steps (default: the configuration's own schedule), keeps a
@@ -13,6 +13,8 @@ Writes DIR/quality.json and the curve (each metric against minutes of training, 
 DIR/quality.png or --curve. The validation person is held out of training and nothing may be tuned on
 it: to compare settings, `--dev SUBJECT` holds one training person out of training instead
 (`train.dev_subject`) and evaluates on that person's videos; the validation split is not read.
+--workspace DIR reads the caches and params.yaml of another workspace (e.g. the real clips'
+of `benchmarks/real_people.py`) instead of this one's.
 --quick: 60 steps, 2 points, 4 targets per video (under 3 minutes on 2 cores).
 The last line of stdout is one JSON object.
 """
@@ -82,7 +84,8 @@ def write_curve(path: Path, points: list[dict], title: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--workspace", type=Path, default=ROOT, help="where the caches and params.yaml are")
+    ap.add_argument("--params", type=Path, default=None, help="default: WORKSPACE/params.yaml")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     ap.add_argument("--steps", type=int, default=0, help="training steps (0 = the configuration's schedule)")
     ap.add_argument("--points", type=int, default=4, help="evaluations after step 0, evenly spaced")
@@ -94,7 +97,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.steps, args.points, args.max_frames = args.steps or 60, 2, 4
-    caches = {k: ROOT / v for k, v in CACHES.items()}
+    caches = {k: args.workspace / v for k, v in CACHES.items()}
     missing = [str(p) for p in caches.values() if not p.exists()]
     if missing:
         sys.exit(f"error: missing {', '.join(missing)}: run `dvc repro correspond` first")
@@ -107,7 +110,7 @@ def main() -> None:
         overrides["train.max_steps"] = args.steps
     if args.dev:
         overrides["train.dev_subject"] = args.dev
-    base = config.load(args.params, overrides)
+    base = config.load(args.params or args.workspace / "params.yaml", overrides)
     tree = config.to_dict(base)
     tree["tracking"]["enabled"] = False
     run_dir = args.out / "run"

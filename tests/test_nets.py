@@ -332,6 +332,25 @@ def test_residual_heads_learn_after_the_first_update():
     assert not dead
 
 
+def test_the_hole_head_keeps_the_known_background_and_learns_in_the_hole():
+    """bg_head "hole": after training steps that change the residual head, I_bg is still exactly the
+    source on the known background, while in the hole it moved off the untrained fill."""
+    torch.manual_seed(0)
+    g = Generator(dataclasses.replace(RESIDUAL, bg_head="hole"))
+    src, bg_mask, src_cond, tgt_cond, t = inputs()
+    opt = torch.optim.Adam(g.bg.parameters(), lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        (g(src, bg_mask, src_cond, tgt_cond, t).bg - src.flip(-1)).abs().mean().backward()
+        opt.step()
+    with torch.no_grad():
+        bg = g(src, bg_mask, src_cond, tgt_cond, t).bg
+    known = bg_mask.expand(-1, 3, -1, -1) > 0
+    assert torch.equal(bg[known], src[known])
+    base = fill(src * bg_mask, bg_mask, RESIDUAL.bg_fill).clamp(-1, 1)
+    assert (bg - base)[~known].abs().max() > 0.01
+
+
 def test_residual_heads_need_their_priors_and_bad_head_names_are_refused():
     with pytest.raises(ValueError, match="color_head"):
         NetOptions(image_size=SIZE, color_head="tanh")

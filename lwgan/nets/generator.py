@@ -32,7 +32,7 @@ Residual heads (`NetOptions.color_head` / `bg_head` = "residual"; "direct" is th
 convolutions are zero-initialised and add to what needs no network (`HeadPrior`):
 
     P_s = clip(I_s + conv),  P_t = clip(fill(warp(I_s, T)) + conv),  A = sigmoid(conv + a * (2 B - 1)),
-    I_bg = clip(fill_bg(I_s * M_bg) + conv)
+    I_bg = clip(fill_bg(I_s * M_bg) + conv)        (bg_head "hole": M_bg * I_s + (1 - M_bg) * that)
 
 fill = pull-push inpainting (`lwgan.nets.inpaint`: the target's body pixels that the source does not see
 take the colours around them), fill_bg = `NetOptions.bg_fill` (by default the harmonic fill: the background
@@ -103,7 +103,7 @@ class ResNetGenerator(nn.Module):
                            transposed=True)
             for level in range(GENERATOR_DOWNSAMPLINGS, 0, -1)
         ))
-        self.residual = opts.bg_head == "residual"
+        self.residual = opts.bg_head in ("residual", "hole")
         self.head = _head(opts.base_width, 3, None if self.residual else nn.Tanh())
 
     def forward(self, x: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
@@ -264,10 +264,12 @@ class Generator(nn.Module):
 
     def inpaint(self, src_img: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """The background stream's I_bg (B, 3, H, W) from src_img (B, 3, H, W) and its known background
-        known (B, 1, H, W) in {0, 1}; a residual head adds to `NetOptions.bg_fill`'s inpainting."""
+        known (B, 1, H, W) in {0, 1}; a residual head adds to `NetOptions.bg_fill`'s inpainting, and the
+        "hole" head keeps the known background as it is."""
         known_bg = src_img * known
         base = fill(known_bg, known, self.opts.bg_fill) if self.bg.residual else None
-        return self.bg(torch.cat((known_bg, known), dim=1), base=base)
+        bg = self.bg(torch.cat((known_bg, known), dim=1), base=base)
+        return known_bg + (1.0 - known) * bg if self.opts.bg_head == "hole" else bg
 
     def encode(self, src_img: torch.Tensor, src_cond: torch.Tensor) -> ResUNetOutput:
         """The SID stream on the source's foreground (the body grown by 1 px, as in the original); a

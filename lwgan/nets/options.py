@@ -10,6 +10,7 @@ from lwgan.nets.inpaint import FILLS
 Norm = Literal["instance", "batch", "none"]
 NORMS: tuple[str, ...] = ("instance", "batch", "none")
 HEADS: tuple[str, ...] = ("direct", "residual")
+BG_HEADS: tuple[str, ...] = (*HEADS, "hole")
 
 # The generator's encoders halve the resolution this many times (the original: n_down = 3).
 GENERATOR_DOWNSAMPLINGS = 3
@@ -37,8 +38,9 @@ class NetOptions:
                      TSF heads predict residuals over what no network needs to learn (P over the source,
                      and over the warped source filled by pull-push inpainting; A's logit over the
                      rendered background), zero-initialised, so an untrained G starts at the warp.
-    bg_head:         "direct" (the original: I_bg = tanh(conv)) or "residual": I_bg = classical inpainting
-                     of the source's known background (`bg_fill`) + a zero-initialised residual.
+    bg_head:         "direct" (the original: I_bg = tanh(conv)), "residual": I_bg = classical inpainting
+                     of the source's known background (`bg_fill`) + a zero-initialised residual, or "hole":
+                     the same in the hole only, the known background being the source's own pixels.
     bg_fill:         the residual background head's base: "harmonic" (pull-push relaxed toward the
                      harmonic interpolant) or "pull_push" (`lwgan.nets.inpaint`).
     attention_prior: with residual heads, the logit the attention starts at: +this on the rendered
@@ -63,9 +65,9 @@ class NetOptions:
             raise ValueError(f"NetOptions.res_blocks must be >= 0, got {self.res_blocks}")
         if self.norm not in NORMS:
             raise ValueError(f"NetOptions.norm must be one of {NORMS}, got {self.norm!r}")
-        for name in ("color_head", "bg_head"):
-            if getattr(self, name) not in HEADS:
-                raise ValueError(f"NetOptions.{name} must be one of {HEADS}, got {getattr(self, name)!r}")
+        for name, heads in (("color_head", HEADS), ("bg_head", BG_HEADS)):
+            if getattr(self, name) not in heads:
+                raise ValueError(f"NetOptions.{name} must be one of {heads}, got {getattr(self, name)!r}")
         if self.bg_fill not in FILLS:
             raise ValueError(f"NetOptions.bg_fill must be one of {FILLS}, got {self.bg_fill!r}")
         if not 0.0 <= self.attention_prior <= 20.0:

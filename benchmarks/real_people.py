@@ -1,0 +1,186 @@
+"""Self-imitation on real people: the trained LWGAN against the warp on the real clips of `make footage`.
+
+    python benchmarks/real_people.py [--quick] [--workspace DIR] [--checkpoint PATH] [--max-frames F]
+                                     [--train-dev SUBJECT ...]
+
+The six clips of `make footage` (`lwgan.footage`) become a folder data set in DIR (default
+benchmarks/out/real_people), named <subject>_<view>: `single_cam01`, `single_cam02`, `single_cam03` (the
+Pose2Sim man alone, three cameras of one take), `two_cam01`, `two_cam03` (the same man with a woman) and
+`outdoor_jumps` (Sports2D). The pipeline's own stages make its caches there, as `dvc repro` runs them:
+body, prepare, fit and correspond, with this workspace's params.yaml but `data.source: folder` over those
+clips, every clip in the training split (`data.val_fraction` 0) and the weights paths made absolute. A
+rerun reuses every video the stages already made. Then:
+
+- `checkpoint` (default models/checkpoint.pt, the model `make demo` trains on the synthetic set): each
+  clip's first usable frame drives through the clip's other usable frames, scored against the real ones
+  by the evaluate stage's code (`lwgan.evaluate.evaluate`, self-imitation: SSIM, PSNR, LPIPS, body L1),
+  the naive warp beside it; over all clips and per clip.
+- `regions`: where the error is, mean |output - truth| over the channels in [-1, 1] units, on the
+  target's pixels of three kinds: `known_background` (the background the background stream reads of the
+  source, less the target's body), `hole` (the source's grown body, which the target shows as
+  background) and `body` (the target's rendered body); for the hole also `fill`, the background stream's
+  classical base alone (`train.bg_fill`), which is what the learned residual adds to.
+- `--train-dev SUBJECT` (repeatable: single, two or outdoor): the default configuration trained from
+  scratch on the other subjects' clips only (`benchmarks/quality.py --workspace DIR --dev SUBJECT`) and
+  scored the same way on the held-out subject's clips, the warp beside it.
+
+--quick: 4 targets per clip and no training. The last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lwgan import config, footage  # noqa: E402
+from lwgan.evaluate.evaluate import EvalSettings, _Runner, evaluate, spread  # noqa: E402
+from lwgan.nets.inpaint import fill  # noqa: E402
+from lwgan.nets.masks import BACKGROUND_CHANNEL, known_background  # noqa: E402
+
+# workspace name of each clip: <subject>_<view>, so that `train.dev_subject` holds out a whole take
+NAMES = {"portrait_cam01": "single_cam01", "portrait_cam02": "single_cam02", "back_cam03": "single_cam03",
+         "two_cam01": "two_cam01", "two_cam03": "two_cam03", "outdoor_jumps": "outdoor_jumps"}
+STAGES = ("body", "prepare", "fit", "correspond")
+CACHES = {"frames": "data/cache/frames/frames.h5", "maps": "data/cache/maps/maps.h5",
+          "smpl": "data/cache/smpl/smpl.h5", "body": "data/body/body.npz"}
+WEIGHTS = {("train", "vgg_weights"), ("train", "face_weights"), ("evaluate", "lpips_backbone"),
+           ("evaluate", "lpips_linear"), ("evaluate", "feature_weights")}
+
+
+def workspace_params(workspace: Path) -> dict:
+    """This workspace's params with the real clips as a folder data set and absolute weights paths."""
+    tree = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tree["data"].update(source="folder", root=str(workspace / "videos"), val_fraction=0.0)
+    for section, key in WEIGHTS:
+        value = tree[section][key]
+        if value and not Path(value).is_absolute() and "://" not in value:
+            tree[section][key] = str(ROOT / value)
+    return tree
+
+
+def build(workspace: Path) -> None:
+    """The real clips linked into WORKSPACE/videos and the caches made by the pipeline's stages."""
+    clips = {name: footage.available(name) for name in NAMES}
+    missing = [name for name, path in clips.items() if path is None]
+    if missing:
+        sys.exit(f"error: the real clips {', '.join(missing)} are missing: run `make footage` first")
+    videos = workspace / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    for name, path in clips.items():
+        link = videos / f"{NAMES[name]}{path.suffix}"
+        if not link.is_symlink() or link.resolve() != path.resolve():
+            link.unlink(missing_ok=True)
+            link.symlink_to(path.resolve())
+    (workspace / "params.yaml").write_text(yaml.safe_dump(workspace_params(workspace), sort_keys=False))
+    commands = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    env = {**os.environ, "PYTHONPATH": path, "MLFLOW_TRACKING_URI": f"sqlite:///{workspace / 'mlflow.db'}"}
+    for stage in STAGES:
+        words = commands[stage]["cmd"].split()
+        words[0:2] = [sys.executable, str(ROOT / words[1])]  # python stages/X.py -> this interpreter, repo
+        print(f"[real_people] {stage}: {' '.join(words[1:2])}", flush=True)
+        subprocess.run(words, cwd=workspace, env=env, check=True)
+
+
+def settings(workspace: Path, checkpoint: Path, out_dir: Path, max_frames: int,
+             dev: str = "") -> EvalSettings:
+    """The evaluate stage's settings for WORKSPACE's clips: all of them, or held-out subject `dev`'s."""
+    params = config.load(workspace / "params.yaml").evaluate
+    caches = {k: workspace / v for k, v in CACHES.items()}
+    return EvalSettings(frames=caches["frames"], maps=caches["maps"], smpl=caches["smpl"],
+                        body=caches["body"], checkpoint=checkpoint, out_dir=out_dir, max_frames=max_frames,
+                        lpips_backbone=params.lpips_backbone, lpips_linear=params.lpips_linear,
+                        feature_weights="", cross_imitation=False, split="dev" if dev else "all",
+                        dev_subject=dev)
+
+
+def region_errors(s: EvalSettings) -> dict[str, dict[str, float]]:
+    """Mean |output - truth| (channel mean, [-1, 1] units) of LWGAN, the warp and, on the hole, the
+    background stream's base fill, on the target's known-background, hole and body pixels (module
+    docstring), with each region's pixel count."""
+    run = _Runner(s)
+    data, fill_method = run.data, run.generator.opts.bg_fill
+    sums: dict[str, dict[str, float]] = {}
+    for v, video in enumerate(data.videos):
+        source = int(data.sources[v][0])
+        usable = data.targets[data.targets[:, 0] == v, 1]
+        for batch, outputs in run(video, source, spread(usable[usable != source], s.max_frames)):
+            known = known_background(batch.src_cond, run.bg_kernel, batch.src_person)
+            body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
+            valid = torch.ones_like(body) if batch.tgt_valid is None else batch.tgt_valid
+            regions = {"known_background": known * (1 - body) * valid,
+                       "hole": (1 - known) * (1 - body) * valid, "body": body * valid}
+            images = dict(outputs)
+            with torch.no_grad():
+                images["fill"] = fill(batch.src_img * known, known, fill_method)
+            for region, mask in regions.items():
+                total = sums.setdefault(region, {"pixels": 0.0})
+                total["pixels"] += float(mask.sum())
+                for name, image in images.items():
+                    if name == "fill" and region != "hole":
+                        continue
+                    error = (image - batch.tgt_img).abs().mean(dim=1, keepdim=True)
+                    total[name] = total.get(name, 0.0) + float((error * mask).sum())
+    return {region: {name: round(value / max(total["pixels"], 1.0), 4) if name != "pixels" else int(value)
+                     for name, value in total.items()} for region, total in sums.items()}
+
+
+def scored(s: EvalSettings) -> dict:
+    m = evaluate(s)
+    rounded = {method: {k: round(v, 4) for k, v in values.items()} for method, values in
+               m["self_imitation"].items()}
+    per_clip = {video: {method: {k: round(v, 4) for k, v in values.items()} for method, values in row.items()}
+                for video, row in m["per_video"].items()}
+    return {"pairs": m["pairs"], "clips": m["videos"], "self_imitation": rounded, "per_clip": per_clip,
+            "regions": region_errors(s), "grid": str(Path(s.out_dir) / "grid.png")}
+
+
+def trained_on_the_others(workspace: Path, subject: str, max_frames: int) -> dict:
+    """The default configuration trained on every clip but `subject`'s, scored on `subject`'s."""
+    out = workspace / f"held_out_{subject}"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--workspace", str(workspace),
+                    "--dev", subject, "--points", "1", "--max-frames", str(max_frames), "--out", str(out)],
+                   cwd=ROOT, check=True)
+    summary = json.loads((out / "quality.json").read_text())
+    result = scored(settings(workspace, out / "run" / "model" / "checkpoint.pt", out / "scored", max_frames,
+                             dev=subject))
+    return {"steps": summary["steps"], "train_minutes": summary["train_minutes"],
+            "minutes_with_evaluation": round((time.perf_counter() - started) / 60, 2), **result}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="4 targets per clip, no training")
+    ap.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / "out" / "real_people")
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "models" / "checkpoint.pt")
+    ap.add_argument("--max-frames", type=int, default=0, help="targets per clip (0 = every usable frame)")
+    ap.add_argument("--train-dev", action="append", default=[], metavar="SUBJECT",
+                    help="train on the other clips and score this subject's (single, two, outdoor)")
+    args = ap.parse_args()
+    if args.quick:
+        args.max_frames, args.train_dev = args.max_frames or 4, []
+    if not args.checkpoint.is_file():
+        sys.exit(f"error: no checkpoint at {args.checkpoint}: run `make demo` (or give --checkpoint)")
+    workspace = args.workspace.resolve()
+    build(workspace)
+    model = scored(settings(workspace, args.checkpoint, workspace / "eval", args.max_frames))
+    result = {"workspace": str(workspace), "checkpoint": str(args.checkpoint), "trained_model": model}
+    for subject in args.train_dev:
+        result[f"trained_without_{subject}"] = trained_on_the_others(workspace, subject, args.max_frames)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

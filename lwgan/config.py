@@ -187,9 +187,10 @@ class TrainParams:
     color_head: str = _f("residual", "SID/TSF heads: residual over the warped source and the rendered mask "
                          "(an untrained G starts at the warp) or direct (the original's tanh/sigmoid)",
                          choices=("residual", "direct"))
-    bg_head: str = _f("residual", "background head: residual over classical inpainting of the source's "
-                      "background (bg_fill), hole (the same, but the known background stays the source's "
-                      "own pixels) or direct (the original's tanh)", choices=("residual", "hole", "direct"))
+    bg_head: str = _f("hole", "background head: hole (a residual over classical inpainting of the "
+                      "source's background, bg_fill, in the hole; the known background stays the source's "
+                      "own pixels), residual (that residual everywhere) or direct (the original's tanh)",
+                      choices=("hole", "residual", "direct"))
     bg_fill: str = _f("harmonic", "the residual background head's base: harmonic (pull-push relaxed toward "
                       "the harmonic interpolant) or pull_push", choices=("harmonic", "pull_push"))
     attention_prior: float = _f(6.0, "residual attention heads start at sigmoid(+-this) off/on the rendered "

@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -44,9 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lwgan import config, footage  # noqa: E402
-from lwgan.evaluate.evaluate import EvalSettings, _Runner, evaluate, spread  # noqa: E402
+from lwgan.evaluate.evaluate import EvalSettings, evaluate  # noqa: E402
+from lwgan.nets.build import load_generator  # noqa: E402
 from lwgan.nets.inpaint import fill  # noqa: E402
-from lwgan.nets.masks import BACKGROUND_CHANNEL, known_background  # noqa: E402
+from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, known_background, scaled_kernel  # noqa: E402
+from lwgan.train.objective import Batch  # noqa: E402
 
 # workspace name of each clip: <subject>_<view>, so that `train.dev_subject` holds out a whole take
 NAMES = {"portrait_cam01": "single_cam01", "portrait_cam02": "single_cam02", "back_cam03": "single_cam03",
@@ -105,45 +108,49 @@ def settings(workspace: Path, checkpoint: Path, out_dir: Path, max_frames: int,
                         dev_subject=dev)
 
 
-def region_errors(s: EvalSettings) -> dict[str, dict[str, float]]:
+class RegionErrors:
     """Mean |output - truth| (channel mean, [-1, 1] units) of LWGAN, the warp and, on the hole, the
     background stream's base fill, on the target's known-background, hole and body pixels (module
-    docstring), with each region's pixel count."""
-    run = _Runner(s)
-    data, fill_method = run.data, run.generator.opts.bg_fill
-    sums: dict[str, dict[str, float]] = {}
-    for v, video in enumerate(data.videos):
-        source = int(data.sources[v][0])
-        usable = data.targets[data.targets[:, 0] == v, 1]
-        for batch, outputs in run(video, source, spread(usable[usable != source], s.max_frames)):
-            known = known_background(batch.src_cond, run.bg_kernel, batch.src_person)
-            body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
-            valid = torch.ones_like(body) if batch.tgt_valid is None else batch.tgt_valid
-            regions = {"known_background": known * (1 - body) * valid,
-                       "hole": (1 - known) * (1 - body) * valid, "body": body * valid}
-            images = dict(outputs)
-            with torch.no_grad():
-                images["fill"] = fill(batch.src_img * known, known, fill_method)
-            for region, mask in regions.items():
-                total = sums.setdefault(region, {"pixels": 0.0})
-                total["pixels"] += float(mask.sum())
-                for name, image in images.items():
-                    if name == "fill" and region != "hole":
-                        continue
-                    error = (image - batch.tgt_img).abs().mean(dim=1, keepdim=True)
-                    total[name] = total.get(name, 0.0) + float((error * mask).sum())
-    return {region: {name: round(value / max(total["pixels"], 1.0), 4) if name != "pixels" else int(value)
-                     for name, value in total.items()} for region, total in sums.items()}
+    docstring), with each region's pixel count; fed the evaluate stage's batches (`evaluate`'s
+    `on_batch`), so the generator runs once."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        _, train = load_generator(checkpoint, torch.device("cpu"))  # the kernel and fill it trained with
+        self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
+        self.fill = train.bg_fill
+        self.sums: dict[str, dict[str, float]] = {}
+
+    def __call__(self, batch: Batch, outputs: Mapping[str, torch.Tensor]) -> None:
+        known = known_background(batch.src_cond, self.bg_kernel, batch.src_person)
+        body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
+        valid = torch.ones_like(body) if batch.tgt_valid is None else batch.tgt_valid
+        regions = {"known_background": known * (1 - body) * valid, "hole": (1 - known) * (1 - body) * valid,
+                   "body": body * valid}
+        images = dict(outputs)
+        images["fill"] = fill(batch.src_img * known, known, self.fill)
+        for region, mask in regions.items():
+            total = self.sums.setdefault(region, {"pixels": 0.0})
+            total["pixels"] += float(mask.sum())
+            for name, image in images.items():
+                if name == "fill" and region != "hole":
+                    continue
+                error = (image - batch.tgt_img).abs().mean(dim=1, keepdim=True)
+                total[name] = total.get(name, 0.0) + float((error * mask).sum())
+
+    def means(self) -> dict[str, dict[str, float]]:
+        return {region: {name: round(value / max(total["pixels"], 1.0), 4) if name != "pixels" else int(value)
+                         for name, value in total.items()} for region, total in self.sums.items()}
 
 
 def scored(s: EvalSettings) -> dict:
-    m = evaluate(s)
+    regions = RegionErrors(s.checkpoint)
+    m = evaluate(s, on_batch=regions)
     rounded = {method: {k: round(v, 4) for k, v in values.items()} for method, values in
                m["self_imitation"].items()}
     per_clip = {video: {method: {k: round(v, 4) for k, v in values.items()} for method, values in row.items()}
                 for video, row in m["per_video"].items()}
     return {"pairs": m["pairs"], "clips": m["videos"], "self_imitation": rounded, "per_clip": per_clip,
-            "regions": region_errors(s), "grid": str(Path(s.out_dir) / "grid.png")}
+            "regions": regions.means(), "grid": str(Path(s.out_dir) / "grid.png")}
 
 
 def trained_on_the_others(workspace: Path, subject: str, max_frames: int) -> dict:

@@ -295,11 +295,13 @@ def _side_by_side(batch: Batch, outputs: Mapping[str, torch.Tensor]) -> list[np.
     return [np.concatenate(row, axis=1) for row in zip(*tiles, strict=True)]
 
 
-def evaluate(settings: EvalSettings) -> dict[str, Any]:
+def evaluate(settings: EvalSettings,
+             on_batch: Callable[[Batch, Mapping[str, torch.Tensor]], None] | None = None) -> dict[str, Any]:
     """Self-imitation on every validation video (module docstring) with metrics, `grid.png` and one mp4
     per video; cross-imitation (each validation video's first frame driven by another person's video,
     or another video when there is one person) as `cross_grid.png` and mp4s, with their distribution
     metrics. Returns the metrics, `not_computed` (metric -> reason) and `feature_nets` (what each used).
+    `on_batch(batch, outputs)` sees every self-imitation batch and its outputs by method, as scored.
 
     A weights param naming a missing or corrupt file raises `lwgan.weights.WeightsError` before any pair
     is evaluated."""
@@ -336,6 +338,8 @@ def evaluate(settings: EvalSettings) -> dict[str, Any]:
         scores: dict[str, dict[str, list[np.ndarray]]] = {m: {} for m in METHODS}
         frames = []
         for batch, outputs in run(video, sources[video], rows):
+            if on_batch is not None:
+                on_batch(batch, outputs)
             body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
             for method, fake in outputs.items():
                 for name, values in _scores(fake, batch.tgt_img, body, lpips, batch.tgt_valid).items():

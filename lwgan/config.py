@@ -71,6 +71,9 @@ class SynthParams:
     workers: int = _f(2, "videos rendered in parallel, one process each", ge=1, le=256)
     loose: float = _f(0.5, "share of outfits with a skirt that swings free of the legs; with it, long hair "
                       "hangs free of the head (0 = everything on the body surface)", ge=0.0, le=1.0)
+    photos: float = _f(0.0, "share of videos in front of a real photograph (crops of the sample photos that "
+                       "ship in scikit-image and scikit-learn) instead of a procedural background; "
+                       "0 = procedural only", ge=0.0, le=1.0)
 
     def validate(self, path: str) -> None:
         if self.val_subjects >= self.subjects:

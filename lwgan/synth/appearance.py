@@ -33,7 +33,7 @@ PRINTS = ("none", "disc", "ring", "star", "diamond")
 
 # Random streams: np.random.default_rng([seed, tag, *keys]). Each tag always takes the same number of
 # keys, because numpy's SeedSequence pads the entropy with zeros ([s, t, 1] and [s, t, 1, 0] coincide).
-SUBJECT_SET, SUBJECT, OUTFIT_SET, OUTFIT, VIDEO, LOOSE = 1, 2, 3, 4, 5, 6
+SUBJECT_SET, SUBJECT, OUTFIT_SET, OUTFIT, VIDEO, LOOSE, PHOTO = 1, 2, 3, 4, 5, 6, 7
 
 
 @dataclasses.dataclass(frozen=True)

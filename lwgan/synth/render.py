@@ -162,10 +162,13 @@ class VideoRenderer:
         outfit: Outfit,
         write_frame: Callable[[int, np.ndarray, np.ndarray], None],
         loose: LooseChoice | None = None,
+        backdrop: tuple[np.ndarray, dict] | None = None,
     ) -> VideoTruth:
         """Render every frame, handing (index, image (H, W, 3) uint8 RGB, mask (H, W) uint8 0/255) to
         `write_frame` in order, and return the video's ground truth. `loose`: a skirt and hanging hair to
-        render beside the body (None: the body surface alone)."""
+        render beside the body (None: the body surface alone). `backdrop`: a photo background at the
+        supersampled size and what was drawn for it (`lwgan.synth.photos.photo_background`); None draws a
+        procedural one from the video's stream."""
         rng = stream(spec.seed, VIDEO, spec.subject, spec.cloth, spec.action)
         motion = self.motion(spec, rng)
         betas = np.asarray(subject.betas, dtype=np.float32)
@@ -180,7 +183,10 @@ class VideoRenderer:
             verts = torch.cat((verts, extra_verts), dim=1)
             faces = torch.cat((self.faces, torch.from_numpy(extra.faces) + posed.vertices.shape[1]))
         size, big = spec.image_size, spec.image_size * SUPERSAMPLE
-        background, kind = make_background(rng, big, big, floor_ndc)
+        if backdrop is None:
+            background, kind = make_background(rng, big, big, floor_ndc)
+        else:
+            background, kind = backdrop[0], "photo"
         light = np.array([rng.uniform(-0.7, 0.7), -rng.uniform(0.4, 1.0), -1.0])
         light /= np.linalg.norm(light)
         ambient, shadow = float(rng.uniform(0.4, 0.55)), float(rng.uniform(0.25, 0.45))
@@ -217,6 +223,7 @@ class VideoRenderer:
             "outfit": outfit.describe(),
             "outfit_json": json.dumps(outfit.as_dict(), sort_keys=True),
             "background": kind,
+            **({"photo": backdrop[1]} if backdrop is not None else {}),
             "light": [round(float(v), 6) for v in light],
             "ambient": ambient,
             "segments": [list(s) for s in motion.segments],

@@ -38,9 +38,10 @@ from lwgan.body.model import BodyModel
 from lwgan.config import Params
 from lwgan.io import atomic_path, remove_temporaries, write_json, write_npz
 from lwgan.progress import ProgressLog
-from lwgan.synth.appearance import LOOSE, make_outfit, make_subject, stream
+from lwgan.synth.appearance import LOOSE, PHOTO, make_outfit, make_subject, stream
 from lwgan.synth.loose import LooseChoice
-from lwgan.synth.render import VideoRenderer, VideoSpec, VideoTruth
+from lwgan.synth.photos import PHOTOS, photo_background
+from lwgan.synth.render import SUPERSAMPLE, VideoRenderer, VideoSpec, VideoTruth
 from lwgan.synth.sheet import truth_sheet
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ class SynthOptions:
     it; workers: processes rendering videos in parallel (output does not depend on it); jpeg_quality:
     of the frames; loose: the share of outfits with a skirt, which does not follow the legs, and with it
     long-haired subjects' hair hangs free of the head (`lwgan.synth.loose`); 0 keeps everything on the body
-    surface, byte for byte the set as it was before loose pieces existed.
+    surface, byte for byte the set as it was before loose pieces existed; photos: the share of videos in
+    front of a real photograph (`lwgan.synth.photos`) instead of a procedural background, drawn per video
+    from a stream of its own, so that every other video is byte for byte what it is at 0.
     """
 
     subjects: int = 16
@@ -86,11 +89,15 @@ class SynthOptions:
     workers: int = 1
     jpeg_quality: int = 95
     loose: float = 0.5
+    photos: float = 0.0
 
     def __post_init__(self) -> None:
         loose = self.loose
         if isinstance(loose, bool) or not isinstance(loose, int | float) or not 0 <= loose <= 1:
             raise ValueError(f"synth.loose must be a number in [0, 1], got {self.loose!r}")
+        photos = self.photos
+        if isinstance(photos, bool) or not isinstance(photos, int | float) or not 0 <= photos <= 1:
+            raise ValueError(f"synth.photos must be a number in [0, 1], got {self.photos!r}")
         ranges = {
             "subjects": (1, 999), "clothes": (1, 99), "frames_per_action": (2, 9999),
             "image_size": (16, 4096), "seed": (0, 2**63 - 1), "workers": (1, 256), "jpeg_quality": (1, 100),
@@ -156,6 +163,8 @@ def video_key(spec: VideoSpec, options: SynthOptions, body_digest: str) -> str:
               **dataclasses.asdict(spec)}
     if options.loose > 0:  # absent at 0, so that the set without loose pieces keeps its keys
         fields["loose"] = options.loose
+    if in_front_of_photo(spec, options):  # only these videos change with synth.photos
+        fields["photo"] = [(p.name, p.sha256) for p in PHOTOS]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -176,6 +185,16 @@ def _truth_arrays(truth: VideoTruth, spec: VideoSpec, body: BodyModel, skin: tup
         "outfit_json": np.asarray(extras.pop("outfit_json")),
         "info": np.asarray(json.dumps(extras, sort_keys=True)),
     }
+
+
+def photo_stream(spec: VideoSpec) -> np.random.Generator:
+    """The video's own stream for its photo background: first whether it has one, then the crop."""
+    return stream(spec.seed, PHOTO, spec.subject, spec.cloth, spec.action)
+
+
+def in_front_of_photo(spec: VideoSpec, options: SynthOptions) -> bool:
+    """Whether this video's background is a photograph (a share `options.photos` of the videos)."""
+    return options.photos > 0 and bool(photo_stream(spec).random() < options.photos)
 
 
 def render_video(
@@ -211,7 +230,13 @@ def render_video(
     if options.loose > 0:
         loose = LooseChoice.draw(stream(spec.seed, LOOSE, spec.subject, spec.cloth), options.loose,
                                  subject.long_hair)
-    truth = renderer.render(spec, subject, outfit, write_frame, loose)
+    backdrop = None
+    if in_front_of_photo(spec, options):
+        rng = photo_stream(spec)
+        rng.random()  # the draw that chose the photo
+        big = spec.image_size * SUPERSAMPLE
+        backdrop = photo_background(rng, big, big)
+    truth = renderer.render(spec, subject, outfit, write_frame, loose, backdrop)
     gt_bytes = write_npz(work / "gt.npz", _truth_arrays(truth, spec, renderer.body, subject.skin))
     digest.update(b"gt.npz")
     digest.update(gt_bytes)
@@ -231,6 +256,8 @@ def render_video(
         "background": truth.extras["background"], "skin_tone": list(subject.skin), "bytes": size,
         "content_hash": digest.hexdigest(),
     }  # fmt: skip
+    if "photo" in truth.extras:
+        record["photo"] = truth.extras["photo"]["photo"]
     write_json(out_dir / MARKERS / f"{spec.stem}.json", record)
     return record
 
@@ -383,7 +410,7 @@ def _write_index(
     manifest = {
         "generator_version": GENERATOR_VERSION,
         "options": {k: v for k, v in dataclasses.asdict(options).items()
-                    if k != "workers" and not (k == "loose" and v == 0)},  # loose=0: the earlier set
+                    if k != "workers" and not (k in ("loose", "photos") and v == 0)},  # 0: the earlier set
         "body_model": body_info,
         "layout": {"images": "images/<subject>/<cloth>/<action>/NNNN.jpg",
                    "masks": "masks/<subject>/<cloth>/<action>/NNNN.png",
@@ -404,7 +431,7 @@ def options_from_params(params: Params) -> SynthOptions:
     return SynthOptions(subjects=synth.subjects, clothes=synth.clothes,
                         frames_per_action=synth.frames_per_action, image_size=synth.image_size,
                         val_subjects=synth.val_subjects, seed=params.seed, workers=synth.workers,
-                        loose=synth.loose)
+                        loose=synth.loose, photos=synth.photos)
 
 
 def run(params: Params, body_path: Path, out_dir: Path) -> SynthReport:

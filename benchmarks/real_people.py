@@ -20,6 +20,8 @@ rerun reuses every video the stages already made. Then:
   source, less the target's body), `hole` (the source's grown body, which the target shows as
   background) and `body` (the target's rendered body); for the hole also `fill`, the background stream's
   classical base alone (`train.bg_fill`), which is what the learned residual adds to.
+- `with_fill` (beside each model's figures): the same with that base fill in the place of the background
+  stream's output (`evaluate.background: fill`; `--background fill` of `lwgan imitate` and the others).
 - `--train-dev SUBJECT` (repeatable: single, two or outdoor): the default configuration trained from
   scratch on the other subjects' clips only (`benchmarks/quality.py --workspace DIR --dev SUBJECT`) and
   scored the same way on the held-out subject's clips, the warp beside it.
@@ -30,6 +32,7 @@ rerun reuses every video the stages already made. Then:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -143,6 +146,15 @@ class RegionErrors:
 
 
 def scored(s: EvalSettings) -> dict:
+    """Self-imitation of `s`, with the region errors and, as `with_fill`, the same figures when G's
+    background stream gives its classical base alone (`Generator.use_background("fill")`)."""
+    result = _scored(s)
+    fill = _scored(dataclasses.replace(s, background="fill", out_dir=Path(s.out_dir) / "with_fill"))
+    result["with_fill"] = {k: fill[k] for k in ("self_imitation", "regions", "grid")}
+    return result
+
+
+def _scored(s: EvalSettings) -> dict:
     regions = RegionErrors(s.checkpoint)
     m = evaluate(s, on_batch=regions)
     rounded = {method: {k: round(v, 4) for k, v in values.items()} for method, values in

@@ -93,7 +93,7 @@ def _device(kind: str) -> torch.device:
 def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Context:
     params, params_file = _params(args.params)
     synth = Synthesizer(Path(args.checkpoint), _body(args.body, params), _device(args.device),
-                        args.batch_size, visible_faces=visible_faces)
+                        args.batch_size, visible_faces=visible_faces, background=args.background)
     check_checkpoint(synth, params, params_file)
     from lwgan.body.detect import MediaPipePeople
 
@@ -239,6 +239,9 @@ def _common(parser: argparse.ArgumentParser, personalize_default: int = 0) -> No
     parser.add_argument("--personalize-background", action="store_true",
                         help="fine-tune the background stream too (off: it learns the mirrored person from "
                              "the mirrored pair and paints it where the person stood; README)")
+    parser.add_argument("--background", default="learned", choices=("learned", "fill"),
+                        help="where the person stood: learned (G's background stream) or fill (its "
+                             "classical inpainting alone, which did better on real footage; README)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="write the inputs beside the output in every frame")
 

@@ -68,15 +68,17 @@ class Synthesizer:
     """G of a checkpoint with the body model it was trained with, on `device`.
 
     visible_faces: take texture only from faces seen in a source (parts hidden there are left to G);
-    None = as the checkpoint was trained (`train.visible_faces`).
+    None = as the checkpoint was trained (`train.visible_faces`). background: "learned" or "fill", what G
+    puts where the source's person was (`Generator.use_background`).
     """
 
     def __init__(self, checkpoint: str | Path, body: BodyModel, device: str | torch.device = "cpu",
-                 batch_size: int = 8, visible_faces: bool | None = None) -> None:
+                 batch_size: int = 8, visible_faces: bool | None = None, background: str = "learned") -> None:
         self.device = torch.device(device)
         self.checkpoint = Path(checkpoint)
         state = read_checkpoint(self.checkpoint)
         self.generator, self.train = generator_from_state(state, self.checkpoint, self.device)
+        self.generator.use_background(background)
         self.step = int(state["step"])
         self.discriminator_state = state.get("discriminator")  # for personalisation; the rest is dropped
         self.size = self.train.image_size

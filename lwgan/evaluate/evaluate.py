@@ -96,6 +96,7 @@ class EvalSettings:
     cross_imitation: bool = True  # False: self-imitation only (no cross pairs, no distribution metrics)
     split: str = "val"  # "dev": the training person `dev_subject` held out of a development run instead
     dev_subject: str = ""
+    background: str = "learned"  # `Generator.use_background`: "fill" = the background stream's base alone
 
 
 def naive_reference(batch: Batch) -> torch.Tensor:
@@ -271,6 +272,7 @@ class _Runner:
     def __init__(self, settings: EvalSettings) -> None:
         self.device = torch.device(settings.device)
         self.generator, train = load_generator(settings.checkpoint, self.device)
+        self.generator.use_background(settings.background)
         self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
         self.data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
                                 PairOptions(image_size=train.image_size, split=settings.split,
@@ -416,4 +418,5 @@ def settings_from_params(p: config.EvaluateParams, frames: Path, maps: Path, smp
                         max_frames=p.max_frames_per_video, batch_size=p.batch_size,
                         device=str(pick_device(p.device, from_environment())), fps=p.fps,
                         lpips_net=p.lpips_net, lpips_backbone=p.lpips_backbone, lpips_linear=p.lpips_linear,
-                        feature_weights=p.feature_weights, inception_weights=p.inception_weights)
+                        feature_weights=p.feature_weights, inception_weights=p.inception_weights,
+                        background=p.background)

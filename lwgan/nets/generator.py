@@ -54,7 +54,7 @@ from torch import nn
 from lwgan.nets.blocks import ResidualBlock, conv_norm_relu, init_weights
 from lwgan.nets.inpaint import fill, pull_push
 from lwgan.nets.masks import BACKGROUND_CHANNEL, foreground
-from lwgan.nets.options import GENERATOR_DOWNSAMPLINGS, NetOptions, width
+from lwgan.nets.options import BACKGROUND_MODES, GENERATOR_DOWNSAMPLINGS, NetOptions, width
 from lwgan.warp.flow import flow_valid, resize_flow, warp
 
 COND_CHANNELS = 4  # the conditioning map C: 3 surface-code channels + 1 background channel
@@ -261,14 +261,29 @@ class Generator(nn.Module):
                                self.tsf.attention_head]
         for head in residual_heads:
             nn.init.zeros_(head[0].weight)  # an untrained G outputs its priors (module docstring)
+        self.background = "learned"  # or "fill": see `inpaint`; chosen at inference, not saved
+
+    def use_background(self, mode: str) -> None:
+        """What `inpaint` puts in the hole: "learned" (the background stream) or "fill" (its classical
+        base alone, without the stream's residual; a residual background head only)."""
+        if mode not in BACKGROUND_MODES:
+            raise ValueError(f"background must be one of {', '.join(BACKGROUND_MODES)}, got {mode!r}")
+        if mode == "fill" and not self.bg.residual:
+            raise ValueError(f"background 'fill' needs a residual background head (bg_head hole or "
+                             f"residual); this G's is {self.opts.bg_head!r}")
+        self.background = mode
 
     def inpaint(self, src_img: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
         """The background stream's I_bg (B, 3, H, W) from src_img (B, 3, H, W) and its known background
         known (B, 1, H, W) in {0, 1}; a residual head adds to `NetOptions.bg_fill`'s inpainting, and the
-        "hole" head keeps the known background as it is."""
+        "hole" head keeps the known background as it is. With `use_background("fill")` the stream's
+        network is not run and its base is the output."""
         known_bg = src_img * known
         base = fill(known_bg, known, self.opts.bg_fill) if self.bg.residual else None
-        bg = self.bg(torch.cat((known_bg, known), dim=1), base=base)
+        if self.background == "fill" and base is not None:
+            bg = base.clamp(-1.0, 1.0)
+        else:
+            bg = self.bg(torch.cat((known_bg, known), dim=1), base=base)
         return known_bg + (1.0 - known) * bg if self.opts.bg_head == "hole" else bg
 
     def encode(self, src_img: torch.Tensor, src_cond: torch.Tensor) -> ResUNetOutput:

@@ -11,6 +11,9 @@ Norm = Literal["instance", "batch", "none"]
 NORMS: tuple[str, ...] = ("instance", "batch", "none")
 HEADS: tuple[str, ...] = ("direct", "residual")
 BG_HEADS: tuple[str, ...] = (*HEADS, "hole")
+# What a trained G puts in the background's hole (`Generator.background`): "learned", its background
+# stream's output; "fill", the stream's classical base alone (`NetOptions.bg_fill`; residual heads only).
+BACKGROUND_MODES: tuple[str, ...] = ("learned", "fill")
 
 # The generator's encoders halve the resolution this many times (the original: n_down = 3).
 GENERATOR_DOWNSAMPLINGS = 3

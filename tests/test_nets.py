@@ -332,17 +332,22 @@ def test_residual_heads_learn_after_the_first_update():
     assert not dead
 
 
+def _train_background(g: Generator, src, bg_mask, src_cond, tgt_cond, t, steps: int = 3) -> None:
+    """A few Adam steps of the background stream alone towards the mirrored source."""
+    opt = torch.optim.Adam(g.bg.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        (g(src, bg_mask, src_cond, tgt_cond, t).bg - src.flip(-1)).abs().mean().backward()
+        opt.step()
+
+
 def test_the_hole_head_keeps_the_known_background_and_learns_in_the_hole():
     """bg_head "hole": after training steps that change the residual head, I_bg is still exactly the
     source on the known background, while in the hole it moved off the untrained fill."""
     torch.manual_seed(0)
     g = Generator(dataclasses.replace(RESIDUAL, bg_head="hole"))
     src, bg_mask, src_cond, tgt_cond, t = inputs()
-    opt = torch.optim.Adam(g.bg.parameters(), lr=1e-2)
-    for _ in range(3):
-        opt.zero_grad()
-        (g(src, bg_mask, src_cond, tgt_cond, t).bg - src.flip(-1)).abs().mean().backward()
-        opt.step()
+    _train_background(g, src, bg_mask, src_cond, tgt_cond, t)
     with torch.no_grad():
         bg = g(src, bg_mask, src_cond, tgt_cond, t).bg
     known = bg_mask.expand(-1, 3, -1, -1) > 0
@@ -362,11 +367,7 @@ def test_the_fill_background_is_the_base_fill_whatever_the_stream_learnt():
     with torch.no_grad():
         before = g(src, bg_mask, src_cond, tgt_cond, t).bg
     g.use_background("learned")
-    opt = torch.optim.Adam(g.bg.parameters(), lr=1e-2)
-    for _ in range(3):
-        opt.zero_grad()
-        (g(src, bg_mask, src_cond, tgt_cond, t).bg - src.flip(-1)).abs().mean().backward()
-        opt.step()
+    _train_background(g, src, bg_mask, src_cond, tgt_cond, t)
     with torch.no_grad():
         learned = g(src, bg_mask, src_cond, tgt_cond, t).bg
         g.use_background("fill")

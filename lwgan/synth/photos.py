@@ -13,7 +13,8 @@ that differs.
 A background is a square crop of one of them (45-100 % of its shorter side, anywhere in it), mirrored
 half of the time and scaled per channel by 0.8-1.15: real clutter, texture and lighting where the
 procedural kinds of `lwgan.synth.background` are flat, so that the background stream meets real scenes
-in training (measured on the real clips: README "On real people"). Images are (H, W, 3) float32 RGB in [0, 1].
+in training. On the real clips it did not close the gap to the warp (README "On real people"). Images
+are (H, W, 3) float32 RGB in [0, 1].
 """
 
 from __future__ import annotations

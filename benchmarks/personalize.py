@@ -1,7 +1,8 @@
 """What personalisation (`lwgan imitate --personalize N`) gives on people the model never saw.
 
     python benchmarks/personalize.py [--quick] [--checkpoint PATH] [--steps 0,20,50,100] [--lr LR]
-                                     [--max-frames F] [--videos K]
+                                     [--max-frames F] [--videos K] [--background learned|fill]
+                                     [--workspace DIR --split all]
 
 For each validation video of the workspace caches (`dvc repro correspond`; the validation people were
 never trained on), its first usable frame is the "photo": G of the checkpoint (default
@@ -13,6 +14,9 @@ Each output is scored against the real frame: SSIM, PSNR, LPIPS (the evaluate st
 body L1 (inside the target's fitted body), the mean over every target; the naive warp (the photo warped by
 T over its inpainted background, the evaluate stage's reference) on the same targets beside them.
 `seconds_per_step`: one personalisation step. --quick: N in 0, 10; 4 targets of 2 videos.
+--background fill: the background stream's classical fill where the person stood (`--background` of
+the apps). --workspace DIR reads the caches, body model and params of another workspace (e.g. the real
+clips' of `benchmarks/real_people.py`, whose clips are all in the training split: `--split all`).
 The last line of stdout is one JSON object.
 """
 
@@ -61,19 +65,25 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=0, help="targets per video (0 = all)")
     ap.add_argument("--videos", type=int, default=0, help="at most K validation videos (0 = all)")
     ap.add_argument("--tune-background", action="store_true", help="fine-tune the background stream too")
+    ap.add_argument("--background", default="learned", choices=("learned", "fill"),
+                    help="where the person stood: G's background stream or its classical fill alone")
+    ap.add_argument("--workspace", type=Path, default=ROOT, help="whose caches, body model and params")
+    ap.add_argument("--split", default="val", choices=("val", "train", "all"), help="whose videos")
     args = ap.parse_args()
     steps = [0, 10] if args.quick else sorted({int(s) for s in args.steps.split(",")})
     max_frames, max_videos = (4, 2) if args.quick else (args.max_frames, args.videos)
-    params = config.load(ROOT / "params.yaml")
-    caches = ROOT / "data" / "cache"
-    body = BodyModel.from_file(ROOT / "data" / "body" / "body.npz")
+    workspace = args.workspace.resolve()
+    params = config.load(workspace / "params.yaml")
+    caches = workspace / "data" / "cache"
+    body_path = workspace / "data" / "body" / "body.npz"
+    body = BodyModel.from_file(body_path)
     frames, smpl = FramesCache(caches / "frames" / "frames.h5"), SmplCache(caches / "smpl" / "smpl.h5")
     e = params.evaluate
     lpips = load_lpips(e.lpips_net, ROOT / e.lpips_backbone, ROOT / e.lpips_linear)
-    reference = Synthesizer(args.checkpoint, body)
+    reference = Synthesizer(args.checkpoint, body, background=args.background)
     videos = PairDataset(caches / "frames" / "frames.h5", caches / "maps" / "maps.h5",
-                         caches / "smpl" / "smpl.h5", ROOT / "data" / "body" / "body.npz",
-                         PairOptions(image_size=reference.size, split="val", augment=False)).videos
+                         caches / "smpl" / "smpl.h5", body_path,
+                         PairOptions(image_size=reference.size, split=args.split, augment=False)).videos
     videos = videos[:max_videos] if max_videos else videos
     trained = {k: v.clone() for k, v in reference.generator.state_dict().items()}
     totals: dict[str, dict[str, list[np.ndarray]]] = {str(n): {m: [] for m in METRICS} for n in steps}
@@ -110,7 +120,8 @@ def main() -> None:
             print(f"{video}: {n} steps, body L1 {float(np.mean(totals[str(n)]['masked_l1'][-1])):.4f} "
                   f"(naive {float(np.mean(totals['naive']['masked_l1'][-1])):.4f})", flush=True)
     result = {"checkpoint": str(args.checkpoint), "image_size": reference.size, "lr": args.lr,
-              "tune_background": args.tune_background,
+              "tune_background": args.tune_background, "background": args.background,
+              "workspace": str(workspace), "split": args.split,
               "videos": len(totals["naive"]["ssim"]),
               "targets": int(sum(len(v) for v in totals["naive"]["ssim"])),
               "seconds_per_step": round(float(np.mean(step_seconds)), 3) if step_seconds else None,

@@ -15,7 +15,7 @@ import sklearn.datasets
 
 from lwgan.body.model import BodyModel
 from lwgan.synth.photos import PHOTOS, Photo, PhotoError, photo_background, read_photo
-from lwgan.synth.synthesize import SynthOptions, in_front_of_photo, synthesize
+from lwgan.synth.synthesize import SynthOptions, photo_stream, synthesize
 
 
 def _reference(name: str) -> np.ndarray:
@@ -72,7 +72,7 @@ def test_photos_change_only_the_videos_in_front_of_a_photo(tmp_path: Path) -> No
     plain = SynthOptions(subjects=2, clothes=1, frames_per_action=3, image_size=64, val_subjects=0, seed=5,
                          photos=0.0)
     mixed = dataclasses.replace(plain, photos=0.5)
-    chosen = {s.name for s in mixed.specs() if in_front_of_photo(s, mixed)}
+    chosen = {s.name for s in mixed.specs() if photo_stream(s, mixed) is not None}
     assert 0 < len(chosen) < len(mixed.specs())  # this seed draws both kinds
     synthesize(plain, body, tmp_path / "plain")
     before = {v["video"]: v for v in json.loads((tmp_path / "plain" / "manifest.json").read_text())["videos"]}

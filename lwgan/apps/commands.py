@@ -29,6 +29,7 @@ from lwgan.body.model import BodyModel
 from lwgan.errors import UserError
 from lwgan.io import write_json, write_png, write_video
 from lwgan.nets.build import CHECKPOINT_FILE
+from lwgan.nets.options import BACKGROUND_MODES
 from lwgan.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ def _common(parser: argparse.ArgumentParser, personalize_default: int = 0) -> No
     parser.add_argument("--personalize-background", action="store_true",
                         help="fine-tune the background stream too (off: it learns the mirrored person from "
                              "the mirrored pair and paints it where the person stood; README)")
-    parser.add_argument("--background", default="learned", choices=("learned", "fill"),
+    parser.add_argument("--background", default="learned", choices=BACKGROUND_MODES,
                         help="where the person stood: learned (G's background stream) or fill (its "
                              "classical inpainting alone, which did better on real footage; README)")
     parser.add_argument("--side-by-side", action="store_true",

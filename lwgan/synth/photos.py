@@ -72,17 +72,9 @@ def photo_path(photo: Photo) -> Path:
 
 
 @functools.cache
-def load_photo(name: str) -> np.ndarray:
-    """The photo `name` of `PHOTOS` as (H, W, 3) uint8 RGB (read-only), after checking its sha256."""
-    photo = next((p for p in PHOTOS if p.name == name), None)
-    if photo is None:
-        raise PhotoError(f"no background photo {name!r}; known: {', '.join(p.name for p in PHOTOS)}")
-    return read_photo(photo)
-
-
 def read_photo(photo: Photo) -> np.ndarray:
-    """`photo` read from its package as (H, W, 3) uint8 RGB (read-only); PhotoError names the file when
-    it is missing or its sha256 is not the recorded one."""
+    """`photo` read from its package as (H, W, 3) uint8 RGB (read-only; read once per process);
+    PhotoError names the file when it is missing or its sha256 is not the recorded one."""
     path = photo_path(photo)
     if not path.is_file():
         raise PhotoError(f"background photo {photo.name!r}: {path} is missing from {photo.package!r}; "
@@ -105,7 +97,7 @@ def photo_background(rng: np.random.Generator, height: int, width: int) -> tuple
     """A background cut from a photo of `PHOTOS`: ((H, W, 3) float32 RGB in [0, 1], what was drawn:
     photo name, crop box (x, y, side) in its pixels, mirrored, per-channel gain)."""
     photo = PHOTOS[int(rng.integers(len(PHOTOS)))]
-    image = load_photo(photo.name)
+    image = read_photo(photo)
     rows, cols = image.shape[:2]
     side = int(min(rows, cols) * rng.uniform(0.45, 1.0))
     y0, x0 = int(rng.integers(0, rows - side + 1)), int(rng.integers(0, cols - side + 1))

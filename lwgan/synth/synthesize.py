@@ -163,7 +163,7 @@ def video_key(spec: VideoSpec, options: SynthOptions, body_digest: str) -> str:
               **dataclasses.asdict(spec)}
     if options.loose > 0:  # absent at 0, so that the set without loose pieces keeps its keys
         fields["loose"] = options.loose
-    if in_front_of_photo(spec, options):  # only these videos change with synth.photos
+    if photo_stream(spec, options) is not None:  # only these videos change with synth.photos
         fields["photo"] = [(p.name, p.sha256) for p in PHOTOS]
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
@@ -187,14 +187,13 @@ def _truth_arrays(truth: VideoTruth, spec: VideoSpec, body: BodyModel, skin: tup
     }
 
 
-def photo_stream(spec: VideoSpec) -> np.random.Generator:
-    """The video's own stream for its photo background: first whether it has one, then the crop."""
-    return stream(spec.seed, PHOTO, spec.subject, spec.cloth, spec.action)
-
-
-def in_front_of_photo(spec: VideoSpec, options: SynthOptions) -> bool:
-    """Whether this video's background is a photograph (a share `options.photos` of the videos)."""
-    return options.photos > 0 and bool(photo_stream(spec).random() < options.photos)
+def photo_stream(spec: VideoSpec, options: SynthOptions) -> np.random.Generator | None:
+    """The video's own random stream for a photo background, past the draw that gave it one (a share
+    `options.photos` of the videos; the crop is drawn from what follows), or None: a procedural one."""
+    if options.photos <= 0:
+        return None
+    rng = stream(spec.seed, PHOTO, spec.subject, spec.cloth, spec.action)
+    return rng if rng.random() < options.photos else None
 
 
 def render_video(
@@ -231,9 +230,8 @@ def render_video(
         loose = LooseChoice.draw(stream(spec.seed, LOOSE, spec.subject, spec.cloth), options.loose,
                                  subject.long_hair)
     backdrop = None
-    if in_front_of_photo(spec, options):
-        rng = photo_stream(spec)
-        rng.random()  # the draw that chose the photo
+    rng = photo_stream(spec, options)
+    if rng is not None:
         big = spec.image_size * SUPERSAMPLE
         backdrop = photo_background(rng, big, big)
     truth = renderer.render(spec, subject, outfit, write_frame, loose, backdrop)

@@ -42,7 +42,7 @@ from lwgan.evaluate.evaluate import naive_reference, spread
 from lwgan.metrics.image import masked_l1, psnr, ssim
 from lwgan.metrics.lpips import load_lpips
 from lwgan.nets.masks import BACKGROUND_CHANNEL
-from lwgan.nets.options import BACKGROUND_MODES
+from lwgan.nets.options import BACKGROUND_CHOICES
 from lwgan.train.pairs import PairDataset, PairOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=0, help="targets per video (0 = all)")
     ap.add_argument("--videos", type=int, default=0, help="at most K validation videos (0 = all)")
     ap.add_argument("--tune-background", action="store_true", help="fine-tune the background stream too")
-    ap.add_argument("--background", default="learned", choices=BACKGROUND_MODES,
+    ap.add_argument("--background", default="learned", choices=BACKGROUND_CHOICES,
                     help="where the person stood: G's background stream or its classical fill alone")
     ap.add_argument("--workspace", type=Path, default=ROOT, help="whose caches, body model and params")
     ap.add_argument("--split", default="val", choices=("val", "train", "all"), help="whose videos")

@@ -108,7 +108,7 @@ def settings(workspace: Path, checkpoint: Path, out_dir: Path, max_frames: int,
                         body=caches["body"], checkpoint=checkpoint, out_dir=out_dir, max_frames=max_frames,
                         lpips_backbone=params.lpips_backbone, lpips_linear=params.lpips_linear,
                         feature_weights="", cross_imitation=False, split="dev" if dev else "all",
-                        dev_subject=dev)
+                        dev_subject=dev, background="learned")
 
 
 class RegionErrors:

@@ -298,9 +298,10 @@ class EvaluateParams:
                               "not computed")
     inception_weights: str = _f("", "FID Inception weights pt_inception-2015-12-05 (path or URL); empty = no "
                                 "FID / Inception Score")
-    background: str = _f("learned", "what LWGAN puts where the source's body was: learned (the background "
-                         "stream) or fill (its classical base alone, train.bg_fill)",
-                         choices=("learned", "fill"))
+    background: str = _f("auto", "what LWGAN puts where the source's body was: learned (the background "
+                         "stream), fill (its classical base alone, train.bg_fill) or auto (fill for a model "
+                         "trained on the synthetic set scored on real footage, else learned)",
+                         choices=("auto", "learned", "fill"))
 
 
 @dataclasses.dataclass(frozen=True)

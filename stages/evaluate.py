@@ -23,7 +23,7 @@ def main() -> None:
         metrics = evaluate.evaluate(settings)
         net_params, net_tags = evaluate.tracking_records(metrics["feature_nets"])
         run.log_params(net_params)
-        run.set_tags(net_tags)
+        run.set_tags({**net_tags, "evaluate.background_resolved": metrics["background"]})
         stage.write_metrics(args.metrics, metrics, run)
         run.log_artifacts([args.out_dir / "grid.png"])
         run.log_artifacts([args.out_dir / "videos"], "videos")

@@ -24,7 +24,8 @@ from lwgan.data.smpl_cache import SmplCache
 from lwgan.geometry import OUTSIDE
 from lwgan.io import write_video
 from lwgan.metrics.image import masked_l1
-from lwgan.nets.masks import BACKGROUND_CHANNEL
+from lwgan.nets.build import read_checkpoint
+from lwgan.nets.masks import BACKGROUND_CHANNEL, known_background
 from lwgan.train.objective import Batch, generate
 from lwgan.train.pairs import PairDataset, PairOptions
 from lwgan.warp.flow import flow_valid, visible_faces, warp
@@ -81,6 +82,7 @@ def test_imitate_writes_one_frame_per_driving_frame(setup, tmp_path):
     assert record["frames"] == DRIVING_FRAMES and record["driving"]["frames"] == DRIVING_FRAMES
     assert record["checkpoint_step"] == TINY_TRAIN["max_steps"] and record["camera"] == "smooth"
     assert record["sources"][0]["frames_without_person"] == 0
+    assert record["background"] == "fill"  # "auto": a synthetic-set model on a user's photo
 
 
 def test_imitate_side_by_side_with_personalisation_and_a_frame_folder(setup, tmp_path):
@@ -210,6 +212,35 @@ def test_one_source_synthesis_is_the_generators_forward(setup, synth):
     torch.testing.assert_close(ours, forward)
 
 
+def test_auto_background_is_the_fill_for_a_synthetic_set_model_on_a_photo(setup, synth, tmp_path):
+    """A checkpoint records what it was trained on; "auto" (the default) puts the background stream's
+    classical base where the person stood when a model trained on the synthetic set meets a user's photo,
+    and keeps the learned stream for a model trained on footage, for a checkpoint that does not say, or
+    when asked for."""
+    state = read_checkpoint(setup["ckpt"])
+    assert state["config"]["trained_on"] == "synthetic"
+    assert synth.background == "fill" and synth.generator.background == "fill"
+    assert Synthesizer(setup["ckpt"], synth.body, background="learned").background == "learned"
+    for label, trained_on in (("footage", "footage"), ("old", None)):
+        changed = {**state, "config": {k: v for k, v in state["config"].items() if k != "trained_on"}}
+        if trained_on:
+            changed["config"]["trained_on"] = trained_on
+        torch.save(changed, tmp_path / f"{label}.pt")
+        assert Synthesizer(tmp_path / f"{label}.pt", synth.body).background == "learned"
+        assert Synthesizer(tmp_path / f"{label}.pt", synth.body, background="fill").background == "fill"
+    # the two differ only where the person stood: the known background is the source's either way
+    batch = _pair(setup, synth)
+    learned = Synthesizer(setup["ckpt"], synth.body, background="learned")
+    with torch.no_grad():
+        known = known_background(batch.src_cond, synth.bg_kernel, batch.src_person)
+        fill_bg = synth.generator.inpaint(batch.src_img, known)
+        learned_bg = learned.generator.inpaint(batch.src_img, known)
+    torch.testing.assert_close(fill_bg * known, learned_bg * known)
+    assert not torch.allclose(fill_bg * (1 - known), learned_bg * (1 - known))
+    with pytest.raises(ValueError, match="background is 'learned'"):
+        personalize(synth, [], steps=1, background=True)
+
+
 def test_transfer_takes_the_head_from_the_reference_only(setup, synth):
     body = synth.body
     pose = np.zeros((1, 3 * body.num_joints), np.float32)
@@ -314,7 +345,7 @@ def test_the_mirrored_pair_is_exact_and_personalisation_fits_it(setup, synth, tm
     assert any(n.startswith("tsf.") for n in changed) and not any(n.startswith("bg.") for n in changed)
     assert all(p.requires_grad for p in tuned.generator.parameters())
     assert not tuned.generator.training
-    also_bg = Synthesizer(setup["ckpt"], synth.body)
+    also_bg = Synthesizer(setup["ckpt"], synth.body, background="learned")
     personalize(also_bg, [source], steps=2, lr=1e-3, background=True)
     assert any(not torch.equal(a, b) for n, a, b in zip(names, before, also_bg.generator.parameters(),
                                                         strict=True) if n.startswith("bg."))

@@ -14,11 +14,13 @@ import torch
 from _toy import ToyVideo, write_iper_tree
 from torch.utils.data import DataLoader, Dataset
 
+from lwgan.body.model import BodyModel
 from lwgan.data.cache import FramesCache
 from lwgan.data.crop import CropBox, apply_crop
 from lwgan.data.errors import DataError
 from lwgan.data.prepare import PrepareOptions, prepare
 from lwgan.data.sheet import contact_sheet, sheet_size, tile_sheet
+from lwgan.synth.synthesize import SynthOptions, synthesize
 
 SIZE = 32
 VIDEOS = {"001_1_1": ToyVideo(seed=1, frames=6), "001_1_2": ToyVideo(seed=2, frames=5),
@@ -132,6 +134,24 @@ def test_tile_sheet_lays_out_resized_tiles_over_their_label_bands():
     assert (sheet[50:, 64:] == 255).all()  # the short row's empty place stays white
     with pytest.raises(ValueError, match="at least one tile"):
         tile_sheet([])
+
+
+def test_data_kind_tells_the_synthetic_set_from_footage(prepared, tmp_path, monkeypatch):
+    """A cache of lwgan's synthetic set says "synthetic", found from any working directory when its root
+    was given relative to where prepare ran; an iPER tree says "footage"; a root that has gone,
+    "unknown"."""
+    assert FramesCache(prepared["jpeg"]).data_kind() == "footage"
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    synthesize(SynthOptions(subjects=2, clothes=1, frames_per_action=2, image_size=SIZE, val_subjects=1,
+                            workers=1), BodyModel.default(), Path("raw"))
+    prepare(PrepareOptions(source="iper", root=Path("raw"), image_size=SIZE, workers=1), Path("cache"))
+    assert FramesCache("cache/frames.h5").data_kind() == "synthetic"
+    monkeypatch.chdir(tmp_path)
+    assert FramesCache(work / "cache" / "frames.h5").data_kind() == "synthetic"
+    (work / "raw").rename(tmp_path / "moved")
+    assert FramesCache(work / "cache" / "frames.h5").data_kind() == "unknown"
 
 
 def test_missing_damaged_and_foreign_files(tmp_path, prepared):

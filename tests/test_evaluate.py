@@ -51,6 +51,8 @@ def test_self_imitation_metrics_grid_and_videos(trained):
     metrics = evaluate(EvalSettings(caches.frames, caches.maps, caches.smpl, caches.body, ckpt, out,
                                     max_frames=3, batch_size=2, **NO_NETS))
     assert metrics["videos"] == 2 and metrics["pairs"] == 6  # two validation videos, 3 targets each
+    # a model trained on the synthetic set scored on it: "auto" keeps the learned background
+    assert metrics["background"] == "learned"
     for method in ("lwgan", "naive"):
         scores = metrics["self_imitation"][method]
         assert -1 <= scores["ssim"] <= 1 and scores["psnr"] > 0 and 0 <= scores["masked_l1"] <= 1

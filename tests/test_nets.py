@@ -24,6 +24,7 @@ from lwgan.nets import (
 )
 from lwgan.nets.inpaint import fill
 from lwgan.nets.masks import background, foreground, known_background
+from lwgan.nets.options import resolve_background
 from lwgan.warp.flow import warp
 
 SIZE = 64
@@ -386,6 +387,26 @@ def test_the_fill_background_is_the_base_fill_whatever_the_stream_learnt():
         direct.use_background("fill")
     with pytest.raises(ValueError, match="learned, fill"):
         g.use_background("telea")
+
+
+@pytest.mark.parametrize(("choice", "trained_on", "applied_to", "residual", "mode"), [
+    ("auto", "synthetic", "footage", True, "fill"),  # the synthetic set's stream on real footage
+    ("auto", "synthetic", "synthetic", True, "learned"),  # on data like its training data
+    ("auto", "footage", "footage", True, "learned"),  # a model trained on real videos
+    ("auto", "unknown", "footage", True, "learned"),  # a checkpoint from before this was recorded
+    ("auto", "synthetic", "unknown", True, "learned"),
+    ("auto", "synthetic", "footage", False, "learned"),  # a direct head has no base to fall back on
+    ("learned", "synthetic", "footage", True, "learned"),  # asked for: as asked
+    ("fill", "footage", "synthetic", True, "fill"),
+])
+def test_auto_background_is_the_fill_only_for_a_synthetic_set_model_on_footage(choice, trained_on, applied_to,
+                                                                               residual, mode):
+    assert resolve_background(choice, trained_on, applied_to, residual) == mode
+
+
+def test_an_unknown_background_choice_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="auto, learned, fill"):
+        resolve_background("telea", "synthetic", "footage", True)
 
 
 def test_residual_heads_need_their_priors_and_bad_head_names_are_refused():

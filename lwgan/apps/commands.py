@@ -29,7 +29,7 @@ from lwgan.body.model import BodyModel
 from lwgan.errors import UserError
 from lwgan.io import write_json, write_png, write_video
 from lwgan.nets.build import CHECKPOINT_FILE
-from lwgan.nets.options import BACKGROUND_MODES
+from lwgan.nets.options import BACKGROUND_CHOICES
 from lwgan.progress import ProgressLog
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,14 @@ def _device(kind: str) -> torch.device:
 
 def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Context:
     params, params_file = _params(args.params)
+    background = args.background
+    if getattr(args, "personalize_background", False) and args.personalize:
+        if background == "fill":
+            raise CommandError("--personalize-background tunes the background stream, which --background "
+                               "fill does not run; use --background learned (or auto) with it")
+        background = "learned"  # the stream it tunes is the one used
     synth = Synthesizer(Path(args.checkpoint), _body(args.body, params), _device(args.device),
-                        args.batch_size, visible_faces=visible_faces, background=args.background)
+                        args.batch_size, visible_faces=visible_faces, background=background)
     check_checkpoint(synth, params, params_file)
     from lwgan.body.detect import MediaPipePeople
 
@@ -148,7 +154,8 @@ def _write(out: Path, frames: np.ndarray, fps: float, record: dict[str, Any], ct
                   height=int(frames.shape[1]), fps=fps, checkpoint=str(ctx.synth.checkpoint),
                   checkpoint_step=ctx.synth.step, image_size=ctx.synth.size, render_side=ctx.synth.side,
                   params=ctx.params_file, device=str(ctx.synth.device),
-                  visible_faces=ctx.synth.visible_faces, seconds=round(time.perf_counter() - started, 2))
+                  visible_faces=ctx.synth.visible_faces, background=ctx.synth.background,
+                  seconds=round(time.perf_counter() - started, 2))
     write_json(Path(f"{out}.json"), record)
     print(f"wrote {out}: {len(frames)} frame(s) of {frames.shape[2]}x{frames.shape[1]}"
           + (f" at {fps:g} fps" if len(frames) > 1 or out.suffix.lower() in (".mp4", ".avi") else ""))
@@ -240,9 +247,11 @@ def _common(parser: argparse.ArgumentParser, personalize_default: int = 0) -> No
     parser.add_argument("--personalize-background", action="store_true",
                         help="fine-tune the background stream too (off: it learns the mirrored person from "
                              "the mirrored pair and paints it where the person stood; README)")
-    parser.add_argument("--background", default="learned", choices=BACKGROUND_MODES,
-                        help="where the person stood: learned (G's background stream) or fill (its "
-                             "classical inpainting alone, which did better on real footage; README)")
+    parser.add_argument("--background", default="auto", choices=BACKGROUND_CHOICES,
+                        help="where the person stood: learned (G's background stream), fill (its "
+                             "classical inpainting alone) or auto (fill for a model trained on the "
+                             "synthetic set, whose stream does worse on real footage; learned for one "
+                             "trained on real videos; README)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="write the inputs beside the output in every frame")
 

@@ -71,6 +71,9 @@ def personalize(synth: Synthesizer, sources: Sequence[Source], steps: int, lr: f
     teaches it the mirrored person, which it then paints into the hole)."""
     if steps < 0 or lr <= 0:
         raise ValueError(f"personalisation needs steps >= 0 and lr > 0, got {steps} and {lr}")
+    if background and synth.background == "fill":
+        raise ValueError("tuning the background stream needs a Synthesizer whose background is 'learned': "
+                         "with 'fill' the stream is not run")
     history: dict[str, list[float]] = {}
     if steps == 0:
         return Personalized(history, {})

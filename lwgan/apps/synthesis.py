@@ -33,7 +33,7 @@ from lwgan.body.model import BodyModel
 from lwgan.body.sequence import project_video
 from lwgan.correspond.maps import Correspondence, correspond
 from lwgan.geometry import OUTSIDE
-from lwgan.nets.build import generator_from_state, read_checkpoint
+from lwgan.nets.build import generator_from_state, read_checkpoint, trained_on
 from lwgan.nets.generator import compose, liquid_warping_block
 from lwgan.nets.masks import (
     BACKGROUND_ERODE,
@@ -41,6 +41,7 @@ from lwgan.nets.masks import (
     resize_cond,
     scaled_kernel,
 )
+from lwgan.nets.options import resolve_background
 from lwgan.render.raster import RasterSettings
 from lwgan.render.shade import to_uint8
 from lwgan.warp.flow import flow, flow_valid, resize_flow, warp
@@ -69,16 +70,20 @@ class Synthesizer:
 
     visible_faces: take texture only from faces seen in a source (parts hidden there are left to G);
     None = as the checkpoint was trained (`train.visible_faces`). background: "learned" or "fill", what G
-    puts where the source's person was (`Generator.use_background`).
+    puts where the source's person was (`Generator.use_background`), or "auto": "fill" for a G trained on
+    the synthetic set, since a source here is a real photo or video (`resolve_background`); `background`
+    holds the mode used.
     """
 
     def __init__(self, checkpoint: str | Path, body: BodyModel, device: str | torch.device = "cpu",
-                 batch_size: int = 8, visible_faces: bool | None = None, background: str = "learned") -> None:
+                 batch_size: int = 8, visible_faces: bool | None = None, background: str = "auto") -> None:
         self.device = torch.device(device)
         self.checkpoint = Path(checkpoint)
         state = read_checkpoint(self.checkpoint)
         self.generator, self.train = generator_from_state(state, self.checkpoint, self.device)
-        self.generator.use_background(background)
+        self.background = resolve_background(background, trained_on(state), "footage",
+                                             self.generator.bg.residual)
+        self.generator.use_background(self.background)
         self.step = int(state["step"])
         self.discriminator_state = state.get("discriminator")  # for personalisation; the rest is dropped
         self.size = self.train.image_size

@@ -67,6 +67,16 @@ def decode_frame(stored: np.ndarray, codec: str) -> np.ndarray:
     return np.asarray(stored)
 
 
+def is_synthetic_set(root: Path) -> bool:
+    """Whether `root` is a data set made by lwgan's synthesize stage: its manifest.json names the
+    generator version and the set's content hash (`lwgan.synth.synthesize`)."""
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"generator_version", "content_hash"} <= manifest.keys()
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the cache records about one video (see the module docstring for each attribute)."""
@@ -147,6 +157,21 @@ class FramesCache(LazyH5):
         scale = (float(group["frames"].attrs["image_size"]) / crops[:, 2])[:, None]
         origin = np.concatenate([crops[:, :2], crops[:, :2]], axis=1)
         return ((boxes - origin + 0.5) * scale - 0.5).astype(np.float32)
+
+    def data_kind(self) -> str:
+        """What the cached videos are: "synthetic" when they were prepared from lwgan's synthetic set (the
+        cache's root holds that set's manifest.json), "footage" otherwise (iPER, a folder of videos),
+        "unknown" when the root is no longer where it was. A relative root is looked up from the working
+        directory and from the folders above the cache, where the stage that wrote it ran."""
+        root = Path(str(self.attrs.get("root", "")))
+        if not str(root) or str(root) == ".":
+            return "unknown"
+        places = [root] if root.is_absolute() else [Path.cwd() / root,
+                                                    *(above / root for above in self.path.resolve().parents)]
+        for place in places:
+            if place.is_dir():
+                return "synthetic" if is_synthetic_set(place) else "footage"
+        return "unknown"
 
     def crop_boxes(self, video: str) -> np.ndarray:
         """(N, 3) int64 (x0, y0, side) in source pixels of the square each cached frame was cut from."""

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from lwgan import config, weights
+from lwgan.data.cache import FramesCache
 from lwgan.io import write_png, write_video
 from lwgan.metrics.distribution import (
     feature_statistics,
@@ -47,8 +48,9 @@ from lwgan.metrics.efficientnet import EfficientNetLite0, load_efficientnet_lite
 from lwgan.metrics.image import masked_l1, psnr, ssim
 from lwgan.metrics.inception import FIDInception, load_inception
 from lwgan.metrics.lpips import LPIPS, load_lpips
-from lwgan.nets.build import load_generator
+from lwgan.nets.build import generator_from_state, read_checkpoint, trained_on
 from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, dilate, scaled_kernel
+from lwgan.nets.options import resolve_background
 from lwgan.progress import ProgressLog
 from lwgan.render.shade import to_uint8
 from lwgan.train.distributed import from_environment, pick_device
@@ -96,7 +98,7 @@ class EvalSettings:
     cross_imitation: bool = True  # False: self-imitation only (no cross pairs, no distribution metrics)
     split: str = "val"  # "dev": the training person `dev_subject` held out of a development run instead
     dev_subject: str = ""
-    background: str = "learned"  # `Generator.use_background`: "fill" = the background stream's base alone
+    background: str = "auto"  # learned | fill (the background stream's base alone) | auto: resolve_background
 
 
 def naive_reference(batch: Batch) -> torch.Tensor:
@@ -271,8 +273,12 @@ class _Runner:
 
     def __init__(self, settings: EvalSettings) -> None:
         self.device = torch.device(settings.device)
-        self.generator, train = load_generator(settings.checkpoint, self.device)
-        self.generator.use_background(settings.background)
+        state = read_checkpoint(settings.checkpoint)
+        self.generator, train = generator_from_state(state, Path(settings.checkpoint), self.device)
+        with FramesCache(settings.frames) as frames:
+            self.background = resolve_background(settings.background, trained_on(state), frames.data_kind(),
+                                                 self.generator.bg.residual)
+        self.generator.use_background(self.background)
         self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
         self.data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
                                 PairOptions(image_size=train.image_size, split=settings.split,
@@ -393,7 +399,7 @@ def evaluate(settings: EvalSettings,
     return {"self_imitation": {m: _summary(totals[m]) for m in METHODS}, "pairs": total,
             "videos": len(per_video), "per_video": per_video, "cross_imitation_pairs": cross,
             "cross_imitation": cross_metrics, "cross_imitation_note": DISTRIBUTION_NOTE,
-            "not_computed": not_computed, "feature_nets": nets.records}
+            "not_computed": not_computed, "feature_nets": nets.records, "background": run.background}
 
 
 def write_grid(path: Path, rows: list[np.ndarray], columns: tuple[str, ...]) -> None:

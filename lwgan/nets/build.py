@@ -60,6 +60,12 @@ def inference_weights(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return state.get("generator_ema", state["generator"])
 
 
+def trained_on(state: Mapping[str, Any]) -> str:
+    """What a checkpoint's G was trained on (`lwgan.data.cache.FramesCache.data_kind`): "synthetic",
+    "footage", or "unknown" for a checkpoint from before this was recorded."""
+    return str(state.get("config", {}).get("trained_on", "unknown"))
+
+
 def load_generator(path: str | Path, device: torch.device) -> tuple[Generator, config.TrainParams]:
     """The trained G of a checkpoint, in eval mode, and the train params it was made with."""
     return generator_from_state(read_checkpoint(path), Path(path), device)

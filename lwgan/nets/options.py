@@ -14,6 +14,8 @@ BG_HEADS: tuple[str, ...] = (*HEADS, "hole")
 # What a trained G puts in the background's hole (`Generator.background`): "learned", its background
 # stream's output; "fill", the stream's classical base alone (`NetOptions.bg_fill`; residual heads only).
 BACKGROUND_MODES: tuple[str, ...] = ("learned", "fill")
+# What a user chooses: one of those, or "auto" (`resolve_background`).
+BACKGROUND_CHOICES: tuple[str, ...] = ("auto", *BACKGROUND_MODES)
 
 # The generator's encoders halve the resolution this many times (the original: n_down = 3).
 GENERATOR_DOWNSAMPLINGS = 3
@@ -84,6 +86,20 @@ class NetOptions:
         if self.image_size // 2**self.d_layers < 3:
             raise ValueError(f"NetOptions.d_layers={self.d_layers} leaves no discriminator output at "
                              f"image_size={self.image_size}: image_size / 2**d_layers must be >= 3")
+
+
+def resolve_background(choice: str, trained_on: str, applied_to: str, residual: bool) -> str:
+    """The `BACKGROUND_MODES` mode that `choice` means for a G trained on `trained_on` data and run on
+    `applied_to` data (each "synthetic", lwgan's synthetic set, "footage" or "unknown"); residual: whether
+    its background head has a classical base. "auto" is "fill" where a G that learnt its background
+    stream on the synthetic set's drawn backgrounds is run on real footage, which that stream makes
+    worse than its own base (README "On real people"), and "learned" otherwise: on data like its
+    training data, for a G trained on footage, or where what it was trained on was not recorded."""
+    if choice not in BACKGROUND_CHOICES:
+        raise ValueError(f"background must be one of {', '.join(BACKGROUND_CHOICES)}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    return "fill" if residual and trained_on == "synthetic" and applied_to == "footage" else "learned"
 
 
 def width(base: int, level: int) -> int:

@@ -260,7 +260,8 @@ def build(params: config.Params, paths: TrainPaths) -> TrainRun:
     data_key, code_key = checkpoint.data_key(paths.maps), checkpoint.code_key()
     resolved = {"seed": seed, "train": config.to_dict(p), "world_size": env.world_size,
                 "steps_per_epoch": schedule.steps_per_epoch, "total_steps": schedule.total_steps,
-                "pairs": len(dataset), "feature_bf16": perceptual.bf16}
+                "pairs": len(dataset), "feature_bf16": perceptual.bf16,
+                "trained_on": dataset.frames.data_kind()}
     return TrainRun(params=p, seed=seed, paths=paths, env=env, device=device, fast=fast, pair_opts=pair_opts,
                     dataset=dataset, schedule=schedule, generator=generator, discriminator=discriminator,
                     objective=objective, opt_g=opt_g, opt_d=opt_d, feature_nets=feature_nets,

@@ -5,6 +5,7 @@ param, and the default params' real networks from `make weights` (data/weights) 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from lwgan.evaluate.evaluate import (
     DISTRIBUTION_NOTE,
     EvalSettings,
     _effnet_distances,
+    _Runner,
     evaluate,
     naive_reference,
     tracking_records,
@@ -28,10 +30,11 @@ from lwgan.metrics.image import masked_l1
 from lwgan.metrics.lpips import load_lpips
 from lwgan.nets import Generator, NetOptions
 from lwgan.nets.build import CheckpointError, load_generator
-from lwgan.nets.masks import BACKGROUND_CHANNEL
+from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, scaled_kernel
 from lwgan.train import checkpoint
-from lwgan.train.objective import Batch
+from lwgan.train.objective import Batch, generate
 from lwgan.train.pairs import PairDataset, PairOptions
+from lwgan.warp.flow import flow_valid
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "data" / "weights"
@@ -74,6 +77,35 @@ def test_self_imitation_metrics_grid_and_videos(trained):
     assert metrics["cross_imitation_pairs"] == 6 and (out / "cross_grid.png").is_file()
     crossed = sorted(p.name for p in (out / "videos").glob("cross_*.mp4"))
     assert crossed == ["cross_002_1_1_by_002_1_2.mp4", "cross_002_1_2_by_002_1_1.mp4"]
+
+
+def test_a_visible_faces_model_is_given_its_own_flow_and_the_warp_stays_the_plain_one(trained, tmp_path):
+    """A model trained with `train.visible_faces` is scored on pairs warped only through the faces the
+    source shows, as it was trained; the naive reference stays the plain warp, so its figures are the
+    same whichever model is scored."""
+    caches, ckpt, root = trained
+    visible_ckpt = train_tiny(caches, tmp_path / "visible", visible_faces=True)
+    run = _Runner(EvalSettings(caches.frames, caches.maps, caches.smpl, caches.body, visible_ckpt,
+                               tmp_path / "eval", batch_size=3, **NO_NETS))
+    video = run.data.videos[0]
+    source = int(run.data.sources[0][0])
+    rows = [int(r) for r in run.data.targets[run.data.targets[:, 0] == 0, 1] if r != source][:3]
+    batch, outputs = next(iter(run(video, source, np.asarray(rows))))
+    options = PairOptions(image_size=run.data.options.image_size, split="val", augment=False)
+    plain = PairDataset(caches.frames, caches.maps, caches.smpl, caches.body, options)
+    visible = PairDataset(caches.frames, caches.maps, caches.smpl, caches.body,
+                          dataclasses.replace(options, visible_faces=True))
+    plain_flow = torch.stack([plain.pair(video, source, r)["flow"] for r in rows])
+    visible_flow = torch.stack([visible.pair(video, source, r)["flow"] for r in rows])
+    assert (flow_valid(plain_flow) & ~flow_valid(visible_flow)).any()  # faces the source hides
+    torch.testing.assert_close(batch.flow, plain_flow)
+    torch.testing.assert_close(outputs["naive"], naive_reference(batch))
+    generator, train = load_generator(visible_ckpt, torch.device("cpu"))
+    assert train.visible_faces
+    with torch.no_grad():
+        expected = generate(generator, dataclasses.replace(batch, flow=visible_flow),
+                            scaled_kernel(BACKGROUND_ERODE, train.image_size)).tgt
+    torch.testing.assert_close(outputs["lwgan"], expected)
 
 
 def test_naive_reference_of_an_identity_pair_is_the_source_on_the_body(trained):

@@ -269,7 +269,10 @@ def spread(rows: np.ndarray, count: int) -> np.ndarray:
 
 
 class _Runner:
-    """G and the naive reference over chosen pairs, in batches: yields (batch, outputs) per batch."""
+    """G and the naive reference over chosen pairs, in batches: yields (batch, outputs) per batch. G gets
+    its pairs as it was trained (`train.visible_faces`: the flow only through faces the source shows); the
+    naive reference is always the plain warp, through every face, so that its figures are the same
+    whichever model is scored; the batch yielded is the plain one."""
 
     def __init__(self, settings: EvalSettings) -> None:
         self.device = torch.device(settings.device)
@@ -280,9 +283,12 @@ class _Runner:
                                                  self.generator.bg.residual)
         self.generator.use_background(self.background)
         self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
-        self.data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
-                                PairOptions(image_size=train.image_size, split=settings.split,
-                                            dev_subject=settings.dev_subject, augment=False))
+        options = PairOptions(image_size=train.image_size, split=settings.split,
+                              dev_subject=settings.dev_subject, augment=False)
+        self.data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body, options)
+        self.visible = (PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
+                                    dataclasses.replace(options, visible_faces=True))
+                        if train.visible_faces else None)
         self.batch_size = settings.batch_size
 
     def __call__(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None):
@@ -290,8 +296,13 @@ class _Runner:
             items = [self.data.pair(video, source, int(r), src_video=src_video)
                      for r in rows[start:start + self.batch_size]]
             batch = Batch.from_items(torch.utils.data.default_collate(items), self.device)
+            given = batch
+            if self.visible is not None:
+                flows = [self.visible.pair(video, source, int(r), src_video=src_video)["flow"]
+                         for r in rows[start:start + self.batch_size]]
+                given = dataclasses.replace(batch, flow=torch.stack(flows).to(self.device))
             with torch.no_grad():
-                outputs = {"lwgan": generate(self.generator, batch, self.bg_kernel).tgt,
+                outputs = {"lwgan": generate(self.generator, given, self.bg_kernel).tgt,
                            "naive": naive_reference(batch)}
             yield batch, outputs
 

@@ -74,6 +74,9 @@ class SynthParams:
     photos: float = _f(0.0, "share of videos in front of a real photograph (crops of the sample photos that "
                        "ship in scikit-image and scikit-learn) instead of a procedural background; "
                        "0 = procedural only", ge=0.0, le=1.0)
+    ambient_max: float = _f(0.55, "top of the range each video draws its ambient light from (0.4 to this: "
+                            "the share of the light that reaches surfaces turned away from it; 1 = up to "
+                            "flat light)", ge=0.4, le=1.0)
 
     def validate(self, path: str) -> None:
         if self.val_subjects >= self.subjects:

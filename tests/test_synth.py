@@ -204,3 +204,33 @@ def test_rerun_reuses_finished_videos_and_redoes_missing_ones(
 def test_bad_options_name_the_key(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"synth.{field}"):
         SynthOptions(**{**dataclasses.asdict(TINY), field: value})
+
+
+def test_ambient_max_softens_the_shading_as_the_light_model_says(body: BodyModel, tmp_path: Path) -> None:
+    """synth.ambient_max changes only the ambient light of each video, drawn from the same point of its
+    stream: with lit = a + (1 - a) * c (c in [0, 1], the same surface under the same light), a body pixel
+    of the set at ambient a1 is lit1 / lit2 times the same pixel at a2 > a1, a ratio between a1 / a2 (in
+    shadow) and 1 (facing the light); the background does not change. The default keeps every key."""
+    base = dataclasses.replace(TINY, subjects=1, val_subjects=0, frames_per_action=2, loose=0.0,
+                               image_size=128)
+    hard, flat = tmp_path / "hard", tmp_path / "flat"
+    synthesize(base, body, hard)
+    soft = dataclasses.replace(base, ambient_max=1.0)
+    assert synthesize(soft, body, flat).rendered_videos == 2  # another light: other keys
+    assert synthesize(dataclasses.replace(base, ambient_max=0.55), body, hard).reused_videos == 2
+    for video in ("001/1/1", "001/1/2"):
+        a1, a2 = (json.loads(str(_gt(root, video)["info"]))["ambient"] for root in (hard, flat))
+        u = (a1 - 0.4) / 0.15  # the stream's draw, the same in both sets
+        assert 0.0 <= u <= 1.0 and a2 == pytest.approx(0.4 + 0.6 * u, abs=1e-6)
+        for i in range(2):
+            images = [cv2.imread(str(root / "images" / video / f"{i:04d}.jpg")).astype(np.float64)
+                      for root in (hard, flat)]
+            mask = cv2.imread(str(hard / "masks" / video / f"{i:04d}.png"), cv2.IMREAD_UNCHANGED) > 0
+            inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            bright = inner & (images[1].min(axis=2) > 40)  # well above the JPEG's noise
+            ratio = (images[0][bright] / images[1][bright]).mean(axis=1)
+            assert len(ratio) > 50
+            assert np.percentile(ratio, 2) > a1 / a2 - 0.05 and np.percentile(ratio, 98) < 1.05
+            assert np.percentile(ratio, 5) < 0.5 * (1 + a1 / a2)  # some of the body is in the shade
+            outside = ~(cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+            assert np.abs(images[0] - images[1])[outside].mean() < 1.0

@@ -32,6 +32,9 @@ from lwgan.synth.loose import SKIRT, LooseChoice, LooseSet
 from lwgan.synth.motion import A_POSE_SHOULDER, Motion, turn_motion, varied_motion
 
 SUPERSAMPLE = 2
+# Each video's ambient light is drawn from [AMBIENT_MIN, ambient_max]: the share of the light that reaches
+# a surface turned away from the light source (`synth.ambient_max`, 1 = up to flat light).
+AMBIENT_MIN, AMBIENT_MAX = 0.4, 0.55
 FILL = (0.55, 0.65)  # fraction of the image height a standing person spans
 _RASTER_CHUNK = 8  # frames per rasteriser call
 
@@ -163,12 +166,14 @@ class VideoRenderer:
         write_frame: Callable[[int, np.ndarray, np.ndarray], None],
         loose: LooseChoice | None = None,
         backdrop: tuple[np.ndarray, dict] | None = None,
+        ambient_max: float = AMBIENT_MAX,
     ) -> VideoTruth:
         """Render every frame, handing (index, image (H, W, 3) uint8 RGB, mask (H, W) uint8 0/255) to
         `write_frame` in order, and return the video's ground truth. `loose`: a skirt and hanging hair to
         render beside the body (None: the body surface alone). `backdrop`: a photo background at the
         supersampled size and what was drawn for it (`lwgan.synth.photos.photo_background`); None draws a
-        procedural one from the video's stream."""
+        procedural one from the video's stream. The ambient light is drawn from [AMBIENT_MIN,
+        ambient_max]."""
         rng = stream(spec.seed, VIDEO, spec.subject, spec.cloth, spec.action)
         motion = self.motion(spec, rng)
         betas = np.asarray(subject.betas, dtype=np.float32)
@@ -189,7 +194,7 @@ class VideoRenderer:
             background, kind = backdrop[0], "photo"
         light = np.array([rng.uniform(-0.7, 0.7), -rng.uniform(0.4, 1.0), -1.0])
         light /= np.linalg.norm(light)
-        ambient, shadow = float(rng.uniform(0.4, 0.55)), float(rng.uniform(0.25, 0.45))
+        ambient, shadow = float(rng.uniform(AMBIENT_MIN, ambient_max)), float(rng.uniform(0.25, 0.45))
         texturer = Texturer(self.layout, subject, outfit)
         tolerance = keypoint_tolerance(self.body, betas)  # (K,)
         kp_ndc = weak_perspective_project(posed.keypoints, torch.from_numpy(cam))  # (N, K, 3)

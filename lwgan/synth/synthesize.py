@@ -41,7 +41,7 @@ from lwgan.progress import ProgressLog
 from lwgan.synth.appearance import LOOSE, PHOTO, make_outfit, make_subject, stream
 from lwgan.synth.loose import LooseChoice
 from lwgan.synth.photos import PHOTOS, photo_background
-from lwgan.synth.render import SUPERSAMPLE, VideoRenderer, VideoSpec, VideoTruth
+from lwgan.synth.render import AMBIENT_MAX, AMBIENT_MIN, SUPERSAMPLE, VideoRenderer, VideoSpec, VideoTruth
 from lwgan.synth.sheet import truth_sheet
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,10 @@ class SynthOptions:
     long-haired subjects' hair hangs free of the head (`lwgan.synth.loose`); 0 keeps everything on the body
     surface, byte for byte the set as it was before loose pieces existed; photos: the share of videos in
     front of a real photograph (`lwgan.synth.photos`) instead of a procedural background, drawn per video
-    from a stream of its own, so that every other video is byte for byte what it is at 0.
+    from a stream of its own, so that every other video is byte for byte what it is at 0; ambient_max:
+    the top of the range each video draws its ambient light from (`AMBIENT_MIN` to this; the share of the
+    light that reaches a surface turned away from the light source, 1 = flat light), at its default
+    `AMBIENT_MAX` the set as it was before the option existed.
     """
 
     subjects: int = 16
@@ -90,6 +93,7 @@ class SynthOptions:
     jpeg_quality: int = 95
     loose: float = 0.5
     photos: float = 0.0
+    ambient_max: float = AMBIENT_MAX
 
     def __post_init__(self) -> None:
         loose = self.loose
@@ -98,6 +102,9 @@ class SynthOptions:
         photos = self.photos
         if isinstance(photos, bool) or not isinstance(photos, int | float) or not 0 <= photos <= 1:
             raise ValueError(f"synth.photos must be a number in [0, 1], got {self.photos!r}")
+        top = self.ambient_max
+        if isinstance(top, bool) or not isinstance(top, int | float) or not AMBIENT_MIN <= top <= 1:
+            raise ValueError(f"synth.ambient_max must be a number in [{AMBIENT_MIN}, 1], got {top!r}")
         ranges = {
             "subjects": (1, 999), "clothes": (1, 99), "frames_per_action": (2, 9999),
             "image_size": (16, 4096), "seed": (0, 2**63 - 1), "workers": (1, 256), "jpeg_quality": (1, 100),
@@ -165,6 +172,8 @@ def video_key(spec: VideoSpec, options: SynthOptions, body_digest: str) -> str:
         fields["loose"] = options.loose
     if photo_stream(spec, options) is not None:  # only these videos change with synth.photos
         fields["photo"] = [(p.name, p.sha256) for p in PHOTOS]
+    if options.ambient_max != AMBIENT_MAX:  # absent at the default, so that the set keeps its keys
+        fields["ambient_max"] = options.ambient_max
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
@@ -234,7 +243,7 @@ def render_video(
     if rng is not None:
         big = spec.image_size * SUPERSAMPLE
         backdrop = photo_background(rng, big, big)
-    truth = renderer.render(spec, subject, outfit, write_frame, loose, backdrop)
+    truth = renderer.render(spec, subject, outfit, write_frame, loose, backdrop, options.ambient_max)
     gt_bytes = write_npz(work / "gt.npz", _truth_arrays(truth, spec, renderer.body, subject.skin))
     digest.update(b"gt.npz")
     digest.update(gt_bytes)
@@ -408,7 +417,8 @@ def _write_index(
     manifest = {
         "generator_version": GENERATOR_VERSION,
         "options": {k: v for k, v in dataclasses.asdict(options).items()
-                    if k != "workers" and not (k in ("loose", "photos") and v == 0)},  # 0: the earlier set
+                    if k != "workers" and not (k in ("loose", "photos") and v == 0)
+                    and not (k == "ambient_max" and v == AMBIENT_MAX)},  # as it was before the option
         "body_model": body_info,
         "layout": {"images": "images/<subject>/<cloth>/<action>/NNNN.jpg",
                    "masks": "masks/<subject>/<cloth>/<action>/NNNN.png",
@@ -429,7 +439,7 @@ def options_from_params(params: Params) -> SynthOptions:
     return SynthOptions(subjects=synth.subjects, clothes=synth.clothes,
                         frames_per_action=synth.frames_per_action, image_size=synth.image_size,
                         val_subjects=synth.val_subjects, seed=params.seed, workers=synth.workers,
-                        loose=synth.loose, photos=synth.photos)
+                        loose=synth.loose, photos=synth.photos, ambient_max=synth.ambient_max)
 
 
 def run(params: Params, body_path: Path, out_dir: Path) -> SynthReport:

@@ -22,6 +22,11 @@ rerun reuses every video the stages already made. Then:
   classical base alone (`train.bg_fill`), which is what the learned residual adds to.
 - `with_fill` (beside each model's figures): the same with that base fill in the place of the background
   stream's output (`evaluate.background: fill`; `--background fill` of `lwgan imitate` and the others).
+- `body_detail` (the checkpoint's model only; 40 targets per clip): the target's body pixels split by
+  whether the source shows their surface point (`seen`: the flow through the faces visible in the source
+  reaches them, `lwgan.warp.flow`'s `source_face_index`) or not (`hidden`), each with its mean |output -
+  truth| as above (`l1`), and that error split into its low frequencies (`low`: both images' 5x5 box means
+  compared) and the rest (`high`), for LWGAN and the warp.
 - `--train-dev SUBJECT` (repeatable: single, two or outdoor): the default configuration trained from
   scratch on the other subjects' clips only (`benchmarks/quality.py --workspace DIR --dev SUBJECT`) and
   scored the same way on the held-out subject's clips, the warp beside it.
@@ -42,17 +47,20 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lwgan import config, footage  # noqa: E402
-from lwgan.evaluate.evaluate import EvalSettings, evaluate  # noqa: E402
+from lwgan.evaluate.evaluate import EvalSettings, PairRunner, evaluate, spread  # noqa: E402
 from lwgan.nets.build import load_generator  # noqa: E402
 from lwgan.nets.inpaint import fill  # noqa: E402
 from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, known_background, scaled_kernel  # noqa: E402
 from lwgan.train.objective import Batch  # noqa: E402
+from lwgan.train.pairs import PairDataset  # noqa: E402
+from lwgan.warp.flow import flow_valid  # noqa: E402
 
 # workspace name of each clip: <subject>_<view>, so that `train.dev_subject` holds out a whole take
 NAMES = {"portrait_cam01": "single_cam01", "portrait_cam02": "single_cam02", "back_cam03": "single_cam03",
@@ -165,6 +173,53 @@ def _scored(s: EvalSettings) -> dict:
             "regions": regions.means(), "grid": str(Path(s.out_dir) / "grid.png")}
 
 
+DETAIL_TARGETS = 40  # per clip, for body_detail
+DETAIL_BOX = 5  # the box mean that splits an error into low and high frequencies
+
+
+def body_detail(s: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
+    """Module docstring: region -> method -> l1 / low / high, and each region's pixel count."""
+    run = PairRunner(s)
+    data = run.data
+    visible = PairDataset(s.frames, s.maps, s.smpl, s.body,
+                          dataclasses.replace(data.options, visible_faces=True))
+    sums: dict[str, dict[str, float]] = {}
+
+    def low(x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, DETAIL_BOX, 1, DETAIL_BOX // 2, count_include_pad=False)
+
+    for v, video in enumerate(data.videos):
+        source = int(data.sources[v][0])
+        rows = data.targets[data.targets[:, 0] == v, 1]
+        rows = spread(rows[rows != source], DETAIL_TARGETS)
+        for start in range(0, len(rows), s.batch_size):
+            chunk = rows[start:start + s.batch_size]
+            batch, outputs = next(iter(run(video, source, chunk)))
+            flows = torch.stack([visible.pair(video, source, int(r))["flow"] for r in chunk])
+            body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
+            valid = torch.ones_like(body) if batch.tgt_valid is None else batch.tgt_valid
+            seen = flow_valid(flows)[:, None].float() * body * valid
+            truth = batch.tgt_img
+            for region, mask in (("seen", seen), ("hidden", body * valid - seen)):
+                total = sums.setdefault(region, {"pixels": 0.0})
+                total["pixels"] += float(mask.sum())
+                for name, image in outputs.items():
+                    errors = {"l1": image - truth, "low": low(image) - low(truth),
+                              "high": (image - low(image)) - (truth - low(truth))}
+                    for kind, error in errors.items():
+                        key = f"{name}.{kind}"
+                        pixel = error.abs().mean(1, keepdim=True)
+                        total[key] = total.get(key, 0.0) + float((pixel * mask).sum())
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for region, total in sums.items():
+        pixels = max(total.pop("pixels"), 1.0)
+        out[region] = {"pixels": {"count": int(pixels)}}
+        for key, value in total.items():
+            name, kind = key.split(".")
+            out[region].setdefault(name, {})[kind] = round(value / pixels, 4)
+    return out
+
+
 def trained_on_the_others(workspace: Path, subject: str, max_frames: int) -> dict:
     """The default configuration trained on every clip but `subject`'s, scored on `subject`'s."""
     out = workspace / f"held_out_{subject}"
@@ -195,6 +250,7 @@ def main() -> None:
     workspace = args.workspace.resolve()
     build(workspace)
     model = scored(settings(workspace, args.checkpoint, workspace / "eval", args.max_frames))
+    model["body_detail"] = body_detail(settings(workspace, args.checkpoint, workspace / "eval", 0))
     result = {"workspace": str(workspace), "checkpoint": str(args.checkpoint), "trained_model": model}
     for subject in args.train_dev:
         result[f"trained_without_{subject}"] = trained_on_the_others(workspace, subject, args.max_frames)

@@ -19,8 +19,8 @@ from lwgan import config, weights
 from lwgan.evaluate.evaluate import (
     DISTRIBUTION_NOTE,
     EvalSettings,
+    PairRunner,
     _effnet_distances,
-    _Runner,
     evaluate,
     naive_reference,
     tracking_records,
@@ -85,7 +85,7 @@ def test_a_visible_faces_model_is_given_its_own_flow_and_the_warp_stays_the_plai
     same whichever model is scored."""
     caches, ckpt, root = trained
     visible_ckpt = train_tiny(caches, tmp_path / "visible", visible_faces=True)
-    run = _Runner(EvalSettings(caches.frames, caches.maps, caches.smpl, caches.body, visible_ckpt,
+    run = PairRunner(EvalSettings(caches.frames, caches.maps, caches.smpl, caches.body, visible_ckpt,
                                tmp_path / "eval", batch_size=3, **NO_NETS))
     video = run.data.videos[0]
     source = int(run.data.sources[0][0])

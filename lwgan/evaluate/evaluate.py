@@ -268,7 +268,7 @@ def spread(rows: np.ndarray, count: int) -> np.ndarray:
     return rows
 
 
-class _Runner:
+class PairRunner:
     """G and the naive reference over chosen pairs, in batches: yields (batch, outputs) per batch. G gets
     its pairs as it was trained (`train.visible_faces`: the flow only through faces the source shows); the
     naive reference is always the plain warp, through every face, so that its figures are the same
@@ -324,7 +324,7 @@ def evaluate(settings: EvalSettings,
 
     A weights param naming a missing or corrupt file raises `lwgan.weights.WeightsError` before any pair
     is evaluated."""
-    run = _Runner(settings)
+    run = PairRunner(settings)
     data = run.data
     nets = load_feature_nets(settings, run.device)
     lpips = nets.lpips

@@ -201,6 +201,9 @@ class TrainParams:
                       "the harmonic interpolant) or pull_push", choices=("harmonic", "pull_push"))
     attention_prior: float = _f(6.0, "residual attention heads start at sigmoid(+-this) off/on the rendered "
                                 "body: 6 = 0.9975, an untrained G is the warp; 4 = 0.982", ge=0.0, le=20.0)
+    tsf_detail: int = _f(0, "0, or the odd side (pixels) of a box: the transfer stream's residual colour "
+                         "keeps only what is finer, so the warp's colours and shading pass through", ge=0,
+                         le=63)
     # data
     batch_size: int = _f(4, "pairs per step and process (global batch = batch_size x processes)", ge=1)
     source_frames: int = _f(15, "the source frame is drawn from the first K usable frames of a video", ge=1)
@@ -277,6 +280,10 @@ class TrainParams:
         if self.epochs_constant + self.epochs_decay <= 0 and self.max_steps == 0:
             raise ConfigError(f"{path}.epochs_constant + {path}.epochs_decay is 0 and {path}.max_steps is 0: "
                               "nothing to train")
+        detail = self.tsf_detail
+        if detail and (detail < 3 or detail % 2 == 0 or self.color_head != "residual"):
+            raise ConfigError(f"{path}.tsf_detail: got {self.tsf_detail}, must be 0 or an odd box side >= 3, "
+                              f"and needs {path}.color_head residual (it is {self.color_head!r})")
         if self.final_lr > min(self.lr_g, self.lr_d):
             raise ConfigError(f"{path}.final_lr: got {self.final_lr}, must not exceed lr_g ({self.lr_g}) or "
                               f"lr_d ({self.lr_d}): the schedule decays towards it")

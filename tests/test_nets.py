@@ -389,6 +389,47 @@ def test_the_fill_background_is_the_base_fill_whatever_the_stream_learnt():
         g.use_background("telea")
 
 
+def _box_mean(x: np.ndarray, side: int) -> np.ndarray:
+    """(..., H, W) -> the mean over each pixel's side x side window, counting only pixels inside the image
+    (numpy, summed-area tables)."""
+    r = side // 2
+    pad = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(r + 1, r), (r + 1, r)])
+    ones = np.pad(np.ones(x.shape[-2:]), [(r + 1, r), (r + 1, r)])
+    area, count = pad.cumsum(-1).cumsum(-2), ones.cumsum(-1).cumsum(-2)
+
+    def window(t: np.ndarray) -> np.ndarray:
+        return t[..., side:, side:] - t[..., :-side, side:] - t[..., side:, :-side] + t[..., :-side, :-side]
+
+    return window(area) / window(count)
+
+
+def test_tsf_detail_takes_the_box_mean_out_of_the_transfer_residual_only():
+    """tsf_detail: the TSF colour is the base plus the head's residual less its box mean (checked against
+    a numpy box mean), so a residual that is constant over the box changes nothing; SID is untouched."""
+    torch.manual_seed(0)
+    plain = Generator(RESIDUAL)
+    detail = Generator(dataclasses.replace(RESIDUAL, tsf_detail=5))
+    with torch.no_grad():
+        for stream in (plain.tsf, plain.sid):
+            stream.color_head[0].weight.normal_(0.0, 0.01)  # a trained head's residual
+    detail.load_state_dict(plain.state_dict())
+    residual = {}
+    plain.tsf.color_head.register_forward_hook(lambda m, a, out: residual.update(r=out.detach()))
+    src, bg_mask, src_cond, tgt_cond, t = inputs()
+    with torch.no_grad():
+        a, b = plain(src, bg_mask, src_cond, tgt_cond, t), detail(src, bg_mask, src_cond, tgt_cond, t)
+    r = residual["r"].numpy()
+    assert np.abs(r).mean() > 0.02
+    inside = ((a.tgt_color.abs() < 0.999) & (b.tgt_color.abs() < 0.999)).numpy()  # neither clipped
+    removed = (a.tgt_color - b.tgt_color).numpy()
+    np.testing.assert_allclose(removed[inside], _box_mean(r, 5)[inside], atol=1e-5)
+    torch.testing.assert_close(a.src_color, b.src_color)
+    with pytest.raises(ValueError, match="tsf_detail"):
+        NetOptions(image_size=SIZE, color_head="residual", tsf_detail=4)
+    with pytest.raises(ValueError, match="tsf_detail"):
+        NetOptions(image_size=SIZE, tsf_detail=5)  # direct heads have no residual
+
+
 @pytest.mark.parametrize(("choice", "trained_on", "applied_to", "residual", "mode"), [
     ("auto", "synthetic", "footage", True, "fill"),  # the synthetic set's stream on real footage
     ("auto", "synthetic", "synthetic", True, "learned"),  # on data like its training data

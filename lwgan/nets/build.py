@@ -33,7 +33,8 @@ def net_options(p: config.TrainParams) -> NetOptions:
     """The networks' options (G and D) from a run's train params."""
     return NetOptions(base_width=p.base_width, res_blocks=p.res_blocks, image_size=p.image_size, norm=p.norm,
                       spectral_norm_d=p.spectral_norm, d_layers=p.d_layers, color_head=p.color_head,
-                      bg_head=p.bg_head, bg_fill=p.bg_fill, attention_prior=p.attention_prior)
+                      bg_head=p.bg_head, bg_fill=p.bg_fill, attention_prior=p.attention_prior,
+                      tsf_detail=p.tsf_detail)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

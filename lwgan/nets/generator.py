@@ -49,6 +49,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lwgan.nets.blocks import ResidualBlock, conv_norm_relu, init_weights
@@ -133,10 +134,13 @@ class ResUNetOutput:
 
 
 class ResUNet(nn.Module):
-    """The SID and TSF streams: a ResNet encoder/decoder with U-Net skips and colour/attention heads."""
+    """The SID and TSF streams: a ResNet encoder/decoder with U-Net skips and colour/attention heads.
+    detail: 0, or a residual colour head keeps only what is finer than a box of this side
+    (`NetOptions.tsf_detail`, given to the TSF stream)."""
 
-    def __init__(self, in_channels: int, opts: NetOptions) -> None:
+    def __init__(self, in_channels: int, opts: NetOptions, detail: int = 0) -> None:
         super().__init__()
+        self.detail = detail
         self.encoder = _encoder(in_channels, opts)
         bottom = width(opts.base_width, GENERATOR_DOWNSAMPLINGS)
         self.resnets = nn.ModuleList(ResidualBlock(bottom, opts.norm) for _ in range(opts.res_blocks))
@@ -189,6 +193,8 @@ class ResUNet(nn.Module):
             h = skip(torch.cat((skips.pop(), h), dim=1))
         color, attention = self.color_head(h), self.attention_head(h)
         if prior is not None:
+            if self.detail:
+                color = color - F.avg_pool2d(color, self.detail, 1, self.detail // 2, count_include_pad=False)
             color = (prior.color + color).clamp(-1.0, 1.0)
             attention = torch.sigmoid(attention + self.attention_prior * (2.0 * prior.background - 1.0))
         return ResUNetOutput(color, attention, tuple(features))
@@ -253,7 +259,7 @@ class Generator(nn.Module):
         self.opts = opts or NetOptions()
         self.bg = ResNetGenerator(4, self.opts)
         self.sid = ResUNet(3 + COND_CHANNELS, self.opts)
-        self.tsf = ResUNet(3 + COND_CHANNELS, self.opts)
+        self.tsf = ResUNet(3 + COND_CHANNELS, self.opts, detail=self.opts.tsf_detail)
         init_weights(self)
         residual_heads = [self.bg.head] if self.bg.residual else []
         if self.opts.color_head == "residual":

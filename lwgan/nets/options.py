@@ -50,6 +50,9 @@ class NetOptions:
                      harmonic interpolant) or "pull_push" (`lwgan.nets.inpaint`).
     attention_prior: with residual heads, the logit the attention starts at: +this on the rendered
                      background, -this on the body (A = sigmoid(conv + prior * (2 B - 1))).
+    tsf_detail:      0, or the odd side (pixels) of a box: the TSF stream's residual colour keeps only what
+                     is finer than that box (r - its box mean), so the warped source's own low frequencies,
+                     its colours and shading, pass through and G adds detail (residual heads only).
     """
 
     base_width: int = 64
@@ -62,6 +65,7 @@ class NetOptions:
     bg_head: str = "direct"
     bg_fill: str = "harmonic"
     attention_prior: float = ATTENTION_PRIOR
+    tsf_detail: int = 0
 
     def __post_init__(self) -> None:
         if self.base_width < 1:
@@ -77,6 +81,10 @@ class NetOptions:
             raise ValueError(f"NetOptions.bg_fill must be one of {FILLS}, got {self.bg_fill!r}")
         if not 0.0 <= self.attention_prior <= 20.0:
             raise ValueError(f"NetOptions.attention_prior must be in [0, 20], got {self.attention_prior}")
+        if self.tsf_detail and (self.tsf_detail < 3 or self.tsf_detail % 2 == 0
+                                or self.color_head != "residual"):
+            raise ValueError(f"NetOptions.tsf_detail must be 0 or an odd box side >= 3 with residual colour "
+                             f"heads, got {self.tsf_detail} with color_head {self.color_head!r}")
         if self.d_layers < 1:
             raise ValueError(f"NetOptions.d_layers must be >= 1, got {self.d_layers}")
         step = 2**GENERATOR_DOWNSAMPLINGS

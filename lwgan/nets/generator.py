@@ -34,6 +34,9 @@ convolutions are zero-initialised and add to what needs no network (`HeadPrior`)
     P_s = clip(I_s + conv),  P_t = clip(fill(warp(I_s, T)) + conv),  A = sigmoid(conv + a * (2 B - 1)),
     I_bg = clip(fill_bg(I_s * M_bg) + conv)        (bg_head "hole": M_bg * I_s + (1 - M_bg) * that)
 
+(with `NetOptions.tsf_detail` = k, P_t's conv is replaced by conv - box_k(conv): only detail finer than a
+k x k box is added to the warp),
+
 fill = pull-push inpainting (`lwgan.nets.inpaint`: the target's body pixels that the source does not see
 take the colours around them), fill_bg = `NetOptions.bg_fill` (by default the harmonic fill: the background
 behind the source's body continued smoothly from the background around it), B = the

@@ -59,7 +59,6 @@ from lwgan.nets.build import load_generator  # noqa: E402
 from lwgan.nets.inpaint import fill  # noqa: E402
 from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, known_background, scaled_kernel  # noqa: E402
 from lwgan.train.objective import Batch  # noqa: E402
-from lwgan.train.pairs import PairDataset  # noqa: E402
 from lwgan.warp.flow import flow_valid  # noqa: E402
 
 # workspace name of each clip: <subject>_<view>, so that `train.dev_subject` holds out a whole take
@@ -181,8 +180,6 @@ def body_detail(s: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
     """Module docstring: region -> method -> l1 / low / high, and each region's pixel count."""
     run = PairRunner(s)
     data = run.data
-    visible = PairDataset(s.frames, s.maps, s.smpl, s.body,
-                          dataclasses.replace(data.options, visible_faces=True))
     sums: dict[str, dict[str, float]] = {}
 
     def low(x: torch.Tensor) -> torch.Tensor:
@@ -192,10 +189,9 @@ def body_detail(s: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
         source = int(data.sources[v][0])
         rows = data.targets[data.targets[:, 0] == v, 1]
         rows = spread(rows[rows != source], DETAIL_TARGETS)
-        for start in range(0, len(rows), s.batch_size):
-            chunk = rows[start:start + s.batch_size]
-            batch, outputs = next(iter(run(video, source, chunk)))
-            flows = torch.stack([visible.pair(video, source, int(r))["flow"] for r in chunk])
+        for start, (batch, outputs) in zip(range(0, len(rows), run.batch_size), run(video, source, rows),
+                                           strict=True):
+            flows = run.visible_flows(video, source, rows[start:start + run.batch_size])
             body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
             valid = torch.ones_like(body) if batch.tgt_valid is None else batch.tgt_valid
             seen = flow_valid(flows)[:, None].float() * body * valid

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 
 from lwgan import config, weights
-from lwgan.data.cache import FramesCache
 from lwgan.io import write_png, write_video
 from lwgan.metrics.distribution import (
     feature_statistics,
@@ -270,37 +269,45 @@ def spread(rows: np.ndarray, count: int) -> np.ndarray:
 
 class PairRunner:
     """G and the naive reference over chosen pairs, in batches: yields (batch, outputs) per batch. G gets
-    its pairs as it was trained (`train.visible_faces`: the flow only through faces the source shows); the
-    naive reference is always the plain warp, through every face, so that its figures are the same
-    whichever model is scored; the batch yielded is the plain one."""
+    its pairs as it was trained (`train.visible_faces`: the flow only through faces the source shows,
+    `visible_flows`); the naive reference is always the plain warp, through every face, so that its figures
+    are the same whichever model is scored; the batch yielded is the plain one."""
 
     def __init__(self, settings: EvalSettings) -> None:
         self.device = torch.device(settings.device)
+        self.settings = settings
         state = read_checkpoint(settings.checkpoint)
         self.generator, train = generator_from_state(state, Path(settings.checkpoint), self.device)
-        with FramesCache(settings.frames) as frames:
-            self.background = resolve_background(settings.background, trained_on(state), frames.data_kind(),
-                                                 self.generator.bg.residual)
-        self.generator.use_background(self.background)
         self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
-        options = PairOptions(image_size=train.image_size, split=settings.split,
-                              dev_subject=settings.dev_subject, augment=False)
-        self.data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body, options)
-        self.visible = (PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
-                                    dataclasses.replace(options, visible_faces=True))
-                        if train.visible_faces else None)
+        self.data = PairDataset(settings.frames, settings.maps, settings.smpl, settings.body,
+                                PairOptions(image_size=train.image_size, split=settings.split,
+                                            dev_subject=settings.dev_subject, augment=False))
+        self.background = resolve_background(settings.background, trained_on(state),
+                                             self.data.frames.data_kind(), self.generator.bg.residual)
+        self.generator.use_background(self.background)
+        self.visible_faces = train.visible_faces
+        self._visible: PairDataset | None = None
         self.batch_size = settings.batch_size
+
+    def visible_flows(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None
+                      ) -> torch.Tensor:
+        """(len(rows), H, W, 2) the flows of the pairs at `rows` through the faces the source shows
+        (OUTSIDE on the target's body parts it hides), on the runner's device."""
+        if self._visible is None:
+            s = self.settings
+            self._visible = PairDataset(s.frames, s.maps, s.smpl, s.body,
+                                        dataclasses.replace(self.data.options, visible_faces=True))
+        flows = [self._visible.pair(video, source, int(r), src_video=src_video)["flow"] for r in rows]
+        return torch.stack(flows).to(self.device)
 
     def __call__(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None):
         for start in range(0, len(rows), self.batch_size):
-            items = [self.data.pair(video, source, int(r), src_video=src_video)
-                     for r in rows[start:start + self.batch_size]]
+            chunk = rows[start:start + self.batch_size]
+            items = [self.data.pair(video, source, int(r), src_video=src_video) for r in chunk]
             batch = Batch.from_items(torch.utils.data.default_collate(items), self.device)
             given = batch
-            if self.visible is not None:
-                flows = [self.visible.pair(video, source, int(r), src_video=src_video)["flow"]
-                         for r in rows[start:start + self.batch_size]]
-                given = dataclasses.replace(batch, flow=torch.stack(flows).to(self.device))
+            if self.visible_faces:
+                given = dataclasses.replace(batch, flow=self.visible_flows(video, source, chunk, src_video))
             with torch.no_grad():
                 outputs = {"lwgan": generate(self.generator, given, self.bg_kernel).tgt,
                            "naive": naive_reference(batch)}

@@ -96,15 +96,10 @@ class SynthOptions:
     ambient_max: float = AMBIENT_MAX
 
     def __post_init__(self) -> None:
-        loose = self.loose
-        if isinstance(loose, bool) or not isinstance(loose, int | float) or not 0 <= loose <= 1:
-            raise ValueError(f"synth.loose must be a number in [0, 1], got {self.loose!r}")
-        photos = self.photos
-        if isinstance(photos, bool) or not isinstance(photos, int | float) or not 0 <= photos <= 1:
-            raise ValueError(f"synth.photos must be a number in [0, 1], got {self.photos!r}")
-        top = self.ambient_max
-        if isinstance(top, bool) or not isinstance(top, int | float) or not AMBIENT_MIN <= top <= 1:
-            raise ValueError(f"synth.ambient_max must be a number in [{AMBIENT_MIN}, 1], got {top!r}")
+        for name, (low, high) in {"loose": (0, 1), "photos": (0, 1), "ambient_max": (AMBIENT_MIN, 1)}.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+                raise ValueError(f"synth.{name} must be a number in [{low}, {high}], got {value!r}")
         ranges = {
             "subjects": (1, 999), "clothes": (1, 99), "frames_per_action": (2, 9999),
             "image_size": (16, 4096), "seed": (0, 2**63 - 1), "workers": (1, 256), "jpeg_quality": (1, 100),

@@ -149,6 +149,10 @@ def test_the_flow_equals_a_direct_computation_from_the_records(caches, visible):
                                                                            records.head_box[0])
     half = dataset(caches, 32, visible_faces=visible).pair("001_1_2", 1, 4)
     assert torch.equal(half["flow"], resize_flow(direct, (32, 32))[0])
+    # the flow alone, without the frames, by the dataset's option or by the argument
+    assert torch.equal(dataset(caches, visible_faces=visible).pair_flow("001_1_2", 1, 4), direct[0])
+    assert torch.equal(dataset(caches, visible_faces=not visible).pair_flow("001_1_2", 1, 4,
+                                                                         visible_faces=visible), direct[0])
 
 
 def test_downsampled_images_and_conditions(caches):
@@ -335,6 +339,7 @@ def test_a_cross_video_pair_takes_its_source_from_the_other_video(caches):
     data = dataset(caches)
     crossed = data.pair("001_1_2", 2, 4, src_video="001_1_1")
     assert torch.equal(crossed["flow"], flow(target.face_index, target.bary, source.verts, body.faces)[0])
+    assert torch.equal(data.pair_flow("001_1_2", 2, 4, src_video="001_1_1"), crossed["flow"])
     assert torch.equal(crossed["src_img"], data.pair("001_1_1", 2, 2)["src_img"])
     assert torch.equal(crossed["tgt_img"], data.pair("001_1_2", 4, 4)["tgt_img"])
     assert torch.equal(crossed["src_cond"], source.cond[0])

@@ -275,7 +275,6 @@ class PairRunner:
 
     def __init__(self, settings: EvalSettings) -> None:
         self.device = torch.device(settings.device)
-        self.settings = settings
         state = read_checkpoint(settings.checkpoint)
         self.generator, train = generator_from_state(state, Path(settings.checkpoint), self.device)
         self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
@@ -286,18 +285,14 @@ class PairRunner:
                                              self.data.frames.data_kind(), self.generator.bg.residual)
         self.generator.use_background(self.background)
         self.visible_faces = train.visible_faces
-        self._visible: PairDataset | None = None
         self.batch_size = settings.batch_size
 
     def visible_flows(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None
                       ) -> torch.Tensor:
         """(len(rows), H, W, 2) the flows of the pairs at `rows` through the faces the source shows
         (OUTSIDE on the target's body parts it hides), on the runner's device."""
-        if self._visible is None:
-            s = self.settings
-            self._visible = PairDataset(s.frames, s.maps, s.smpl, s.body,
-                                        dataclasses.replace(self.data.options, visible_faces=True))
-        flows = [self._visible.pair(video, source, int(r), src_video=src_video)["flow"] for r in rows]
+        flows = [self.data.pair_flow(video, source, int(r), src_video=src_video, visible_faces=True)
+                 for r in rows]
         return torch.stack(flows).to(self.device)
 
     def __call__(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None):

@@ -51,7 +51,7 @@ from torch.utils.data import Dataset, Sampler
 
 from lwgan.body.fitting import IMPLAUSIBLE_SCALE, NO_PERSON
 from lwgan.body.model import BodyModel
-from lwgan.correspond.maps import MIRROR_FACE, face_keypoints, face_regressor
+from lwgan.correspond.maps import MIRROR_FACE, Correspondence, face_keypoints, face_regressor
 from lwgan.correspond.maps_cache import MapsCache
 from lwgan.data.cache import FramesCache
 from lwgan.data.errors import DataError
@@ -270,16 +270,10 @@ class PairDataset(Dataset):
         `src_video`: take the source from row `src` of another video (cross-imitation: a person driven by
         another video's motion)."""
         src_video = src_video or video
-        for v, row in ((src_video, src), (video, tgt)):
-            if row not in self._usable_rows.get(v, ()):
-                raise ValueError(f"row {row} of video {v!r} is not a usable frame of this dataset")
+        rec = self._records(video, src, tgt, src_video)
         if src_video == video:
-            rec = self.maps.records(video, [src, tgt])
             images = self.frames.frames(video, self._frame_of[video][[src, tgt]])  # (2, side, side, 3) uint8
         else:
-            a, b = self.maps.records(src_video, [src]), self.maps.records(video, [tgt])
-            rec = type(a)(*(torch.cat((getattr(a, f.name), getattr(b, f.name)))
-                            for f in dataclasses.fields(a)))
             images = np.concatenate((self.frames.frames(src_video, self._frame_of[src_video][[src]]),
                                      self.frames.frames(video, self._frame_of[video][[tgt]])))
         valid = self._valid(((src_video, src), (video, tgt)))  # (2, 1, S, S)
@@ -290,9 +284,8 @@ class PairDataset(Dataset):
             box = torch.stack((-box[:, 2], box[:, 1], -box[:, 0], box[:, 3]), dim=1)  # (2, 4)
             images = images[:, :, ::-1]
             valid = valid.flip(3)
-        source_faces = face_index[0:1] if self.options.visible_faces else None
         size = (self.options.image_size,) * 2
-        t = flow(face_index[1:2], bary[1:2], verts[0:1], self.faces, source_face_index=source_faces)
+        t = self._flow(face_index, bary, verts, self.options.visible_faces)
         img = torch.from_numpy(np.stack([self._resize(im) for im in images])).float() / 127.5 - 1.0
         img = img.permute(0, 3, 1, 2)  # (2, 3, S, S)
         if jitter is not None:
@@ -306,6 +299,32 @@ class PairDataset(Dataset):
                 "tgt_head_box": box[1], "tgt_face_kp": kp.float(), "src_valid": valid[0],
                 "tgt_valid": valid[1],
                 "index": torch.tensor(-1, dtype=torch.int64)}
+
+    def pair_flow(self, video: str, src: int, tgt: int, src_video: str | None = None,
+                  visible_faces: bool | None = None) -> torch.Tensor:
+        """(S, S, 2) the flow T of the pair `pair` would give (unflipped), without reading its frames;
+        visible_faces: through the faces the source shows only (None: as the dataset's options say)."""
+        rec = self._records(video, src, tgt, src_video or video)
+        visible = self.options.visible_faces if visible_faces is None else visible_faces
+        t = self._flow(rec.face_index, rec.bary, rec.verts, visible)
+        return resize_flow(t, (self.options.image_size,) * 2)[0].contiguous()
+
+    def _records(self, video: str, src: int, tgt: int, src_video: str) -> Correspondence:
+        """The correspondence records of source row `src` of `src_video` and target row `tgt` of `video`
+        (batch of 2), after checking that both rows are usable."""
+        for v, row in ((src_video, src), (video, tgt)):
+            if row not in self._usable_rows.get(v, ()):
+                raise ValueError(f"row {row} of video {v!r} is not a usable frame of this dataset")
+        if src_video == video:
+            return self.maps.records(video, [src, tgt])
+        a, b = self.maps.records(src_video, [src]), self.maps.records(video, [tgt])
+        return type(a)(*(torch.cat((getattr(a, f.name), getattr(b, f.name))) for f in dataclasses.fields(a)))
+
+    def _flow(self, face_index: torch.Tensor, bary: torch.Tensor, verts: torch.Tensor,
+              visible_faces: bool) -> torch.Tensor:
+        """(1, side, side, 2) the flow from record 0 (source) to record 1 (target) at the render side."""
+        source_faces = face_index[0:1] if visible_faces else None
+        return flow(face_index[1:2], bary[1:2], verts[0:1], self.faces, source_face_index=source_faces)
 
     def _valid(self, rows: tuple[tuple[str, int], ...]) -> torch.Tensor:
         """(len(rows), 1, S, S) float valid masks of the frames at maps `rows` ((video, row) each), at the

@@ -38,8 +38,7 @@ from lwgan.body.fitting import NO_PERSON
 from lwgan.body.model import BodyModel
 from lwgan.data.cache import FramesCache
 from lwgan.data.smpl_cache import SmplCache
-from lwgan.evaluate.evaluate import naive_reference, spread
-from lwgan.metrics.image import masked_l1, psnr, ssim
+from lwgan.evaluate.evaluate import image_scores, naive_reference, spread
 from lwgan.metrics.lpips import load_lpips
 from lwgan.nets.masks import BACKGROUND_CHANNEL
 from lwgan.nets.options import BACKGROUND_CHOICES
@@ -47,14 +46,6 @@ from lwgan.train.pairs import PairDataset, PairOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("ssim", "psnr", "lpips", "masked_l1")
-
-
-def scores(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor, lpips: torch.nn.Module
-           ) -> dict[str, np.ndarray]:
-    """Per-image metrics of (N, 3, S, S) images in [-1, 1]."""
-    with torch.no_grad():
-        return {"ssim": ssim(fake, real).numpy(), "psnr": psnr(fake, real).numpy(),
-                "lpips": lpips(fake, real).numpy(), "masked_l1": masked_l1(fake, real, body).numpy()}
 
 
 def main() -> None:
@@ -106,7 +97,7 @@ def main() -> None:
         naive = naive_reference(SimpleNamespace(src_img=source.img.expand(len(targets), -1, -1, -1),
                                                 src_cond=source.cond.expand(len(targets), -1, -1, -1),
                                                 flow=reference.flow(record, source)))
-        for name, values in scores(naive, truth, tgt_body, lpips).items():
+        for name, values in image_scores(naive, truth, tgt_body, lpips).items():
             totals["naive"][name].append(values)
         for n in steps:
             reference.generator.load_state_dict(trained)  # the checkpoint's G again for every N
@@ -116,7 +107,7 @@ def main() -> None:
                 step_seconds.append((time.perf_counter() - started) / n)
             out = reference.run([source], verts, [None])
             out = torch.from_numpy(out).permute(0, 3, 1, 2).float() / 127.5 - 1
-            for name, values in scores(out, truth, tgt_body, lpips).items():
+            for name, values in image_scores(out, truth, tgt_body, lpips).items():
                 totals[str(n)][name].append(values)
             print(f"{video}: {n} steps, body L1 {float(np.mean(totals[str(n)]['masked_l1'][-1])):.4f} "
                   f"(naive {float(np.mean(totals['naive']['masked_l1'][-1])):.4f})", flush=True)

@@ -20,6 +20,11 @@ rerun reuses every video the stages already made. Then:
   source, less the target's body), `hole` (the source's grown body, which the target shows as
   background) and `body` (the target's rendered body); for the hole also `fill`, the background stream's
   classical base alone (`train.bg_fill`), which is what the learned residual adds to.
+- `composites`: the same self-imitation figures of frames put together from LWGAN's output and the
+  warp's, to tell where LWGAN gains or loses against the warp: `lwgan_body` (LWGAN on the target's body,
+  the warp everywhere else), `lwgan_hole` (LWGAN in the hole, the warp everywhere else), and
+  `warp_with_base_fill` (the warp with the background stream's base fill in its hole instead of the
+  naive reference's OpenCV Telea inpainting).
 - `with_fill` (beside each model's figures): the same with that base fill in the place of the background
   stream's output (`evaluate.background: fill`; `--background fill` of `lwgan imitate` and the others).
 - `body_detail` (the checkpoint's model only; 40 targets per clip): the target's body pixels split by
@@ -54,7 +59,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lwgan import config, footage  # noqa: E402
-from lwgan.evaluate.evaluate import EvalSettings, PairRunner, evaluate, spread  # noqa: E402
+from lwgan.evaluate.evaluate import EvalSettings, PairRunner, evaluate, image_scores, spread  # noqa: E402
+from lwgan.metrics.lpips import load_lpips  # noqa: E402
 from lwgan.nets.build import load_generator  # noqa: E402
 from lwgan.nets.inpaint import fill  # noqa: E402
 from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, known_background, scaled_kernel  # noqa: E402
@@ -120,22 +126,24 @@ def settings(workspace: Path, checkpoint: Path, out_dir: Path, max_frames: int,
 
 class RegionErrors:
     """Mean |output - truth| (channel mean, [-1, 1] units) of LWGAN, the warp and, on the hole, the
-    background stream's base fill, on the target's known-background, hole and body pixels (module
-    docstring), with each region's pixel count; fed the evaluate stage's batches (`evaluate`'s
-    `on_batch`), so the generator runs once."""
+    background stream's base fill, on the target's known-background, hole and body pixels, with each
+    region's pixel count, and the `composites` (module docstring); fed the evaluate stage's batches
+    (`evaluate`'s `on_batch`), so the generator runs once."""
 
-    def __init__(self, checkpoint: Path) -> None:
-        _, train = load_generator(checkpoint, torch.device("cpu"))  # the kernel and fill it trained with
+    def __init__(self, s: EvalSettings) -> None:
+        _, train = load_generator(s.checkpoint, torch.device("cpu"))  # the kernel and fill it trained with
         self.bg_kernel = scaled_kernel(BACKGROUND_ERODE, train.image_size)
         self.fill = train.bg_fill
+        self.lpips = load_lpips(s.lpips_net, s.lpips_backbone, s.lpips_linear)
         self.sums: dict[str, dict[str, float]] = {}
+        self.composite_scores: dict[str, dict[str, list[float]]] = {}
 
     def __call__(self, batch: Batch, outputs: Mapping[str, torch.Tensor]) -> None:
         known = known_background(batch.src_cond, self.bg_kernel, batch.src_person)
         body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
         valid = torch.ones_like(body) if batch.tgt_valid is None else batch.tgt_valid
-        regions = {"known_background": known * (1 - body) * valid, "hole": (1 - known) * (1 - body) * valid,
-                   "body": body * valid}
+        hole = (1 - known) * (1 - body)
+        regions = {"known_background": known * (1 - body) * valid, "hole": hole * valid, "body": body * valid}
         images = dict(outputs)
         images["fill"] = fill(batch.src_img * known, known, self.fill)
         for region, mask in regions.items():
@@ -146,10 +154,22 @@ class RegionErrors:
                     continue
                 error = (image - batch.tgt_img).abs().mean(dim=1, keepdim=True)
                 total[name] = total.get(name, 0.0) + float((error * mask).sum())
+        model, warp = outputs["lwgan"], outputs["naive"]
+        composites = {"lwgan_body": model * body + warp * (1 - body),
+                      "lwgan_hole": model * hole + warp * (1 - hole),
+                      "warp_with_base_fill": images["fill"] * hole + warp * (1 - hole)}
+        for name, image in composites.items():
+            figures = image_scores(image, batch.tgt_img, body, self.lpips, batch.tgt_valid)
+            for metric, values in figures.items():
+                self.composite_scores.setdefault(name, {}).setdefault(metric, []).extend(values.tolist())
 
     def means(self) -> dict[str, dict[str, float]]:
         return {region: {name: round(value / max(total["pixels"], 1.0), 4) if name != "pixels" else int(value)
                          for name, value in total.items()} for region, total in self.sums.items()}
+
+    def composite_means(self) -> dict[str, dict[str, float]]:
+        return {name: {metric: round(sum(v) / len(v), 4) for metric, v in values.items()}
+                for name, values in self.composite_scores.items()}
 
 
 def scored(s: EvalSettings) -> dict:
@@ -157,19 +177,20 @@ def scored(s: EvalSettings) -> dict:
     background stream gives its classical base alone (`Generator.use_background("fill")`)."""
     result = _scored(s)
     fill = _scored(dataclasses.replace(s, background="fill", out_dir=Path(s.out_dir) / "with_fill"))
-    result["with_fill"] = {k: fill[k] for k in ("self_imitation", "regions", "grid")}
+    result["with_fill"] = {k: fill[k] for k in ("self_imitation", "regions", "composites", "grid")}
     return result
 
 
 def _scored(s: EvalSettings) -> dict:
-    regions = RegionErrors(s.checkpoint)
+    regions = RegionErrors(s)
     m = evaluate(s, on_batch=regions)
     rounded = {method: {k: round(v, 4) for k, v in values.items()} for method, values in
                m["self_imitation"].items()}
     per_clip = {video: {method: {k: round(v, 4) for k, v in values.items()} for method, values in row.items()}
                 for video, row in m["per_video"].items()}
     return {"pairs": m["pairs"], "clips": m["videos"], "self_imitation": rounded, "per_clip": per_clip,
-            "regions": regions.means(), "grid": str(Path(s.out_dir) / "grid.png")}
+            "regions": regions.means(), "composites": regions.composite_means(),
+            "grid": str(Path(s.out_dir) / "grid.png")}
 
 
 DETAIL_TARGETS = 40  # per clip, for body_detail

@@ -114,9 +114,11 @@ def naive_reference(batch: Batch) -> torch.Tensor:
     return valid * warped + (1.0 - valid) * bg
 
 
-def _scores(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor, lpips: LPIPS | None,
-            valid: torch.Tensor | None = None) -> dict[str, np.ndarray]:
-    """Per-image SSIM, PSNR, body L1 and LPIPS; pixels where `valid` is 0 (a crop's padding) left out."""
+@torch.no_grad()
+def image_scores(fake: torch.Tensor, real: torch.Tensor, body: torch.Tensor, lpips: LPIPS | None,
+                 valid: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Per-image SSIM, PSNR, body L1 (inside `body`) and LPIPS of (B, 3, H, W) images in [-1, 1]; pixels
+    where `valid` is 0 (a crop's padding) left out."""
     scores = {"ssim": ssim(fake, real, valid).cpu().numpy(), "psnr": psnr(fake, real, valid).cpu().numpy(),
               "masked_l1": masked_l1(fake, real, body, valid).cpu().numpy()}
     if lpips is not None:
@@ -363,7 +365,7 @@ def evaluate(settings: EvalSettings,
                 on_batch(batch, outputs)
             body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
             for method, fake in outputs.items():
-                for name, values in _scores(fake, batch.tgt_img, body, lpips, batch.tgt_valid).items():
+                for name, values in image_scores(fake, batch.tgt_img, body, lpips, batch.tgt_valid).items():
                     scores[method].setdefault(name, []).append(values)
                     totals[method].setdefault(name, []).append(values)
             frames += _side_by_side(batch, outputs)

@@ -52,7 +52,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +62,13 @@ from lwgan.evaluate.evaluate import EvalSettings, PairRunner, evaluate, image_sc
 from lwgan.metrics.lpips import load_lpips  # noqa: E402
 from lwgan.nets.build import load_generator  # noqa: E402
 from lwgan.nets.inpaint import fill  # noqa: E402
-from lwgan.nets.masks import BACKGROUND_CHANNEL, BACKGROUND_ERODE, known_background, scaled_kernel  # noqa: E402
+from lwgan.nets.masks import (  # noqa: E402
+    BACKGROUND_CHANNEL,
+    BACKGROUND_ERODE,
+    box_mean,
+    known_background,
+    scaled_kernel,
+)
 from lwgan.train.objective import Batch  # noqa: E402
 from lwgan.warp.flow import flow_valid  # noqa: E402
 
@@ -203,9 +208,6 @@ def body_detail(s: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
     data = run.data
     sums: dict[str, dict[str, float]] = {}
 
-    def low(x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x, DETAIL_BOX, 1, DETAIL_BOX // 2, count_include_pad=False)
-
     for v, video in enumerate(data.videos):
         source = int(data.sources[v][0])
         rows = data.targets[data.targets[:, 0] == v, 1]
@@ -217,16 +219,19 @@ def body_detail(s: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
             valid = torch.ones_like(body) if batch.tgt_valid is None else batch.tgt_valid
             seen = flow_valid(flows)[:, None].float() * body * valid
             truth = batch.tgt_img
+            low_truth = box_mean(truth, DETAIL_BOX)
+            pixel_errors = {}  # "method.kind" -> (B, 1, H, W) mean |error| over the channels
+            for name, image in outputs.items():
+                low = box_mean(image, DETAIL_BOX)
+                errors = {"l1": image - truth, "low": low - low_truth,
+                          "high": (image - low) - (truth - low_truth)}
+                for kind, error in errors.items():
+                    pixel_errors[f"{name}.{kind}"] = error.abs().mean(1, keepdim=True)
             for region, mask in (("seen", seen), ("hidden", body * valid - seen)):
                 total = sums.setdefault(region, {"pixels": 0.0})
                 total["pixels"] += float(mask.sum())
-                for name, image in outputs.items():
-                    errors = {"l1": image - truth, "low": low(image) - low(truth),
-                              "high": (image - low(image)) - (truth - low(truth))}
-                    for kind, error in errors.items():
-                        key = f"{name}.{kind}"
-                        pixel = error.abs().mean(1, keepdim=True)
-                        total[key] = total.get(key, 0.0) + float((pixel * mask).sum())
+                for key, pixel in pixel_errors.items():
+                    total[key] = total.get(key, 0.0) + float((pixel * mask).sum())
     out: dict[str, dict[str, dict[str, float]]] = {}
     for region, total in sums.items():
         pixels = max(total.pop("pixels"), 1.0)

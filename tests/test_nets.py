@@ -23,7 +23,7 @@ from lwgan.nets import (
     patch_output_size,
 )
 from lwgan.nets.inpaint import fill
-from lwgan.nets.masks import background, foreground, known_background
+from lwgan.nets.masks import background, box_mean, foreground, known_background
 from lwgan.nets.options import resolve_background
 from lwgan.warp.flow import warp
 
@@ -401,6 +401,14 @@ def _box_mean(x: np.ndarray, side: int) -> np.ndarray:
         return t[..., side:, side:] - t[..., :-side, side:] - t[..., side:, :-side] + t[..., :-side, :-side]
 
     return window(area) / window(count)
+
+
+@pytest.mark.parametrize("side", [1, 3, 5, 9])
+def test_box_mean_is_the_mean_over_the_window_inside_the_image(side):
+    x = torch.randn(2, 3, 12, 10, generator=torch.Generator().manual_seed(side))
+    np.testing.assert_allclose(box_mean(x, side).numpy(), _box_mean(x.double().numpy(), side), atol=1e-5)
+    with pytest.raises(ValueError, match="odd"):
+        box_mean(x, side + 1)
 
 
 def test_tsf_detail_takes_the_box_mean_out_of_the_transfer_residual_only():

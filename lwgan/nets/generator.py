@@ -52,12 +52,11 @@ import dataclasses
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lwgan.nets.blocks import ResidualBlock, conv_norm_relu, init_weights
 from lwgan.nets.inpaint import fill, pull_push
-from lwgan.nets.masks import BACKGROUND_CHANNEL, foreground
+from lwgan.nets.masks import BACKGROUND_CHANNEL, box_mean, foreground
 from lwgan.nets.options import BACKGROUND_MODES, GENERATOR_DOWNSAMPLINGS, NetOptions, width
 from lwgan.warp.flow import flow_valid, resize_flow, warp
 
@@ -197,7 +196,7 @@ class ResUNet(nn.Module):
         color, attention = self.color_head(h), self.attention_head(h)
         if prior is not None:
             if self.detail:
-                color = color - F.avg_pool2d(color, self.detail, 1, self.detail // 2, count_include_pad=False)
+                color = color - box_mean(color, self.detail)
             color = (prior.color + color).clamp(-1.0, 1.0)
             attention = torch.sigmoid(attention + self.attention_prior * (2.0 * prior.background - 1.0))
         return ResUNetOutput(color, attention, tuple(features))

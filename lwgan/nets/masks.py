@@ -1,4 +1,5 @@
-"""Binary mask morphology for the generator's inputs and the attention targets.
+"""Binary mask morphology for the generator's inputs and the attention targets, and the box mean over the
+same clipped windows.
 
 Masks are float tensors (B, 1, H, W) with 1 = inside. The conditioning map C (lwgan.correspond.maps)
 marks the background in its channel `BACKGROUND_CHANNEL` (1 = background, 0 = body).
@@ -47,6 +48,15 @@ def dilate(mask: torch.Tensor, size: int) -> torch.Tensor:
     if size == 1:
         return mask
     return F.max_pool2d(mask, size, stride=1, padding=size // 2)
+
+
+def box_mean(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over a size x size window (odd size): (B, C, H, W) -> (B, C, H, W), the window clipped at the
+    image border as in `dilate` (a border pixel averages only the pixels inside the image)."""
+    _check_kernel(size)
+    if size == 1:
+        return x
+    return F.avg_pool2d(x, size, stride=1, padding=size // 2, count_include_pad=False)
 
 
 def erode(mask: torch.Tensor, size: int) -> torch.Tensor:

@@ -32,12 +32,12 @@ import torch
 
 from lwgan import config
 from lwgan.evaluate.evaluate import EvalSettings, evaluate
-from lwgan.nets import Generator
-from lwgan.nets.build import net_options
+from lwgan.nets import Generator, PatchDiscriminator
+from lwgan.nets.build import CHECKPOINT_FILE, net_options
 from lwgan.train import checkpoint
 from lwgan.train.pairs import PairDataset, PairOptions
 from lwgan.train.schedule import Schedule
-from lwgan.train.train import TrainPaths, train
+from lwgan.train.train import TrainPaths, start_from, train
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = (("ssim", "SSIM", True), ("psnr", "PSNR (dB)", True), ("lpips", "LPIPS", False),
@@ -46,10 +46,12 @@ CACHES = {"frames": "data/cache/frames/frames.h5", "maps": "data/cache/maps/maps
           "smpl": "data/cache/smpl/smpl.h5", "body": "data/body/body.npz"}
 
 
-def step0_checkpoint(params: config.Params, path: Path) -> None:
-    """The untrained G exactly as `train` builds it (same seed), in a checkpoint the evaluator reads."""
+def step0_checkpoint(params: config.Params, path: Path, own: Path) -> None:
+    """G at step 0 exactly as `train` builds it (same seed; with `train.init_from`, that checkpoint's G), in
+    a checkpoint the evaluator reads; own: the run's checkpoint."""
     torch.manual_seed(params.seed)
     generator = Generator(net_options(params.train))
+    start_from(params.train, generator, PatchDiscriminator(net_options(params.train)), own)
     checkpoint.save(path, {"generator": generator.state_dict(),
                            "config": {"train": config.to_dict(params.train)}})
 
@@ -129,7 +131,7 @@ def main() -> None:
     tree["train"].update(checkpoint_every=every, sample_every=every)
     params = config.from_dict(tree)
 
-    step0_checkpoint(params, snaps / "step_0000000.pt")
+    step0_checkpoint(params, snaps / "step_0000000.pt", run_dir / "model" / CHECKPOINT_FILE)
     times = {0: 0.0}
     started = time.perf_counter()
     paused = 0.0

@@ -1,7 +1,7 @@
 """Self-imitation on real people: the trained LWGAN against the warp on the real clips of `make footage`.
 
     python benchmarks/real_people.py [--quick] [--workspace DIR] [--checkpoint PATH] [--max-frames F]
-                                     [--train-dev SUBJECT ...]
+                                     [--train-dev SUBJECT ...] [--fine-tune]
 
 The six clips of `make footage` (`lwgan.footage`) become a folder data set in DIR (default
 benchmarks/out/real_people), named <subject>_<view>: `single_cam01`, `single_cam02`, `single_cam03` (the
@@ -34,7 +34,9 @@ rerun reuses every video the stages already made. Then:
   compared) and the rest (`high`), for LWGAN and the warp.
 - `--train-dev SUBJECT` (repeatable: single, two or outdoor): the default configuration trained from
   scratch on the other subjects' clips only (`benchmarks/quality.py --workspace DIR --dev SUBJECT`) and
-  scored the same way on the held-out subject's clips, the warp beside it.
+  scored the same way on the held-out subject's clips, the warp beside it; with `--fine-tune`, also the
+  same training started from the checkpoint's G and D instead (`train.init_from`), as
+  `fine_tuned_without_SUBJECT`.
 
 --quick: 4 targets per clip and no training. The last line of stdout is one JSON object.
 """
@@ -242,13 +244,15 @@ def body_detail(s: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def trained_on_the_others(workspace: Path, subject: str, max_frames: int) -> dict:
-    """The default configuration trained on every clip but `subject`'s, scored on `subject`'s."""
-    out = workspace / f"held_out_{subject}"
+def trained_on_the_others(workspace: Path, subject: str, max_frames: int, init: Path | None = None) -> dict:
+    """The default configuration trained on every clip but `subject`'s (from scratch, or from checkpoint
+    `init`'s G and D), scored on `subject`'s."""
+    out = workspace / (f"fine_tuned_without_{subject}" if init else f"held_out_{subject}")
     started = time.perf_counter()
+    start = ["--set", f"train.init_from={init.resolve()}"] if init else []
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--workspace", str(workspace),
-                    "--dev", subject, "--points", "1", "--max-frames", str(max_frames), "--out", str(out)],
-                   cwd=ROOT, check=True)
+                    "--dev", subject, "--points", "1", "--max-frames", str(max_frames), "--out", str(out),
+                    *start], cwd=ROOT, check=True)
     summary = json.loads((out / "quality.json").read_text())
     result = scored(settings(workspace, out / "run" / "model" / "checkpoint.pt", out / "scored", max_frames,
                              dev=subject))
@@ -264,6 +268,8 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=0, help="targets per clip (0 = every usable frame)")
     ap.add_argument("--train-dev", action="append", default=[], metavar="SUBJECT",
                     help="train on the other clips and score this subject's (single, two, outdoor)")
+    ap.add_argument("--fine-tune", action="store_true",
+                    help="with --train-dev: also train from the checkpoint's G and D (train.init_from)")
     args = ap.parse_args()
     if args.quick:
         args.max_frames, args.train_dev = args.max_frames or 4, []
@@ -276,6 +282,9 @@ def main() -> None:
     result = {"workspace": str(workspace), "checkpoint": str(args.checkpoint), "trained_model": model}
     for subject in args.train_dev:
         result[f"trained_without_{subject}"] = trained_on_the_others(workspace, subject, args.max_frames)
+        if args.fine_tune:
+            tuned = trained_on_the_others(workspace, subject, args.max_frames, args.checkpoint)
+            result[f"fine_tuned_without_{subject}"] = tuned
     print(json.dumps(result))
 
 

@@ -204,6 +204,9 @@ class TrainParams:
     tsf_detail: int = _f(0, "0, or the odd side (pixels) of a box: the transfer stream's residual colour "
                          "keeps only what is finer, so the warp's colours and shading pass through", ge=0,
                          le=63)
+    init_from: str = _f("", "a checkpoint of the train stage (path) whose G and D this run starts from "
+                        "instead of random weights (fine-tuning: e.g. the synthetic set's model on one's own "
+                        "videos); its network params must be this run's; empty = from scratch")
     # data
     batch_size: int = _f(4, "pairs per step and process (global batch = batch_size x processes)", ge=1)
     source_frames: int = _f(15, "the source frame is drawn from the first K usable frames of a video", ge=1)

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from lwgan.train.train import (
     NonFiniteLoss,
     TrainPaths,
     average_weights,
+    build,
     train,
 )
 from lwgan.weights import WeightsError
@@ -139,6 +141,53 @@ def test_checkpoint_holds_both_networks_optimisers_and_config(caches, tmp_path, 
     message = caplog.text
     assert "train.gp_weight 10.0 -> 0.0" in message and "train.spectral_norm True -> False" in message
     assert str(kept[0]) in message and "max_steps" not in message  # a run-time knob is no difference
+
+
+def test_a_run_starts_from_another_runs_networks_records_which_and_resumes_as_itself(caches, tmp_path,
+                                                                                      caplog):
+    first = train(params(max_steps=2, device="cpu"), paths(caches, tmp_path / "first"))
+    init = tmp_path / "init.pt"
+    shutil.copyfile(first.checkpoint, init)
+    saved = torch.load(init, weights_only=True)  # read here, not through the code under test
+    p = params(max_steps=3, device="cpu", init_from=str(init))
+    run = build(p, paths(caches, tmp_path / "tuned"))
+    fresh = build(params(max_steps=3), paths(caches, tmp_path))
+    for net, key in ((run.generator, "generator"), (run.discriminator, "discriminator")):
+        assert all(torch.equal(v, saved[key][n]) for n, v in net.state_dict().items()), key
+    assert not all(torch.equal(v, saved["generator"][n]) for n, v in fresh.generator.state_dict().items())
+    digest = hashlib.sha256(init.read_bytes()).hexdigest()
+    assert run.resolved["init_from"] == {"path": str(init), "sha256": digest, "step": 2,
+                                         "trained_on": "synthetic"}
+    assert run.run_key != fresh.run_key and run.opt_g.state_dict()["state"] == {}  # optimisers start afresh
+    # Trained from there, interrupted and resumed, it ends where an uninterrupted fine-tuning does.
+    whole = train(p, paths(caches, tmp_path / "whole"))
+    train(params(max_steps=2, device="cpu", init_from=str(init)), paths(caches, tmp_path / "split"))
+    rest = train(p, paths(caches, tmp_path / "split"))
+    assert rest.resumed_from == 2 and losses(rest.history) == losses(whole.history)
+    assert json.loads((tmp_path / "whole" / "models" / CONFIG_FILE).read_text())["init_from"]["step"] == 2
+    # Another starting file is another run: not resumed, the old checkpoint kept aside.
+    shutil.copyfile(whole.checkpoint, init)
+    with caplog.at_level(logging.WARNING, logger="lwgan.train.train"):
+        again = train(p, paths(caches, tmp_path / "split"))
+    assert again.resumed_from == 0 and list((tmp_path / "split" / "models" / "previous").glob("*.pt"))
+    assert f"train.init_from's file (sha256 {digest[:12]} -> " in caplog.text
+
+
+def test_a_start_that_cannot_be_used_is_an_error_naming_the_param(caches, tmp_path):
+    made = train(params(max_steps=1, device="cpu"), paths(caches, tmp_path / "made")).checkpoint
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    for path, words in ((tmp_path / "none.pt", "does not exist"), (junk, "cannot be read")):
+        with pytest.raises(config.ConfigError, match=words) as info:
+            build(params(init_from=str(path)), paths(caches, tmp_path / "b"))
+        assert str(info.value).startswith("train.init_from: ") and str(path) in str(info.value)
+    with pytest.raises(config.ConfigError) as info:
+        build(params(init_from=str(made), base_width=8, spectral_norm=True), paths(caches, tmp_path / "b"))
+    message = str(info.value)
+    assert "train.base_width 4 there, 8 here" in message and "train.spectral_norm False there" in message
+    with pytest.raises(config.ConfigError, match="this run's own checkpoint"):
+        build(params(init_from=str(made)), paths(caches, tmp_path / "made"))
+    assert made.is_file()  # nothing was touched
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(caches, tmp_path):

@@ -72,22 +72,26 @@ def load_generator(path: str | Path, device: torch.device) -> tuple[Generator, c
     return generator_from_state(read_checkpoint(path), Path(path), device)
 
 
-def generator_from_state(state: Mapping[str, Any], path: Path, device: torch.device
-                         ) -> tuple[Generator, config.TrainParams]:
-    """`load_generator` for a checkpoint already read (`read_checkpoint`) from `path`."""
-    weights, cfg = inference_weights(state), state["config"]
+def train_params_of(state: Mapping[str, Any], path: Path) -> config.TrainParams:
+    """The train params a checkpoint already read (`read_checkpoint`) from `path` was made with."""
     try:
         # checkpoints from before the residual heads were made with the original's, those from before
         # attention_prior with 4, those from before bg_fill with pull-push
         train_tree = {"color_head": "direct", "bg_head": "direct", "attention_prior": 4.0,
-                      "bg_fill": "pull_push", **cfg["train"]}
+                      "bg_fill": "pull_push", **state["config"]["train"]}
         tree = {"data": {"image_size": train_tree["image_size"]}, "train": train_tree}
-        train = config.from_dict(tree).train
+        return config.from_dict(tree).train
     except config.ConfigError as err:
         raise CheckpointError(f"checkpoint {path} holds a config this lwgan cannot read: {err}") from err
+
+
+def generator_from_state(state: Mapping[str, Any], path: Path, device: torch.device
+                         ) -> tuple[Generator, config.TrainParams]:
+    """`load_generator` for a checkpoint already read (`read_checkpoint`) from `path`."""
+    train = train_params_of(state, path)
     generator = Generator(net_options(train))
     try:
-        generator.load_state_dict(weights)
+        generator.load_state_dict(inference_weights(state))
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {path} does not match its own config: {err}") from err
     return generator.to(device).eval(), train

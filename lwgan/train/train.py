@@ -1,9 +1,10 @@
 """The LWGAN training loop: from validated options to a trained checkpoint, in parts that each do one thing.
 
 `train` is the driver: `build` makes a fresh run (data, schedule, G, D, objective, optimisers, the keys of
-its checkpoints); `resume` continues it from its checkpoint when the same run made it; `replicate` wraps
-the networks for DDP; then per batch `train_step` updates the networks and `log_window` turns every
-`log_every` steps into a history row, with `write_samples` and `save_checkpoint` on their own periods.
+its checkpoints; G and D from another run's checkpoint with `train.init_from`, `start_from`); `resume`
+continues it from its checkpoint when the same run made it; `replicate` wraps the networks for DDP; then
+per batch `train_step` updates the networks and `log_window` turns every `log_every` steps into a history
+row, with `write_samples` and `save_checkpoint` on their own periods.
 
 Per step (the original's order): G synthesises the batch; every `g_every`-th step G is updated on L_G
 with D frozen; every `d_every`-th step D is updated on L_D with G's outputs detached. Learning rates are a
@@ -34,9 +35,16 @@ from torch.nn.parallel import DistributedDataParallel
 from lwgan import config
 from lwgan.data.errors import DataError
 from lwgan.errors import UserError
-from lwgan.io import remove_temporaries, write_json
+from lwgan.io import remove_temporaries, sha256_file, write_json
 from lwgan.nets import Generator, PatchDiscriminator
-from lwgan.nets.build import CHECKPOINT_FILE, net_options
+from lwgan.nets.build import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    net_options,
+    read_checkpoint,
+    train_params_of,
+    trained_on,
+)
 from lwgan.progress import ProgressLog
 from lwgan.train import checkpoint, distributed
 from lwgan.train.objective import Batch, LossWeights, Objective, StepLoss, feature_losses
@@ -246,6 +254,7 @@ def build(params: config.Params, paths: TrainPaths) -> TrainRun:
     torch.manual_seed(seed)  # equal initial weights on every rank (DDP also broadcasts rank 0's)
     generator = Generator(net_options(p))
     discriminator = PatchDiscriminator(net_options(p))
+    init = start_from(p, generator, discriminator, Path(paths.out_dir) / CHECKPOINT_FILE)
     perceptual, face, infos = feature_losses(p)
     objective = Objective(loss_weights(p), p.image_size, perceptual, face)
     for module in (generator, discriminator, objective):  # before the optimisers: their state follows
@@ -261,14 +270,54 @@ def build(params: config.Params, paths: TrainPaths) -> TrainRun:
     resolved = {"seed": seed, "train": config.to_dict(p), "world_size": env.world_size,
                 "steps_per_epoch": schedule.steps_per_epoch, "total_steps": schedule.total_steps,
                 "pairs": len(dataset), "feature_bf16": perceptual.bf16,
-                "trained_on": dataset.frames.data_kind()}
+                "trained_on": dataset.frames.data_kind()} | ({"init_from": init} if init else {})
+    keyed = config.to_dict(p) | {"feature_bf16": perceptual.bf16} | ({"init_sha256": init["sha256"]} if init
+                                                                      else {})
     return TrainRun(params=p, seed=seed, paths=paths, env=env, device=device, fast=fast, pair_opts=pair_opts,
                     dataset=dataset, schedule=schedule, generator=generator, discriminator=discriminator,
                     objective=objective, opt_g=opt_g, opt_d=opt_d, feature_nets=feature_nets,
                     data_key=data_key, code_key=code_key,
-                    run_key=checkpoint.run_key(config.to_dict(p) | {"feature_bf16": perceptual.bf16}, seed,
-                                               data_key, code_key),
+                    run_key=checkpoint.run_key(keyed, seed, data_key, code_key),
                     resolved=resolved, g_train=generator, d_train=discriminator, g_ema=g_ema)
+
+
+def start_from(p: config.TrainParams, generator: Generator, discriminator: PatchDiscriminator,
+               own: Path) -> dict[str, Any] | None:
+    """With `train.init_from`, load that checkpoint's G and D (its last trained weights, not a moving
+    average) into these networks, which must be built with the same options; returns what the run
+    records of it (path, sha256, the step it was at, what it was trained on), None without it. The
+    run's optimisers and schedule start afresh. A missing, foreign or unfit file is a ConfigError naming
+    the param; so is the run's own checkpoint (`own`), which its runs replace."""
+    if not p.init_from:
+        return None
+    path = Path(p.init_from)
+    if path.resolve() == own.resolve():
+        raise config.ConfigError(f"train.init_from: {path} is this run's own checkpoint, which its runs "
+                                 "replace; copy it elsewhere and start from the copy")
+    try:
+        state = read_checkpoint(path)
+        theirs = net_options(train_params_of(state, path))
+    except CheckpointError as err:
+        raise config.ConfigError(f"train.init_from: {err}") from err
+    mine = net_options(p)
+    differ = [f"train.{_PARAM_OF_OPTION.get(f.name, f.name)} {getattr(theirs, f.name)!r} there, "
+              f"{getattr(mine, f.name)!r} here" for f in dataclasses.fields(mine)
+              if getattr(theirs, f.name) != getattr(mine, f.name)]
+    if differ:
+        raise config.ConfigError(f"train.init_from: {path} holds other networks than this run builds ("
+                                 f"{'; '.join(differ)}); set those params as the checkpoint has them")
+    if "discriminator" not in state:
+        raise config.ConfigError(f"train.init_from: {path} holds no discriminator; give a checkpoint the "
+                                 "train stage wrote")
+    generator.load_state_dict(state["generator"])
+    discriminator.load_state_dict(state["discriminator"])
+    record = {"path": str(path), "sha256": sha256_file(path), "step": int(state["step"]),
+              "trained_on": trained_on(state)}
+    log.info("G and D start from %s (step %d, trained on %s)", path, record["step"], record["trained_on"])
+    return record
+
+
+_PARAM_OF_OPTION = {"spectral_norm_d": "spectral_norm"}  # NetOptions field -> train param, where they differ
 
 
 def resume(run: TrainRun) -> None:
@@ -291,6 +340,11 @@ def resume(run: TrainRun) -> None:
     elif run.env.is_main:
         differs = checkpoint.differences(state, config.to_dict(run.params), run.seed, run.data_key,
                                          run.code_key)
+        started = [str(r.get("init_from", {}).get("sha256", "none"))[:12] for r in (state.get("config", {}),
+                                                                                    run.resolved)]
+        if started[0] != started[1]:  # another file of train.init_from, maybe at the same path
+            differs = [d for d in differs if not d.startswith("config, data")]
+            differs.append(f"train.init_from's file (sha256 {started[0]} -> {started[1]})")
         kept = checkpoint.set_aside(run.ckpt_path, state)
         log.warning("%s (step %d) was made by another run (%s); it is kept as %s and this run trains "
                     "from scratch. To continue that run instead, move it back and train with the "
@@ -487,6 +541,9 @@ def _write_run_files(run: TrainRun, tracker: Tracker | None) -> None:
         run_params = {"train.steps_per_epoch": run.schedule.steps_per_epoch, "train.total_steps": run.total,
                       "train.world_size": run.env.world_size,
                       "train.feature_bf16_resolved": run.resolved["feature_bf16"]}
+        if "init_from" in run.resolved:
+            run_params.update({f"train.init_from.{k}": v for k, v in run.resolved["init_from"].items()
+                               if k != "path"})
         for kind, info in run.feature_nets.items():
             run_params.update({f"feature_net.{kind}.source": info["source"],
                                f"feature_net.{kind}.sha256": info["sha256"],

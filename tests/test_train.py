@@ -221,6 +221,9 @@ def test_differences_name_params_seed_data_and_code():
         "train.base_width 16 -> 8", "seed 0 -> 1", "data", "training code"]
     assert checkpoint.differences(state, {"base_width": 16, "workers": 0, "lr_g": 1e-4}, 0, "d0", "c0") == [
         "config, data or training code (the checkpoint predates the record of which)"]
+    started = {**state, "config": {**state["config"], "init_from": {"sha256": "a" * 64}}}
+    assert checkpoint.differences(started, now, 0, "d0", "c0", {"sha256": "b" * 64}) == [
+        "train.base_width 16 -> 8", f"train.init_from's file (sha256 {'a' * 12} -> {'b' * 12})"]
 
 
 def test_a_checkpoint_set_aside_never_replaces_another(tmp_path):

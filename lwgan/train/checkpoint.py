@@ -92,16 +92,21 @@ def code_key() -> str:
     return digest.hexdigest()[:32]
 
 
-def differences(state: Mapping[str, Any], train: Mapping[str, Any], seed: int, data: str, code: str
-                ) -> list[str]:
-    """What makes checkpoint `state` another run than (train params dict, seed, data key, code key):
-    "train.KEY OLD -> NEW" per differing param (run-time knobs aside), "seed", "data", "training code"."""
+def differences(state: Mapping[str, Any], train: Mapping[str, Any], seed: int, data: str, code: str,
+                init: Mapping[str, Any] | None = None) -> list[str]:
+    """What makes checkpoint `state` another run than (train params dict, seed, data key, code key, the
+    record of the checkpoint it started from, `train.init_from`): "train.KEY OLD -> NEW" per differing
+    param (run-time knobs aside), "seed", "train.init_from's file (sha256 OLD -> NEW)", "data",
+    "training code"."""
     config = state.get("config", {})
     old = config.get("train", {})
     out = [f"train.{k} {old.get(k)!r} -> {train.get(k)!r}"
            for k in sorted(set(old) | set(train)) if k not in RUNTIME_KEYS and old.get(k) != train.get(k)]
     if config.get("seed", seed) != seed:
         out.append(f"seed {config.get('seed')} -> {seed}")
+    started = [str((r or {}).get("sha256", "none"))[:12] for r in (config.get("init_from"), init)]
+    if started[0] != started[1]:  # another starting file, maybe at the same path
+        out.append(f"train.init_from's file (sha256 {started[0]} -> {started[1]})")
     for name, key, now in (("data", "data_key", data), ("training code", "code_key", code)):
         if key in state and state[key] != now:
             out.append(name)

@@ -339,12 +339,7 @@ def resume(run: TrainRun) -> None:
         log.info("resuming from %s at step %d of %d", run.ckpt_path, run.step, run.total)
     elif run.env.is_main:
         differs = checkpoint.differences(state, config.to_dict(run.params), run.seed, run.data_key,
-                                         run.code_key)
-        started = [str(r.get("init_from", {}).get("sha256", "none"))[:12] for r in (state.get("config", {}),
-                                                                                    run.resolved)]
-        if started[0] != started[1]:  # another file of train.init_from, maybe at the same path
-            differs = [d for d in differs if not d.startswith("config, data")]
-            differs.append(f"train.init_from's file (sha256 {started[0]} -> {started[1]})")
+                                         run.code_key, run.resolved.get("init_from"))
         kept = checkpoint.set_aside(run.ckpt_path, state)
         log.warning("%s (step %d) was made by another run (%s); it is kept as %s and this run trains "
                     "from scratch. To continue that run instead, move it back and train with the "

@@ -12,6 +12,7 @@ import pickle
 import runpy
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -129,7 +130,10 @@ def _run(argv: list[str]) -> tuple[int, str]:
     err = io.StringIO()
     with contextlib.redirect_stderr(err), _escaped(err):
         if argv[0] == "lwgan":
-            code = cli.main(argv[1:])
+            try:
+                code = cli.main(argv[1:])
+            except SystemExit as stop:  # argparse's refusal of an option's value
+                code = stop.code if isinstance(stop.code, int) else 1
         else:
             saved = sys.argv
             sys.argv = list(argv)
@@ -222,6 +226,8 @@ def _cases(world, out: Path) -> dict[str, tuple[list[str], list[str]]]:
         "checkpoint foreign": (evaluate(checkpoint=f["foreign_pt"]), [str(f["foreign_pt"])]),
         "checkpoint truncated": (lw(*view[:-2], "-o", out / "e.mp4", "--checkpoint", f["half_ckpt"],
                                     "--body", c.body, "--params", p), [str(f["half_ckpt"])]),
+        "checkpoint text": (lw(*view[:-2], "-o", out / "e2.mp4", "--checkpoint", f["text"], "--body", c.body,
+                               "--params", p), [str(f["text"]), "cannot be read"]),
         "checkpoint hostile": (lw(*view[:-2], "-o", out / "f.mp4", "--checkpoint", f["hostile_pt"],
                                   "--body", c.body, "--params", p), [str(f["hostile_pt"])]),
         "checkpoint other networks": (lw(*view[:-2], "-o", out / "g.mp4", "--checkpoint", world["ckpt"],
@@ -233,6 +239,8 @@ def _cases(world, out: Path) -> dict[str, tuple[list[str], list[str]]]:
             "feature_weights": str(f["layout_pt"])})), [str(f["layout_pt"])]),
         "weights corrupt": (evaluate(params=_params(world, "corrupt", evaluate={
             "lpips_backbone": str(f["noise"])})), [str(f["noise"])]),
+        "weights text": (evaluate(params=_params(world, "textweights", evaluate={
+            "lpips_backbone": str(f["text"])})), [str(f["text"]), "cannot be read"]),
         "weights missing": (evaluate(params=_params(world, "noweights", evaluate={
             "inception_weights": str(f["missing"])})), [str(f["missing"])]),
         "train weights missing": (train(params=_params(world, "novgg", train={
@@ -267,6 +275,29 @@ def test_every_kind_of_bad_input_is_one_line_naming_it_and_destroys_nothing(worl
     assert not failed, "\n".join(failed)
     assert tree_sha256(world["work"]) == before
     assert not world["marker"].exists(), "a hostile pickle ran code"
+
+
+def test_a_bad_number_on_the_command_line_is_refused_before_any_work(world, tmp_path):
+    c = world["caches"]
+    photo = sorted((c.frames.parents[1] / "synthetic" / "images").rglob("*.jpg"))[0]
+    app = ["--checkpoint", str(world["ckpt"]), "--body", str(c.body), "--params", str(world["params"])]
+    imitate = ["lwgan", "imitate", "--source", str(photo), "--driving", str(photo.parent), *app]
+    view = ["lwgan", "view", "--source", str(photo), *app]
+    cases = {
+        "--frame-step": (imitate, "0", "at least 1"), "--max-frames": (imitate, "-1", "at least 0"),
+        "--batch-size": (imitate, "0", "at least 1"), "--personalize": (imitate, "-2", "at least 0"),
+        "--personalize-lr": (imitate, "-1", "greater than 0"), "--frames": (view, "0", "at least 1"),
+        "--fps": (view, "0", "greater than 0"), "--degrees": (view, "nan", "finite"),
+        "--elevation": (view, "100", "between -90 and 90"),
+    }
+    for option, (argv, value, words) in cases.items():
+        out = tmp_path / f"{option.strip('-')}.mp4"
+        started = time.perf_counter()
+        code, err = _run([*argv, "-o", str(out), f"{option}={value}"])
+        assert code == 2 and "Traceback" not in err, (option, err)
+        assert f"argument {option}: " in err and words in err and value in err, (option, err)
+        assert not out.exists() and not out.with_name(out.name + ".json").exists()
+        assert time.perf_counter() - started < 5, f"{option} was refused only after work began"
 
 
 def test_a_stage_script_run_as_dvc_runs_it_prints_one_line(world, tmp_path):

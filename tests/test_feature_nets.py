@@ -208,6 +208,7 @@ def test_unknown_kind_and_sphere_urls_are_refused():
 
 def test_a_file_that_is_not_a_state_dict_is_named(tmp_path):
     path = tmp_path / "vgg19.pth"
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(WeightLayoutError, match=r"vgg19\.pth: cannot be read"):
-        load_feature_net("vgg19", path)
+    for junk in (b"not a checkpoint", b"hello", bytes(range(256)) * 4):
+        path.write_bytes(junk)
+        with pytest.raises(WeightLayoutError, match=r"vgg19\.pth: cannot be read"):
+            load_feature_net("vgg19", path)

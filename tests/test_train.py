@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -237,10 +238,16 @@ def test_a_checkpoint_set_aside_never_replaces_another(tmp_path):
 
 
 def test_a_damaged_checkpoint_is_named(tmp_path):
-    bad = tmp_path / CHECKPOINT_FILE
-    bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match=str(bad)):
-        checkpoint.load(bad)
+    # Each kind of junk makes torch.load raise another exception type (KeyError for text starting with
+    # "h", UnpicklingError for random bytes, RuntimeError for a zip without a torch archive).
+    archive = tmp_path / "archive.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("notes.txt", "not a tensor")
+    for junk in (b"not a checkpoint", b"hello", np.random.default_rng(0).bytes(1000), archive.read_bytes()):
+        bad = tmp_path / CHECKPOINT_FILE
+        bad.write_bytes(junk)
+        with pytest.raises(CheckpointError, match=f"checkpoint {bad} cannot be read"):
+            checkpoint.load(bad)
 
 
 def test_default_feature_networks_are_the_fetched_files_and_a_missing_one_stops_the_run(caches, tmp_path):

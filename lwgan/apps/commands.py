@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,36 @@ def _view(args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
+def _whole(least: int):
+    """An argparse type: a whole number of at least `least`, else a message naming the value."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+    return parse
+
+
+def _real(low: float | None = None, high: float | None = None, above: float | None = None):
+    """An argparse type: a finite number within [low, high] (and greater than `above`)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if above is not None and value <= above:
+            raise argparse.ArgumentTypeError(f"must be greater than {above:g}, got {value:g}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {value:g}")
+        return value
+    return parse
+
+
 def _run(handler):
     def run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -240,10 +271,10 @@ def _common(parser: argparse.ArgumentParser, personalize_default: int = 0) -> No
                         help="params file: its fit section and data.crop_margin are used, and its train "
                              "section must match the checkpoint's networks (default params.yaml if present)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--batch-size", type=int, default=8, help="target frames per generator pass")
-    parser.add_argument("--personalize", type=int, default=personalize_default, metavar="N",
+    parser.add_argument("--batch-size", type=_whole(1), default=8, help="target frames per generator pass")
+    parser.add_argument("--personalize", type=_whole(0), default=personalize_default, metavar="N",
                         help="fine-tune G on the source photo for N steps first (0 = off)")
-    parser.add_argument("--personalize-lr", type=float, default=1e-4, help="its Adam step size")
+    parser.add_argument("--personalize-lr", type=_real(above=0), default=1e-4, help="its Adam step size")
     parser.add_argument("--personalize-background", action="store_true",
                         help="fine-tune the background stream too (off: it learns the mirrored person from "
                              "the mirrored pair and paints it where the person stood; README)")
@@ -259,8 +290,8 @@ def _common(parser: argparse.ArgumentParser, personalize_default: int = 0) -> No
 def _driving(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--driving", required=required, default=None,
                         help="driving video: a video file or a folder of numbered images")
-    parser.add_argument("--frame-step", type=int, default=1, help="use every N-th driving frame")
-    parser.add_argument("--max-frames", type=int, default=0, help="at most N driving frames (0 = all)")
+    parser.add_argument("--frame-step", type=_whole(1), default=1, help="use every N-th driving frame")
+    parser.add_argument("--max-frames", type=_whole(0), default=0, help="at most N driving frames (0 = all)")
     parser.add_argument("--camera", default="smooth", choices=tasks.CAMERA_STRATEGIES,
                         help="where the person is placed in each frame (see lwgan.apps.tasks)")
 
@@ -294,10 +325,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     view.add_argument("--source", required=True, action="append",
                       help="photo of the person; repeat it for more photos (e.g. the back) that fill what "
                            "the first does not show")
-    view.add_argument("--frames", type=int, default=36, help="views in the video")
-    view.add_argument("--degrees", type=float, default=360.0, help="total turn (360 = a full turntable)")
-    view.add_argument("--elevation", type=float, default=0.0, help="tilt of the camera in degrees")
-    view.add_argument("--fps", type=float, default=15.0)
+    view.add_argument("--frames", type=_whole(1), default=36, help="views in the video")
+    view.add_argument("--degrees", type=_real(), default=360.0, help="total turn (360 = a full turntable)")
+    view.add_argument("--elevation", type=_real(-90, 90), default=0.0,
+                      help="tilt of the camera in degrees, between -90 and 90")
+    view.add_argument("--fps", type=_real(above=0), default=15.0)
     view.add_argument("--all-faces", action="store_true",
                       help="also take texture for faces the photo does not show (default: leave them to G)")
     _common(view)

@@ -8,7 +8,6 @@ format and version.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+    except Exception as err:  # a damaged or foreign file raises many kinds (KeyError for text, ...)
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); it is "
                               "damaged: delete it to train from scratch") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:

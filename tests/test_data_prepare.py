@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,7 +140,10 @@ def test_failure_fraction_raises_after_everything_is_written(tree, tmp_path):
     with pytest.raises(TooManyFailures, match="1 of 6 videos failed") as info:
         report.raise_for_failures()
     assert "009" in str(info.value) and info.value.report is report
-    prepare(options(tree, max_failure_fraction=0.2), out).raise_for_failures()  # 1/6 is allowed here
+    # the message names the param and a value that lets 1 of 6 pass (1/6 rounded up to a twentieth)
+    suggested = re.search(r"-S data\.max_failure_fraction=([0-9.]+)", str(info.value))
+    assert suggested and float(suggested.group(1)) == 0.2
+    prepare(options(tree, max_failure_fraction=float(suggested.group(1))), out).raise_for_failures()
 
 
 def test_resume_redoes_only_deleted_and_damaged_shards(tree, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from lwgan.body.fit import FitSettings, FitWorker, plan_jobs
+from lwgan.body.fit import FitSettings, FitWorker, fit_all, plan_jobs
 from lwgan.body.fitting import FitOptions
 from lwgan.body.model import BodyModel
 from lwgan.body.model_io import save_body_model
@@ -86,6 +87,29 @@ def test_a_refit_replaces_the_videos_old_overlays_and_keeps_the_others(prepared,
     assert failures == []
     names = sorted(p.name for p in (tmp_path / "overlays").iterdir())
     assert names == ["001_1_10_00001.png", "001_1_1_00000.png", "001_1_1_notes.png"]
+
+
+def test_shards_dvc_checkout_removed_are_taken_back_from_the_keep_folder(prepared, tmp_path):
+    # A run killed after one video, then `dvc exp run`'s forced checkout of the output folder (here: the
+    # folder removed, as when the locked version has no shards): the finished video is not fitted again.
+    root, body_path = prepared
+    settings = dataclasses.replace(settings_for(root, body_path, "keep"), out_dir=tmp_path / "smpl",
+                                   overlays_per_video=0)
+    job = next(j for j in plan_jobs(settings)[0] if j.video_id == "001_1_2")
+    _, failures = run_jobs(FitWorker, (settings,), [job], PoolOptions(use_ray=False),
+                           key=lambda j: j.video_id)
+    assert failures == []
+    first = (tmp_path / "smpl" / "videos" / "001_1_2.h5").read_bytes()
+    kept = tmp_path / ".lwgan-keep" / "smpl" / "videos" / f"001_1_2.h5.{job.key}"
+    assert kept.read_bytes() == first
+    shutil.rmtree(tmp_path / "smpl")
+    run = fit_all(settings, PoolOptions(use_ray=False))
+    assert run.reused == ["001_1_2"] and sorted(r["video"] for r in run.results) == [
+        "001_1_1", "002_1_1", "002_1_2"]
+    assert (tmp_path / "smpl" / "videos" / "001_1_2.h5").read_bytes() == first
+    assert sorted(SmplCache(tmp_path / "smpl" / "smpl.h5").videos) == ["001_1_1", "001_1_2", "002_1_1",
+                                                                        "002_1_2"]
+    assert not list((tmp_path / ".lwgan-keep" / "smpl" / "videos").iterdir())  # finished: released
 
 
 def shards(out: Path) -> dict[str, int]:

@@ -17,7 +17,7 @@ PACKAGE = ROOT / "lwgan"
 
 # Lowest first. A module may import modules of its own layer and of the layers before it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("lwgan", "errors", "io", "geometry", "progress", "parallel", "config", "tracking", "dvc_process",
+    ("lwgan", "errors", "io", "keep", "geometry", "progress", "parallel", "config", "tracking", "dvc_process",
      "safe_pickle", "weights", "native_logs"),  # the foundation: no domain knowledge
     ("render",),  # rasterising meshes
     ("data",),  # videos, crops, people, the frames and SMPL caches

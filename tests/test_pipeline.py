@@ -200,3 +200,38 @@ def test_repro_then_exp_run_are_tracked(repo):
     _run([str(BIN / "dvc"), "repro", "--force", "--single-item", "prepare", "fit", "correspond"], repo, env)
     status = _run([str(BIN / "dvc"), "status"], repo, env)
     assert "up to date" in status, status
+
+
+def test_an_experiment_killed_mid_training_resumes_when_run_again(repo):
+    # `dvc exp run` checks every output out to its locked version, by force, before it runs: the
+    # checkpoint a killed run left in models/ is replaced by the locked one. The run's keep folder
+    # (lwgan.keep) outlives that, so running the same experiment again continues where it was killed.
+    import signal
+    import time
+
+    from lwgan.train import checkpoint
+
+    env = _env(repo)
+    _run([str(BIN / "dvc"), "repro"], repo, env)
+    locked = checkpoint.load(repo / "models" / "checkpoint.pt")
+    cmd = [str(BIN / "dvc"), "exp", "run", "-S", "train.max_steps=60", "-S", "train.checkpoint_every=2",
+           "-S", "train.pairs_per_epoch=80"]
+    kept = repo / ".lwgan-keep" / "models"
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not (kept.is_dir() and any(p.name.startswith("checkpoint.pt.") for p in kept.iterdir())):
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "no checkpoint kept within 600 s"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # dvc, the stage and its loader worker, as a lost machine would
+    proc.wait()
+    (left,) = [p for p in kept.iterdir() if p.name.startswith("checkpoint.pt.")]
+    killed_at = checkpoint.load(left)["step"]
+    assert 2 <= killed_at < 60
+    _run(cmd, repo, env)
+    trained = json.loads((repo / "metrics" / "train.json").read_text())
+    assert trained["resumed_from_step"] == killed_at and trained["steps"] == 60, trained
+    done = checkpoint.load(repo / "models" / "checkpoint.pt")
+    assert done["step"] == 60 and done["run_key"] != locked["run_key"]
+    assert not any(p.name.startswith("checkpoint.pt.") for p in kept.iterdir())  # released once done

@@ -94,6 +94,45 @@ def test_resumed_run_logs_exactly_what_an_uninterrupted_run_logs(caches, tmp_pat
     assert [r["step"] for r in whole.history] == list(range(1, 9))
 
 
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(step: int):
+    def on_checkpoint(at: int, path: Path) -> None:
+        if at == step:
+            raise _Crash(at)
+    return on_checkpoint
+
+
+def test_a_run_whose_checkpoint_dvc_replaced_or_removed_resumes_from_the_keep_folder(caches, tmp_path):
+    # `dvc exp run` checks every output out to its locked version before it runs, by force: the checkpoint
+    # a crashed run left in models/ is replaced by the locked one (another run's) or removed with the
+    # folder. The run's keep folder outlives that, and the rerun continues where the crash stopped.
+    p = params(max_steps=6, checkpoint_every=2, device="cpu")
+    whole = train(p, paths(caches, tmp_path / "whole"))
+    other = train(params(max_steps=1, device="cpu", lambda_rec=7.0), paths(caches, tmp_path / "other"))
+    for checkout in ("replaced", "removed"):
+        out = tmp_path / checkout
+        with pytest.raises(_Crash):
+            train(p, paths(caches, out), on_checkpoint=_crash_at(4))
+        models = out / "models"
+        kept = sorted((out / ".lwgan-keep" / "models").iterdir())
+        assert [k.name.split(".")[:2] for k in kept] == [["checkpoint", "pt"]]
+        assert kept[0].stat().st_ino == (models / CHECKPOINT_FILE).stat().st_ino  # a link, not a copy
+        shutil.rmtree(models)  # what DVC's checkout does to the folder
+        if checkout == "replaced":
+            models.mkdir()
+            shutil.copy(other.checkpoint, models / CHECKPOINT_FILE)
+        rest = train(p, paths(caches, out))
+        assert rest.resumed_from == 4 and rest.steps == 6
+        assert losses(rest.history) == losses(whole.history)
+        if checkout == "replaced":  # the other run's checkpoint is set aside, not lost
+            aside = list((models / "previous").glob("*.pt"))
+            assert len(aside) == 1 and checkpoint.load(aside[0])["step"] == 1
+        assert not any((out / ".lwgan-keep" / "models").iterdir())  # finished: released
+
+
 def test_the_weight_average_follows_its_closed_form_and_is_what_inference_loads(caches, tmp_path):
     # Weights held at w: after updates t = 0..k-1 from a0 the average is w + (a0 - w) * prod_t d_t,
     # d_t = min(decay, (1 + t) / (10 + t)).

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from lwgan import keep
 from lwgan.body.cameras import facing_camera_orient, fit_weak_perspective, weak_perspective_project
 from lwgan.body.detect import (
     DetectionBatch,
@@ -202,7 +203,11 @@ def plan_jobs(settings: FitSettings) -> tuple[list[FitJob], list[str]]:
         attrs = {k: str(v) for k, v in cache.group(video).attrs.items()}
         key = job_key(settings, attrs, digest, detection_side(settings, cache, video),
                       tracked=cache.person_boxes(video) is None)
-        if shard_is_current(shard_path(settings.out_dir, video), KIND, SCHEMA_VERSION, key):
+        shard = shard_path(settings.out_dir, video)
+        current_here = shard_is_current(shard, KIND, SCHEMA_VERSION, key)
+        if not current_here and keep.take_back(settings.out_dir, shard, key):  # DVC's checkout removed it
+            current_here = shard_is_current(shard, KIND, SCHEMA_VERSION, key)
+        if current_here:
             current.append(video)
         else:
             jobs.append(FitJob(video, key, cache.num_frames(video)))
@@ -347,7 +352,7 @@ class FitWorker:
             gt = torch.from_numpy(truth[self.cache.frame_index(video)]).float()
             quality["mpjpe_mm"] = (1000 * mpjpe(joints, gt)).numpy()
             quality["pa_mpjpe_mm"] = (1000 * pa_mpjpe(joints, gt)).numpy()
-        write_smpl_shard(
+        shard = write_smpl_shard(
             shard_path(self.settings.out_dir, video), video, job.key,
             {"betas": result.betas.numpy(), "pose": result.pose.numpy(), "cam": result.cam.numpy(),
              "keypoints": keypoints.numpy(), "status": result.status.numpy().astype(np.uint8),
@@ -356,6 +361,7 @@ class FitWorker:
              "image_size": self.image_size},
             quality,
         )
+        keep.keep(self.settings.out_dir, shard, job.key)  # outlives DVC's checkout (lwgan.keep)
         self._overlays(video, result, keypoints)
 
     def _truth(self, video: str) -> np.ndarray | None:
@@ -465,6 +471,7 @@ def fit_all(settings: FitSettings, pool: PoolOptions, progress: Callable[..., No
     every fitted video from ``smpl.h5``. `progress` (a `lwgan.progress.ProgressLog`) is called with the
     frames done and to do as each group of videos (`batches`) finishes, and the videos done as its extra
     text."""
+    keep.clean(settings.out_dir)
     jobs, current = plan_jobs(settings)
     remove_stale(settings.out_dir, keep=[job.video_id for job in jobs] + current)
     log.info("%d videos to fit, %d already fitted", len(jobs), len(current))
@@ -493,6 +500,8 @@ def fit_all(settings: FitSettings, pool: PoolOptions, progress: Callable[..., No
     fitted = [job.video_id for job in jobs if job.video_id not in failed] + current
     write_index(settings.out_dir / INDEX_FILE, KIND, SCHEMA_VERSION, fitted,
                 {"keypoint_source": settings.keypoints})
+    for video in fitted:  # the output holds them now: drop their kept copies (lwgan.keep)
+        keep.release_same(settings.out_dir, shard_path(settings.out_dir, video))
     return FitRun(done, failures, current)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -152,6 +153,11 @@ class PrepareReport:
 RUN_STATE = ("seconds", "frames_per_s", "reused", "videos_reused", "removed_shards")
 
 
+def _allowing(report: PrepareReport) -> float:
+    """The smallest round share (to 0.05) that lets this many failures pass."""
+    return min(1.0, math.ceil(report.failed_fraction * 20 - 1e-9) / 20)
+
+
 class TooManyFailures(DataError):
     """More videos failed than `max_failure_fraction` allows. The report is attached; every output of the
     run (shards, frames.h5, index.json, report.json) has been written before this is raised."""
@@ -163,10 +169,10 @@ class TooManyFailures(DataError):
         if more > 0:
             lines.append(f"  ... and {more} more (see report.json)")
         if not report.videos:
-            head = f"no video could be prepared ({len(report.failed)} failed)"
+            head = f"no video could be prepared ({len(report.failed)} failed); fix or remove these inputs"
         else:
             head = (f"{len(report.failed)} of {len(report.videos) + len(report.failed)} videos failed "
-                    f"({report.failed_fraction:.1%}), more than max_failure_fraction = "
-                    f"{report.max_failure_fraction:.1%}")
-        super().__init__(head + "; fix or remove these inputs, or raise max_failure_fraction:\n"
-                         + "\n".join(lines))
+                    f"({report.failed_fraction:.1%}), more than data.max_failure_fraction = "
+                    f"{report.max_failure_fraction:.1%}; fix or remove these inputs, or allow them with "
+                    f"`dvc exp run -S data.max_failure_fraction={_allowing(report):g}`")
+        super().__init__(head + ":\n" + "\n".join(lines))

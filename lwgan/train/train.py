@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from lwgan import config
+from lwgan import config, keep
 from lwgan.data.errors import DataError
 from lwgan.errors import UserError
 from lwgan.io import remove_temporaries, sha256_file, write_json
@@ -222,6 +222,7 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
                         resumed_from, run.global_batch, run.feature_nets)
     if run.env.is_main:
         _publish(run, tracker)
+        keep.release(run.out_dir, run.ckpt_path, run.run_key)  # finished: the output holds it
     distributed.shutdown()
     return TrainResult(steps=run.step, resumed_from=resumed_from, metrics=metrics, history=run.history,
                        checkpoint=run.ckpt_path)
@@ -324,6 +325,9 @@ def resume(run: TrainRun) -> None:
     """Continue `run` from the checkpoint in its folder when the same run (config, seed, data, code) made
     it: weights, optimiser states, step, history and epoch sums. A checkpoint of another run is moved
     aside by the main process, with a warning naming what differs, and `run` stays at step 0."""
+    if run.env.is_main:
+        _take_back_kept(run)
+    distributed.barrier(run.env)
     if not run.ckpt_path.is_file():
         return
     state = checkpoint.load(run.ckpt_path, map_location=run.device)
@@ -345,6 +349,26 @@ def resume(run: TrainRun) -> None:
                     "from scratch. To continue that run instead, move it back and train with the "
                     "config, data and code it was made with.", run.ckpt_path, int(state.get("step", 0)),
                     "; ".join(differs), kept)
+
+
+def _take_back_kept(run: TrainRun) -> None:
+    """When the folder holds no checkpoint of this run but the keep folder does (`lwgan.keep`: DVC's
+    checkout at the start of `dvc exp run` replaced or removed the checkpoint a killed run left), set
+    the one there aside and put the kept one back, so that `resume` continues it."""
+    keep.clean(run.out_dir)
+    kept = keep.kept_path(run.out_dir, run.ckpt_path, run.run_key)
+    if not kept.is_file():
+        return
+    if run.ckpt_path.is_file():
+        state = checkpoint.load(run.ckpt_path)
+        if state["run_key"] == run.run_key and int(state["step"]) >= int(checkpoint.load(kept)["step"]):
+            return
+        if state["run_key"] != run.run_key:
+            moved = checkpoint.set_aside(run.ckpt_path, state)
+            log.warning("%s (step %d) was made by another run; it is kept as %s, and this run's own "
+                        "checkpoint is taken back from %s", run.ckpt_path, int(state.get("step", 0)), moved,
+                        kept)
+    keep.take_back(run.out_dir, run.ckpt_path, run.run_key)
 
 
 def replicate(run: TrainRun) -> None:
@@ -500,6 +524,7 @@ def save_checkpoint(run: TrainRun, on_checkpoint: Callable[[int, Path], None] | 
             "opt_d": run.opt_d.state_dict(), "config": run.resolved, "run_key": run.run_key,
             "data_key": run.data_key, "code_key": run.code_key, "history": run.history, "epochs": run.epochs,
             "feature_nets": run.feature_nets})
+        keep.keep(run.out_dir, run.ckpt_path, run.run_key)  # outlives DVC's checkout (lwgan.keep)
         _write_pictures(run.paths, run.out_dir, run.history, at)
         if on_checkpoint is not None:
             on_checkpoint(at, run.ckpt_path)

@@ -1,0 +1,92 @@
+"""Finished work that DVC's checkout cannot remove: a keep folder beside each resumable output.
+
+`dvc exp run` begins by checking every stage output out to its version in `dvc.lock`, by force: inside a
+`persist: true` output folder, whatever a killed or failed run wrote since (the checkpoint of a run that
+stopped at step 9,000, the shards of the videos already fitted) is replaced by the locked version or
+deleted before the stage starts again, so a rerun would begin from nothing. The stages therefore also
+file each unit of resumable work, under the key that produced it, in a keep folder that no stage
+declares and DVC never touches:
+
+    <output's parent>/.lwgan-keep/<output's name>/<unit's path inside the output>.<key>
+
+(`models/checkpoint.pt` of run key K -> `.lwgan-keep/models/checkpoint.pt.K`). The kept file is a hard
+link to the unit (no second copy of the bytes; a copy where the file system has no hard links), written
+atomically, so it outlives the unit's removal or replacement. A stage that finds a unit missing or made
+under another key takes the kept one back (`take_back`) before deciding what to redo, and `release`s what
+it kept once its run has finished and the output holds the result, which DVC then stores.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from lwgan.io import atomic_path, remove_temporaries
+
+log = logging.getLogger(__name__)
+
+KEEP_DIR = ".lwgan-keep"
+
+
+def kept_path(output: str | Path, unit: str | Path, key: str) -> Path:
+    """Where the unit `unit` (a file inside the output folder `output`) made under `key` is kept."""
+    output = Path(output).resolve()
+    inside = Path(unit).resolve().relative_to(output)  # ValueError for a unit outside the output
+    return output.parent / KEEP_DIR / output.name / inside.parent / f"{inside.name}.{key}"
+
+
+def _link(source: Path, target: Path) -> None:
+    """`target` becomes a hard link to (else a copy of) `source`, atomically."""
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:  # no hard links here (another file system, a FAT volume): a copy
+            shutil.copy2(source, tmp)
+
+
+def clean(output: str | Path) -> None:
+    """Remove the temporary files a writer killed while keeping left in the keep folder of `output`
+    (call it before the stage's writers start, never beside them)."""
+    remove_temporaries(Path(output).resolve().parent / KEEP_DIR / Path(output).resolve().name)
+
+
+def keep(output: str | Path, unit: str | Path, key: str) -> Path:
+    """File the finished unit `unit` (made under `key`) in the keep folder of `output`; returns where."""
+    target = kept_path(output, unit, key)
+    _link(Path(unit), target)
+    return target
+
+
+def take_back(output: str | Path, unit: str | Path, key: str) -> bool:
+    """Put the kept unit of `key` at `unit` (replacing what is there) when one is kept; True if so."""
+    source = kept_path(output, unit, key)
+    if not source.is_file():
+        return False
+    _link(source, Path(unit))
+    log.info("took back %s from %s (DVC's checkout had replaced or removed it)", unit, source)
+    return True
+
+
+def release(output: str | Path, unit: str | Path, key: str) -> None:
+    """Drop the kept unit of `key`, once the output holds it."""
+    kept_path(output, unit, key).unlink(missing_ok=True)
+
+
+def release_same(output: str | Path, unit: str | Path) -> int:
+    """Drop every kept version of `unit` that is the file the output now holds (the same link, or the
+    same bytes where it was copied): once a stage has finished with its output, the rest of the keep folder
+    is other runs' unfinished work. Returns how many were dropped."""
+    unit = Path(unit)
+    if not unit.is_file():
+        return 0
+    probe = kept_path(output, unit, "x")
+    dropped = 0
+    for kept in probe.parent.glob(f"{unit.name}.*") if probe.parent.is_dir() else []:
+        if os.path.samefile(kept, unit) or filecmp.cmp(kept, unit, shallow=False):
+            kept.unlink(missing_ok=True)
+            dropped += 1
+    return dropped

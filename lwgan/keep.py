@@ -12,8 +12,8 @@ declares and DVC never touches:
 (`models/checkpoint.pt` of run key K -> `.lwgan-keep/models/checkpoint.pt.K`). The kept file is a hard
 link to the unit (no second copy of the bytes; a copy where the file system has no hard links), written
 atomically, so it outlives the unit's removal or replacement. A stage that finds a unit missing or made
-under another key takes the kept one back (`take_back`) before deciding what to redo, and `release`s what
-it kept once its run has finished and the output holds the result, which DVC then stores.
+under another key takes the kept one back (`take_back`) before deciding what to redo, and drops what it
+kept (`release_same`) once the stage has succeeded and DVC is about to store its output.
 """
 
 from __future__ import annotations
@@ -69,11 +69,6 @@ def take_back(output: str | Path, unit: str | Path, key: str) -> bool:
     _link(source, Path(unit))
     log.info("took back %s from %s (DVC's checkout had replaced or removed it)", unit, source)
     return True
-
-
-def release(output: str | Path, unit: str | Path, key: str) -> None:
-    """Drop the kept unit of `key`, once the output holds it."""
-    kept_path(output, unit, key).unlink(missing_ok=True)
 
 
 def release_same(output: str | Path, unit: str | Path) -> int:

@@ -23,6 +23,7 @@ def main() -> None:
             run.log_artifacts([report.write_videos(Path(tmp) / "fit_videos.json")])
         run.log_artifacts([settings.out_dir / "overlays"], "overlays")
         fit.fail_past_threshold(settings, report, params.fit)
+        fit.release_kept(settings)  # finished: DVC stores the output now
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Several processes: `torchrun --nproc_per_node=N stages/train.py ...` (rank 0 wri
 
 
 from lwgan import errors, stage
-from lwgan.train.train import TrainPaths, train
+from lwgan.train.train import TrainPaths, release_kept, train
 
 
 def main() -> None:
@@ -23,6 +23,7 @@ def main() -> None:
         if stage.is_main_process():
             stage.write_metrics(args.metrics, result.metrics, run, step=result.steps)
             stage.record_training(run, result.history, result.resumed_from, args.maps)
+            release_kept(args.out_dir)  # finished: DVC stores the output now
 
 
 if __name__ == "__main__":

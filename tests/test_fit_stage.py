@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from lwgan.body.fit import FitSettings, FitWorker, fit_all, plan_jobs
+from lwgan.body.fit import FitSettings, FitWorker, fit_all, plan_jobs, release_kept
 from lwgan.body.fitting import FitOptions
 from lwgan.body.model import BodyModel
 from lwgan.body.model_io import save_body_model
@@ -109,7 +109,10 @@ def test_shards_dvc_checkout_removed_are_taken_back_from_the_keep_folder(prepare
     assert (tmp_path / "smpl" / "videos" / "001_1_2.h5").read_bytes() == first
     assert sorted(SmplCache(tmp_path / "smpl" / "smpl.h5").videos) == ["001_1_1", "001_1_2", "002_1_1",
                                                                         "002_1_2"]
-    assert not list((tmp_path / ".lwgan-keep" / "smpl" / "videos").iterdir())  # finished: released
+    kept_folder = tmp_path / ".lwgan-keep" / "smpl" / "videos"
+    assert len(list(kept_folder.iterdir())) == 4  # until the stage has succeeded
+    release_kept(settings)
+    assert not list(kept_folder.iterdir())
 
 
 def shards(out: Path) -> dict[str, int]:

@@ -34,6 +34,7 @@ from lwgan.train.train import (
     TrainPaths,
     average_weights,
     build,
+    release_kept,
     train,
 )
 from lwgan.weights import WeightsError
@@ -130,7 +131,9 @@ def test_a_run_whose_checkpoint_dvc_replaced_or_removed_resumes_from_the_keep_fo
         if checkout == "replaced":  # the other run's checkpoint is set aside, not lost
             aside = list((models / "previous").glob("*.pt"))
             assert len(aside) == 1 and checkpoint.load(aside[0])["step"] == 1
-        assert not any((out / ".lwgan-keep" / "models").iterdir())  # finished: released
+        assert any((out / ".lwgan-keep" / "models").iterdir())  # until the stage has succeeded
+        release_kept(out / "models")
+        assert not any((out / ".lwgan-keep" / "models").iterdir())
 
 
 def test_the_weight_average_follows_its_closed_form_and_is_what_inference_loads(caches, tmp_path):

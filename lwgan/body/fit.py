@@ -500,8 +500,6 @@ def fit_all(settings: FitSettings, pool: PoolOptions, progress: Callable[..., No
     fitted = [job.video_id for job in jobs if job.video_id not in failed] + current
     write_index(settings.out_dir / INDEX_FILE, KIND, SCHEMA_VERSION, fitted,
                 {"keypoint_source": settings.keypoints})
-    for video in fitted:  # the output holds them now: drop their kept copies (lwgan.keep)
-        keep.release_same(settings.out_dir, shard_path(settings.out_dir, video))
     return FitRun(done, failures, current)
 
 
@@ -588,6 +586,15 @@ def run(params: Params, frames_path: Path, body_path: Path, out_dir: Path) -> tu
                        use_ray=params.ray.enabled)
     done = fit_all(settings, pool, progress=ProgressLog("fit", "frames", every_s=0.0))
     return settings, review(settings, Thresholds.from_params(params.fit), done)
+
+
+def release_kept(settings: FitSettings) -> None:
+    """Drop the kept copies (`lwgan.keep`) of the shards the SMPL cache now links: call it once the stage
+    has succeeded, when DVC is about to store the output."""
+    with SmplCache(settings.out_dir / INDEX_FILE) as cache:
+        videos = cache.videos
+    for video in videos:
+        keep.release_same(settings.out_dir, shard_path(settings.out_dir, video))
 
 
 def fail_past_threshold(settings: FitSettings, report: FitReport, fit: FitParams) -> None:

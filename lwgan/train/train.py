@@ -222,7 +222,6 @@ def train(params: config.Params, paths: TrainPaths, tracker: Tracker | None = No
                         resumed_from, run.global_batch, run.feature_nets)
     if run.env.is_main:
         _publish(run, tracker)
-        keep.release(run.out_dir, run.ckpt_path, run.run_key)  # finished: the output holds it
     distributed.shutdown()
     return TrainResult(steps=run.step, resumed_from=resumed_from, metrics=metrics, history=run.history,
                        checkpoint=run.ckpt_path)
@@ -369,6 +368,12 @@ def _take_back_kept(run: TrainRun) -> None:
                         "checkpoint is taken back from %s", run.ckpt_path, int(state.get("step", 0)), moved,
                         kept)
     keep.take_back(run.out_dir, run.ckpt_path, run.run_key)
+
+
+def release_kept(out_dir: str | Path) -> None:
+    """Drop the kept copy (`lwgan.keep`) of the checkpoint in `out_dir`: call it once the stage has
+    succeeded, when DVC is about to store the output."""
+    keep.release_same(out_dir, Path(out_dir) / CHECKPOINT_FILE)
 
 
 def replicate(run: TrainRun) -> None:

@@ -5,14 +5,34 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from lwgan.errors import UserError
 from lwgan.tracking import default_tracking_uri
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class UiError(UserError, RuntimeError):
+    """The UI cannot serve where it was asked to."""
+
+
+def check_free(host: str, port: int) -> None:
+    """UiError naming `host`:`port` when a server cannot listen there (taken by another program, not a
+    valid port, an address this machine does not have): checked before the server starts, whose own
+    failure would be a traceback in its process."""
+    if not 1 <= port <= 65535:
+        raise UiError(f"--port {port} is not a port (1-65535)")
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as err:
+        raise UiError(f"cannot serve on {host}:{port} ({err.strerror or err}): another program may be "
+                      f"listening there; choose another --port") from err
 
 
 class _Stop(Exception):
@@ -41,6 +61,7 @@ def serve_ui(host: str = "127.0.0.1", port: int = 5000, tracking_uri: str | None
     """Run ``mlflow ui`` against the project's store until it exits or this process gets SIGTERM, SIGINT
     (Ctrl-C) or SIGHUP; the server runs in its own process group, which is stopped with it, workers
     included. Returns the server's exit code (0 when stopped by a signal)."""
+    check_free(host, port)
     uri = tracking_uri or default_tracking_uri()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host,

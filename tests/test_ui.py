@@ -73,3 +73,19 @@ def test_ui_stops_its_server_and_workers_on_a_stop_signal(tmp_path, sig):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_port_that_is_taken_or_is_no_port_is_one_error_line(tmp_path):
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def ui(port: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lwgan.cli", "ui", "--port", str(port)], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:  # another program listening there
+        port = taken.getsockname()[1]
+        done = ui(port)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: cannot serve on 127.0.0.1:{port} ")
+    done = ui(99999)
+    assert done.returncode == 2 and done.stderr.strip() == "error: --port 99999 is not a port (1-65535)"

@@ -5,7 +5,9 @@
 Per network, ms for one batch of 4 at 64² and 256² (the default and the paper's training sizes):
   vgg16          the perceptual loss's network: forward + backward to the input (as for the fake image)
   dlib_face      the face loss's network on 150² aligned head crops: crop + forward + backward
-  (vgg16_bf16, dlib_face_bf16: the same under bfloat16 autocast, as train.feature_bf16 runs them)
+  (vgg16_bf16, dlib_face_bf16: the same under bfloat16 autocast, as train.feature_bf16 runs them; null
+   where the CPU has no bfloat16 instructions (cpu_native_bf16 false), since `auto` runs float32 there and
+   emulated bfloat16 is slow: --emulated-bf16 times them anyway)
   lpips_alex     LPIPS v0.1 AlexNet (evaluation): forward of both images
   effnet_lite0   EfficientNet-Lite0 pooled features at 224² (evaluation): forward
 step_ms / step_ms_without_feature_nets: one default training step (G forward, L_G, backward, Adam; D
@@ -102,7 +104,7 @@ def _effnet_step(effnet: torch.nn.Module, batch: Batch) -> None:
     effnet.features(batch.tgt_img)
 
 
-def network_costs(sizes: tuple[int, ...], repeats: int) -> dict[str, float]:
+def network_costs(sizes: tuple[int, ...], repeats: int, bf16: bool) -> dict[str, float | None]:
     nets = {"vgg16": (_vgg_step, load_feature_net("vgg16", WEIGHTS / "vgg16.pth", param="vgg16")[0]),
             "dlib_face": (_face_step,
                           FaceLoss(load_feature_net("dlib", WEIGHTS / "dlib_face.pth", param="dlib")[0])),
@@ -110,14 +112,14 @@ def network_costs(sizes: tuple[int, ...], repeats: int) -> dict[str, float]:
                            load_lpips("alex", WEIGHTS / "alexnet.pth", WEIGHTS / "lpips_alex.pth")),
             "effnet_lite0": (_effnet_step, load_efficientnet_lite0(WEIGHTS / "efficientnet_lite0.pth"))}
     gen = torch.Generator().manual_seed(0)
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for size in sizes:
         batch = random_batch(4, size, gen)
         for name, (step, net) in nets.items():
             out[f"{name}_ms_{size}"] = round(timed(functools.partial(step, net, batch), repeats), 2)
             if step in (_vgg_step, _face_step):  # as training runs them with train.feature_bf16
-                bf16 = functools.partial(step, net, batch, True)
-                out[f"{name}_bf16_ms_{size}"] = round(timed(bf16, repeats), 2)
+                under = functools.partial(step, net, batch, True)
+                out[f"{name}_bf16_ms_{size}"] = round(timed(under, repeats), 2) if bf16 else None
     return out
 
 
@@ -204,6 +206,9 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="the step's configuration differs from params.yaml in these keys")
     parser.add_argument("--repeats", type=int, default=0, help="timed calls per figure (10; --quick: 3)")
+    parser.add_argument("--emulated-bf16", action="store_true",
+                        help="time the networks under bfloat16 also where this CPU only emulates it (slow: "
+                             "VGG16 at 256² takes about a minute a call; by default they are null there)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     repeats = args.repeats or (3 if args.quick else 10)
@@ -213,12 +218,13 @@ def main() -> None:
         parser.error(f"--set {err}")
     train = dataclasses.replace(params.train, vgg_weights=str(WEIGHTS / "vgg16.pth"),
                                 face_weights=str(WEIGHTS / "dlib_face.pth"))
-    costs = network_costs((64, 256), repeats) if not args.overrides else {}
+    native = feature_bf16(dataclasses.replace(train, feature_bf16="auto", device="cpu"))
+    costs = network_costs((64, 256), repeats, native or args.emulated_bf16) if not args.overrides else {}
     result = {"threads": torch.get_num_threads(), "batch": 4, **costs,
               "step_config": {k: getattr(train, k) for k in ("image_size", "batch_size", "base_width",
                                                               "res_blocks", "d_layers", "perceptual_net",
                                                               "face_net")},
-              "feature_bf16": feature_bf16(train),
+              "feature_bf16": feature_bf16(train), "cpu_native_bf16": native,
               **step_cost(train, repeats), "target_feature_share": 0.35}
     print(json.dumps(result))
 

@@ -13,7 +13,7 @@ declares and DVC never touches:
 link to the unit (no second copy of the bytes; a copy where the file system has no hard links), written
 atomically, so it outlives the unit's removal or replacement. A stage that finds a unit missing or made
 under another key takes the kept one back (`take_back`) before deciding what to redo, and drops what it
-kept (`release_same`) once the stage has succeeded and DVC is about to store its output.
+kept (`release_output`) once the stage has succeeded and DVC is about to store its output.
 """
 
 from __future__ import annotations
@@ -71,17 +71,17 @@ def take_back(output: str | Path, unit: str | Path, key: str) -> bool:
     return True
 
 
-def release_same(output: str | Path, unit: str | Path) -> int:
-    """Drop every kept version of `unit` that is the file the output now holds (the same link, or the
-    same bytes where it was copied): once a stage has finished with its output, the rest of the keep folder
-    is other runs' unfinished work. Returns how many were dropped."""
-    unit = Path(unit)
-    if not unit.is_file():
-        return 0
-    probe = kept_path(output, unit, "x")
+def release_output(output: str | Path) -> int:
+    """Drop every kept unit of `output` that is the file the output now holds (the same link, or the same
+    bytes where it was copied): call it once the stage has succeeded, when DVC is about to store the
+    output. What else is kept is other runs' unfinished work and stays. Returns how many were dropped."""
+    output = Path(output).resolve()
+    folder = output.parent / KEEP_DIR / output.name
     dropped = 0
-    for kept in probe.parent.glob(f"{unit.name}.*") if probe.parent.is_dir() else []:
-        if os.path.samefile(kept, unit) or filecmp.cmp(kept, unit, shallow=False):
-            kept.unlink(missing_ok=True)
+    for kept in sorted(folder.rglob("*")) if folder.is_dir() else []:
+        unit = output / kept.relative_to(folder).parent / kept.name.rsplit(".", 1)[0]
+        if kept.is_file() and unit.is_file() and (os.path.samefile(kept, unit)
+                                                   or filecmp.cmp(kept, unit, shallow=False)):
+            kept.unlink()
             dropped += 1
     return dropped

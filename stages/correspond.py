@@ -3,7 +3,7 @@ the conditioning map are rebuilt from them when read) of every fitted frame at d
 HDF5 with the hash of what produced them."""
 
 from lwgan import errors, stage
-from lwgan.correspond.correspond import build_maps
+from lwgan.correspond.correspond import build_maps, release_kept
 
 
 def main() -> None:
@@ -14,6 +14,7 @@ def main() -> None:
     with stage.tracked_run("correspond", params, sections=("data",)) as run:
         metrics = build_maps(args.smpl, args.body, args.out_dir, params.data.image_size)
         stage.write_metrics(args.metrics, metrics, run)
+        release_kept(args.out_dir)  # finished: DVC stores the output now
 
 
 if __name__ == "__main__":

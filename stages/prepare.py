@@ -19,6 +19,7 @@ def main() -> None:
         run.log_artifacts([args.out_dir / name for name in (prepare.CONTACT_SHEET_FILE, prepare.REPORT_FILE,
                                                             prepare.INDEX_FILE)])
         report.raise_for_failures()
+        prepare.release_kept(args.out_dir)  # finished: DVC stores the output now
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from _toy import BLOB_BGR, ToyVideo, write_iper_tree
 from lwgan.data.cache import FramesCache
 from lwgan.data.errors import DataError
 from lwgan.data.iper import parse_list_line
-from lwgan.data.prepare import PrepareOptions, prepare
+from lwgan.data.prepare import PrepareOptions, prepare, release_kept
 from lwgan.data.report import TooManyFailures
 from lwgan.io import tree_sha256
 
@@ -149,6 +149,7 @@ def test_failure_fraction_raises_after_everything_is_written(tree, tmp_path):
 def test_resume_redoes_only_deleted_and_damaged_shards(tree, tmp_path):
     out = tmp_path / "out"
     prepare(options(tree), out)
+    release_kept(out)  # as the stage does once it has succeeded: nothing kept to take back
     before = shard_times(out)
     (out / "videos/001_1_2.h5").unlink()
     (out / "videos/002_1_2.h5").write_bytes(b"half a shard")

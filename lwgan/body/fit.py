@@ -589,12 +589,9 @@ def run(params: Params, frames_path: Path, body_path: Path, out_dir: Path) -> tu
 
 
 def release_kept(settings: FitSettings) -> None:
-    """Drop the kept copies (`lwgan.keep`) of the shards the SMPL cache now links: call it once the stage
+    """Drop the kept copies (`lwgan.keep`) of the shards the SMPL cache now holds: call it once the stage
     has succeeded, when DVC is about to store the output."""
-    with SmplCache(settings.out_dir / INDEX_FILE) as cache:
-        videos = cache.videos
-    for video in videos:
-        keep.release_same(settings.out_dir, shard_path(settings.out_dir, video))
+    keep.release_output(settings.out_dir)
 
 
 def fail_past_threshold(settings: FitSettings, report: FitReport, fit: FitParams) -> None:

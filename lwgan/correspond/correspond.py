@@ -11,6 +11,7 @@ from typing import Any
 
 import h5py
 
+from lwgan import keep
 from lwgan.body.model import BodyModel
 from lwgan.correspond import maps_cache
 from lwgan.correspond.maps import correspond_sequence
@@ -28,12 +29,19 @@ from lwgan.progress import ProgressLog
 log = logging.getLogger(__name__)
 
 
+def release_kept(out_dir: Path) -> None:
+    """Drop the kept copies (`lwgan.keep`) of the shards the cache now holds: call it once the stage has
+    succeeded, when DVC is about to store the output."""
+    keep.release_output(out_dir)
+
+
 def build_maps(smpl_path: Path, body_path: Path, out_dir: Path, image_size: int) -> dict[str, Any]:
     """Write the correspondence cache for every video of the SMPL cache; returns the stage's metrics."""
     smpl = SmplCache(smpl_path)
     body = BodyModel.from_file(body_path)
     digest = file_digest(body_path)
     videos = smpl.videos
+    keep.clean(out_dir)
     remove_stale(out_dir, keep=videos)
     progress = ProgressLog("correspond", "frames")
     total = sum(smpl.num_frames(v) for v in videos)
@@ -45,7 +53,10 @@ def build_maps(smpl_path: Path, body_path: Path, out_dir: Path, image_size: int)
         key = content_key(maps_cache.KIND, maps_cache.SCHEMA_VERSION, smpl_key, digest, image_size)
         path = shard_path(out_dir, video)
         n = smpl.num_frames(video)
-        if shard_is_current(path, maps_cache.KIND, maps_cache.SCHEMA_VERSION, key):
+        current = shard_is_current(path, maps_cache.KIND, maps_cache.SCHEMA_VERSION, key)
+        if not current and keep.take_back(out_dir, path, key):  # DVC's checkout removed it (lwgan.keep)
+            current = shard_is_current(path, maps_cache.KIND, maps_cache.SCHEMA_VERSION, key)
+        if current:
             reused += 1
         else:
             start = time.perf_counter()
@@ -55,6 +66,7 @@ def build_maps(smpl_path: Path, body_path: Path, out_dir: Path, image_size: int)
                                         maps["head_box"], params["frame"],
                                         {"image_size": image_size, "body_hash": digest,
                                          "split": smpl.info(video).get("split", "")})
+            keep.keep(out_dir, path, key)  # outlives DVC's checkout (lwgan.keep)
             seconds += time.perf_counter() - start
         done += n
         progress(done, total)

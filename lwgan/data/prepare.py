@@ -39,13 +39,14 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from lwgan import keep
 from lwgan.config import DataParams
 from lwgan.data import crop as crop_mod
 from lwgan.data import people
 from lwgan.data.cache import CODECS, SCHEMA_VERSION, FramesCache
 from lwgan.data.errors import DataError
 from lwgan.data.folder import discover_folder
-from lwgan.data.h5util import remove_stale, shard_path
+from lwgan.data.h5util import content_key, remove_stale, shard_path
 from lwgan.data.iper import discover_iper
 from lwgan.data.report import Discovery, PrepareReport, Problem, Progress, ProgressCallback, VideoResult
 from lwgan.data.shard import (
@@ -331,12 +332,25 @@ def prepare_video(entry: VideoEntry, options: PrepareOptions, fingerprint: str, 
         except BaseException:
             writer.abort()
             raise
+    made_under = ShardKey(options.content_hash(), fingerprint, entry.split, str(entry.path))
+    keep.keep(out_dir, shard_path(out_dir, entry.video_id), kept_key(made_under))  # lwgan.keep
     if dropped:
         log.warning("%s: %d frames left out, e.g. %s: %s", entry.video_id, len(dropped), dropped[0].path,
                     dropped[0].reason)
     return VideoResult(entry.video_id, entry.split, str(entry.path), written, source.fps, (height, width),
                        crop.as_tuple(), box.method, False, time.perf_counter() - start, tuple(dropped),
                        tuple(notes))
+
+
+def kept_key(key: ShardKey) -> str:
+    """The name a shard made under `key` is kept by (`lwgan.keep`)."""
+    return content_key("prepare", *dataclasses.astuple(key))
+
+
+def release_kept(out_dir: Path) -> None:
+    """Drop the kept copies (`lwgan.keep`) of the shards the frames cache now holds: call it once the stage
+    has succeeded, when DVC is about to store the output."""
+    keep.release_output(out_dir)
 
 
 def _reused(entry: VideoEntry, attrs: dict[str, Any]) -> VideoResult:
@@ -403,6 +417,7 @@ def prepare(options: PrepareOptions, out_dir: Path,
     out_dir = Path(out_dir)
     found = discover(options, exclude=out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    keep.clean(out_dir)
     remove_stale(out_dir, keep=[e.video_id for e in found.entries])
     key_hash = options.content_hash()
     results: list[VideoResult] = []
@@ -415,8 +430,11 @@ def prepare(options: PrepareOptions, out_dir: Path,
         except (DataError, OSError) as err:
             failed.append(Problem(str(entry.path), str(err), entry.video_id))
             continue
-        attrs = read_shard_attrs(shard_path(out_dir, entry.video_id), entry.video_id,
-                                 ShardKey(key_hash, fingerprint, entry.split, str(entry.path)))
+        shard, key = shard_path(out_dir, entry.video_id), ShardKey(key_hash, fingerprint, entry.split,
+                                                                   str(entry.path))
+        attrs = read_shard_attrs(shard, entry.video_id, key)
+        if attrs is None and keep.take_back(out_dir, shard, kept_key(key)):  # DVC's checkout removed it
+            attrs = read_shard_attrs(shard, entry.video_id, key)
         if attrs is not None:
             results.append(_reused(entry, attrs))
         else:

@@ -373,7 +373,7 @@ def _take_back_kept(run: TrainRun) -> None:
 def release_kept(out_dir: str | Path) -> None:
     """Drop the kept copy (`lwgan.keep`) of the checkpoint in `out_dir`: call it once the stage has
     succeeded, when DVC is about to store the output."""
-    keep.release_same(out_dir, Path(out_dir) / CHECKPOINT_FILE)
+    keep.release_output(out_dir)
 
 
 def replicate(run: TrainRun) -> None:

@@ -22,20 +22,28 @@ import filecmp
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from lwgan.io import atomic_path, remove_temporaries
 
 log = logging.getLogger(__name__)
 
 KEEP_DIR = ".lwgan-keep"
+T = TypeVar("T")
+
+
+def _folder(output: Path) -> Path:
+    """The keep folder of the (resolved) output folder `output`."""
+    return output.parent / KEEP_DIR / output.name
 
 
 def kept_path(output: str | Path, unit: str | Path, key: str) -> Path:
     """Where the unit `unit` (a file inside the output folder `output`) made under `key` is kept."""
     output = Path(output).resolve()
     inside = Path(unit).resolve().relative_to(output)  # ValueError for a unit outside the output
-    return output.parent / KEEP_DIR / output.name / inside.parent / f"{inside.name}.{key}"
+    return _folder(output) / inside.parent / f"{inside.name}.{key}"
 
 
 def _link(source: Path, target: Path) -> None:
@@ -51,7 +59,7 @@ def _link(source: Path, target: Path) -> None:
 def clean(output: str | Path) -> None:
     """Remove the temporary files a writer killed while keeping left in the keep folder of `output`
     (call it before the stage's writers start, never beside them)."""
-    remove_temporaries(Path(output).resolve().parent / KEEP_DIR / Path(output).resolve().name)
+    remove_temporaries(_folder(Path(output).resolve()))
 
 
 def keep(output: str | Path, unit: str | Path, key: str) -> Path:
@@ -71,12 +79,21 @@ def take_back(output: str | Path, unit: str | Path, key: str) -> bool:
     return True
 
 
+def current_or_taken_back(output: str | Path, unit: str | Path, key: str, check: Callable[[], T]) -> T:
+    """`check()` of the unit; where that fails (falsy) and a unit made under `key` is kept, the kept one
+    taken back (DVC's checkout removed or replaced it) and checked again."""
+    found = check()
+    if not found and take_back(output, unit, key):
+        found = check()
+    return found
+
+
 def release_output(output: str | Path) -> int:
     """Drop every kept unit of `output` that is the file the output now holds (the same link, or the same
     bytes where it was copied): call it once the stage has succeeded, when DVC is about to store the
     output. What else is kept is other runs' unfinished work and stays. Returns how many were dropped."""
     output = Path(output).resolve()
-    folder = output.parent / KEEP_DIR / output.name
+    folder = _folder(output)
     dropped = 0
     for kept in sorted(folder.rglob("*")) if folder.is_dir() else []:
         unit = output / kept.relative_to(folder).parent / kept.name.rsplit(".", 1)[0]

@@ -14,6 +14,7 @@ ones in the log, draws their overlays and assembles the stage's metrics.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import logging
 import resource
@@ -204,10 +205,8 @@ def plan_jobs(settings: FitSettings) -> tuple[list[FitJob], list[str]]:
         key = job_key(settings, attrs, digest, detection_side(settings, cache, video),
                       tracked=cache.person_boxes(video) is None)
         shard = shard_path(settings.out_dir, video)
-        current_here = shard_is_current(shard, KIND, SCHEMA_VERSION, key)
-        if not current_here and keep.take_back(settings.out_dir, shard, key):  # DVC's checkout removed it
-            current_here = shard_is_current(shard, KIND, SCHEMA_VERSION, key)
-        if current_here:
+        if keep.current_or_taken_back(settings.out_dir, shard, key,
+                                      functools.partial(shard_is_current, shard, KIND, SCHEMA_VERSION, key)):
             current.append(video)
         else:
             jobs.append(FitJob(video, key, cache.num_frames(video)))

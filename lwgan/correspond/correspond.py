@@ -4,6 +4,7 @@ a shard is redone only when the SMPL shard, the body model or the image size it 
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -53,10 +54,8 @@ def build_maps(smpl_path: Path, body_path: Path, out_dir: Path, image_size: int)
         key = content_key(maps_cache.KIND, maps_cache.SCHEMA_VERSION, smpl_key, digest, image_size)
         path = shard_path(out_dir, video)
         n = smpl.num_frames(video)
-        current = shard_is_current(path, maps_cache.KIND, maps_cache.SCHEMA_VERSION, key)
-        if not current and keep.take_back(out_dir, path, key):  # DVC's checkout removed it (lwgan.keep)
-            current = shard_is_current(path, maps_cache.KIND, maps_cache.SCHEMA_VERSION, key)
-        if current:
+        if keep.current_or_taken_back(out_dir, path, key, functools.partial(
+                shard_is_current, path, maps_cache.KIND, maps_cache.SCHEMA_VERSION, key)):
             reused += 1
         else:
             start = time.perf_counter()

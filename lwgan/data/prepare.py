@@ -24,6 +24,7 @@ videos no longer selected are removed, so the folder always matches index.json.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -432,9 +433,8 @@ def prepare(options: PrepareOptions, out_dir: Path,
             continue
         shard, key = shard_path(out_dir, entry.video_id), ShardKey(key_hash, fingerprint, entry.split,
                                                                    str(entry.path))
-        attrs = read_shard_attrs(shard, entry.video_id, key)
-        if attrs is None and keep.take_back(out_dir, shard, kept_key(key)):  # DVC's checkout removed it
-            attrs = read_shard_attrs(shard, entry.video_id, key)
+        attrs = keep.current_or_taken_back(out_dir, shard, kept_key(key),
+                                           functools.partial(read_shard_attrs, shard, entry.video_id, key))
         if attrs is not None:
             results.append(_reused(entry, attrs))
         else:

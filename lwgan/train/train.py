@@ -359,6 +359,8 @@ def _take_back_kept(run: TrainRun) -> None:
     if not kept.is_file():
         return
     if run.ckpt_path.is_file():
+        if os.path.samefile(kept, run.ckpt_path):  # the checkpoint is its own kept copy: nothing to do
+            return
         state = checkpoint.load(run.ckpt_path)
         if state["run_key"] == run.run_key and int(state["step"]) >= int(checkpoint.load(kept)["step"]):
             return

@@ -20,7 +20,7 @@ from lwgan.body.fitting import (
     fit_videos,
     fitted_joints,
 )
-from lwgan.body.fitting_state import scale_outliers
+from lwgan.body.fitting_state import scale_outliers, torso_outliers
 from lwgan.body.model import BodyModel
 from lwgan.body.pose_metrics import pa_mpjpe
 from lwgan.body.poses import euler_to_axis_angle, pose_from_angles
@@ -162,9 +162,77 @@ def test_a_frame_of_twice_the_size_is_flagged_and_filled_from_its_neighbours(bod
     assert result.status[4] & IMPLAUSIBLE_SCALE and not (result.status[[0, 1, 2, 3, 5, 6, 7, 8]]).any()
     assert math.isnan(float(result.reprojection_px[4]))
     torch.testing.assert_close(result.cam[:, 0], clip.cam[:, 0], rtol=0.08, atol=0.0)  # frame 4 too
-    off = FitOptions(**{**dataclasses.asdict(FAST), "max_scale_ratio": 0.0})
+    # either check alone catches a giant (its torso too is twice the body's at the neighbours' size)
+    for check in ("max_scale_ratio", "max_torso_ratio"):
+        alone = fit_video(keypoints, SIZE, body, FitOptions(**{**dataclasses.asdict(FAST), check: 0.0}))
+        assert alone.status[4] & IMPLAUSIBLE_SCALE, check
+    off = FitOptions(**{**dataclasses.asdict(FAST), "max_scale_ratio": 0.0, "max_torso_ratio": 0.0})
     unguarded = fit_video(keypoints, SIZE, body, off)
     assert int(unguarded.status[4]) == 0 and float(unguarded.cam[4, 0]) > 1.5 * float(clip.cam[4, 0])
+
+
+def _torso_keypoints(lengths: list[float]) -> torch.Tensor:
+    """(n, 17, 2) NDC keypoints of an upright figure whose shoulder-to-hip segments have `lengths`."""
+    target = torch.zeros(len(lengths), 17, 2)
+    for i, length in enumerate(lengths):
+        target[i, 5] = torch.tensor([0.2, -0.3])  # left shoulder
+        target[i, 6] = torch.tensor([-0.2, -0.3])
+        target[i, 11] = torch.tensor([0.15, -0.3 + length])  # left hip
+        target[i, 12] = torch.tensor([-0.15, -0.3 + length])
+    return target
+
+
+def test_torso_outliers_by_hand():
+    valid = torch.ones(9, dtype=torch.bool)
+    torso = torch.tensor([1.0, 1.0])  # model units
+    scale = torch.full((9,), 0.5)  # so a torso facing the camera spans 0.5 NDC
+    drawn = [0.5, 0.49, 0.5, 0.51, 0.8, 0.5, 0.48, 0.5, 0.5]  # frame 4: 1.6 times as long
+    target = _torso_keypoints(drawn)
+    lengths = torch.hypot(target[:, 5, 0] - target[:, 11, 0], target[:, 5, 1] - target[:, 11, 1])
+    weight = torch.ones(9, 17)
+    assert torso_outliers(target, weight, torso, scale, valid, 3, 1.3).tolist() == [i == 4 for i in range(9)]
+    assert not torso_outliers(target, weight, torso, scale, valid, 3, 0.0).any()  # off
+    ratio = float(lengths[4] / 0.5)
+    assert not torso_outliers(target, weight, torso, scale, valid, 3, ratio + 0.01).any()
+    assert torso_outliers(target, weight, torso, scale, valid, 3, ratio - 0.01)[4]
+    # its own fitted scale, which the stretched keypoints pull up, does not excuse the frame
+    grown = scale.clone()
+    grown[4] = 0.5 * ratio
+    assert torso_outliers(target, weight, torso, grown, valid, 3, 1.3).tolist() == [i == 4 for i in range(9)]
+    # a torso foreshortened (bending towards the camera) is no outlier, nor is one whose hips are not seen
+    short = _torso_keypoints([0.5, 0.5, 0.5, 0.5, 0.2, 0.5, 0.5, 0.5, 0.5])
+    assert not torso_outliers(short, weight, torso, scale, valid, 3, 1.3).any()
+    unseen = weight.clone()
+    unseen[4, 11:13] = 0.0
+    assert not torso_outliers(target, unseen, torso, scale, valid, 3, 1.3).any()
+    # walking towards the camera: size and torso grow together
+    ramp = torch.linspace(0.5, 0.9, 9)
+    assert not torso_outliers(_torso_keypoints(ramp.tolist()), weight, torso, ramp, valid, 3, 1.3).any()
+    # frames without a person neither count nor are judged; fewer than two judges = no verdict
+    holes = torch.tensor([True, False, False, False, True, False, False, False, True])
+    assert not torso_outliers(target, weight, torso, scale, holes, 3, 1.3).any()
+    assert torso_outliers(target, weight, torso, scale, holes, 4, 1.3).tolist() == [i == 4 for i in range(9)]
+
+
+def test_a_frame_whose_keypoints_stretch_the_torso_is_flagged_and_filled_from_its_neighbours(body):
+    """A detection stretched across the frame: frame 4's hips, knees and ankles pushed down so that its
+    torso is 1.6 times as long as the body's (everything above the hips where the truth has it). The fit
+    sets it aside and fills it from its neighbours, close to the truth; without the check it bends the
+    body to reach the keypoints."""
+    clip = make_truth(body, 9)
+    keypoints = clip.keypoints.clone()
+    hips = keypoints[4, 11:13, :2].mean(dim=0)
+    shoulders = keypoints[4, 5:7, :2].mean(dim=0)
+    keypoints[4, 11:, :2] += 0.6 * (hips - shoulders)  # the lower body moved down by 0.6 of the torso
+    result = fit_video(keypoints, SIZE, body, FAST)
+    assert result.status[4] & IMPLAUSIBLE_SCALE and not (result.status[[0, 1, 2, 3, 5, 6, 7, 8]]).any()
+    assert math.isnan(float(result.reprojection_px[4]))
+    guarded = float(pa_mpjpe(fitted_joints(body, result)[4:5], clip.joints[4:5]))
+    assert guarded < 0.04, guarded
+    off = FitOptions(**{**dataclasses.asdict(FAST), "max_torso_ratio": 0.0})
+    unguarded = fit_video(keypoints, SIZE, body, off)
+    assert not unguarded.status[4] & IMPLAUSIBLE_SCALE
+    assert float(pa_mpjpe(fitted_joints(body, unguarded)[4:5], clip.joints[4:5])) > 2 * guarded
 
 
 def test_a_video_without_any_person_is_not_fatal(body, truth):

@@ -188,6 +188,57 @@ def test_the_fit_follows_the_man_through_frames_the_person_detector_misses(outdo
         assert box[0] <= u <= box[2] and box[1] <= v <= box[3], (frame, u, v, box)
 
 
+# Frames 169-174 of the outdoor clip: upside down in the back flip's tuck against the sun, the man lies
+# within this box on all six (read off the source frames with a 50-px grid drawn over them).
+OUTDOOR_MAN_FLIP = (range(169, 175), (650, 150, 1010, 420))
+
+
+def test_the_fit_keeps_the_back_flip_where_the_man_is(outdoor, tmp_path):
+    """In the back flip the landmark model, carried on the 512-px squares, returns a body stretched across
+    the frame on frames 169 and 174 (its torso half again as long as on the frames around them), with no
+    one found between. The fit set those frames aside (their keypoints draw a torso longer than the fitted
+    body's at their neighbours' size, `FitOptions.max_torso_ratio`), so 169-174 are filled from the tuck
+    before and after: the fitted body lies inside the man's box on each. Without that check it lay across
+    the frame, a quarter of it outside the box."""
+    import dataclasses
+
+    import torch
+
+    from lwgan.body import load_configured
+    from lwgan.body.fit import FitWorker
+    from lwgan.body.fitting import FitOptions, fit_video
+    from lwgan.body.model import BodyModel
+    from lwgan.body.sequence import project_video
+    from lwgan.render.raster import RasterSettings, rasterize
+
+    cache, video = outdoor
+    settings = dataclasses.replace(detector_fit(tmp_path), frames_path=cache.path)
+    keypoints = torch.as_tensor(FitWorker(settings).keypoints(video).keypoints)
+    index = cache.frame_index(video).tolist()
+    clip_frames = [index.index(n) for n in range(150, 200)]
+    body = BodyModel(load_configured("default"))
+    frames, (bx0, by0, bx1, by1) = OUTDOOR_MAN_FLIP
+    picks = [n - 150 for n in frames]
+
+    def inside_box(options: FitOptions) -> list[float]:
+        result = fit_video(keypoints[clip_frames], SIZE, body, options)
+        verts = project_video(body, result.betas.numpy(), result.pose.numpy()[picks],
+                              result.cam.numpy()[picks])
+        silhouettes = rasterize(verts, body.faces, RasterSettings(SIZE, SIZE)).silhouette.numpy()
+        shares = []
+        for k, n in enumerate(frames):
+            x0, y0, side = cache.crop_boxes(video)[index.index(n)]
+            rows, cols = np.nonzero(silhouettes[k])
+            u, v = (cols + 0.5) * (side / SIZE) - 0.5 + x0, (rows + 0.5) * (side / SIZE) - 0.5 + y0
+            shares.append(float(((u >= bx0) & (u <= bx1) & (v >= by0) & (v <= by1)).mean()))
+        return shares
+
+    guarded = inside_box(FitOptions())
+    assert min(guarded) > 0.95, guarded
+    unguarded = inside_box(FitOptions(max_torso_ratio=0.0))
+    assert min(unguarded) < 0.9, unguarded
+
+
 # portrait_cam02, frames 0 and 9: the man faces the camera; at shoulder height (y ≈ 540) his torso spans
 # x ≈ 475-640, his waistband (y ≈ 730) x ≈ 500-630, read off the frames (a 50-px grid drawn over them).
 PORTRAIT_CAM02_FRONT = (0, 9)

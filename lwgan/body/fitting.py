@@ -19,7 +19,10 @@ orientation path and the smoothness terms).
 Frames with too few confident keypoints are flagged `NO_PERSON`, take no part in any loss, and get the
 pose and camera interpolated between their nearest fitted neighbours. So are frames whose fitted camera
 scale jumps off their neighbours' (`IMPLAUSIBLE_SCALE`): a fit on a few keypoints along one side of a
-turning body can draw it twice its size.
+turning body can draw it twice its size. So, under the same flag, are frames whose keypoints draw a
+torso longer than the fitted body's own at their neighbours' size: a detection stretched across the
+frame (a landmark model carried through a back flip against the sun) that the fit would follow with a
+body lying where the person is not.
 
 Units: keypoints are pixels (u = column, v = row, centres at integers, `lwgan.geometry`); internally they
 become NDC. Errors seen by the robust loss and the convergence test are pixels of a `REFERENCE_SIZE`
@@ -38,11 +41,13 @@ from lwgan.body.cameras import axis_angle_to_matrix
 from lwgan.body.fitting_stages import Videos, fit_chunk
 from lwgan.body.fitting_state import (
     REFERENCE_SIZE,
+    TORSO,
     ChunkFit,
     FitOptions,
     FitState,
     interpolate_missing,
     scale_outliers,
+    torso_outliers,
 )
 from lwgan.body.kinematics import KeypointBody
 from lwgan.body.model import BodyModel
@@ -55,7 +60,8 @@ logger = logging.getLogger(__name__)
 NO_PERSON = 1  # too few confident keypoints: pose and camera interpolated from neighbours
 LOW_CONFIDENCE = 2  # the keypoints' mean confidence is below `FitOptions.low_confidence`
 NOT_CONVERGED = 4  # the final mean reprojection error exceeds `FitOptions.converged_error`
-IMPLAUSIBLE_SCALE = 8  # the size jumps off the neighbours' (`FitOptions.max_scale_ratio`): interpolated
+IMPLAUSIBLE_SCALE = 8  # the size or torso is off the neighbours' (`FitOptions.max_scale_ratio`,
+# `max_torso_ratio`): interpolated
 
 __all__ = [
     "LOW_CONFIDENCE", "NOT_CONVERGED", "NO_PERSON", "REFERENCE_SIZE", "FitInit", "FitOptions", "FitResult",
@@ -251,7 +257,7 @@ def fit_video(
         state = FitState.cat([part.state for part in parts])
         return [(state, torch.cat([part.error for part in parts]), history)]
 
-    return _fit_group([video], chunk_by_chunk, image_size, options)[0]
+    return _fit_group([video], chunk_by_chunk, skeleton, image_size, options)[0]
 
 
 def fit_videos(
@@ -310,22 +316,31 @@ def fit_videos(
                 out.append((state, part.error[frames], part.loss))
             return out
 
-        for i, result in zip(group, _fit_group([videos[i] for i in group], together, image_size, options),
+        for i, result in zip(group, _fit_group([videos[i] for i in group], together, skeleton, image_size,
+                                                             options),
                              strict=True):
             results[i] = result
     return results
 
 
-def _fit_group(videos: list[_Video], fit: _Fitter, image_size: int, options: FitOptions) -> list[FitResult]:
-    """Fit `videos` with `fit`. A frame whose size jumps off its neighbours' is then set aside and its
-    video fitted again without it: through the smoothness terms it had pulled its neighbours' cameras too.
-    A second verdict on the new fit sets aside (without another fit) whatever still jumps."""
+def _fit_group(videos: list[_Video], fit: _Fitter, skeleton: KeypointBody, image_size: int,
+               options: FitOptions) -> list[FitResult]:
+    """Fit `videos` with `fit`. A frame whose size jumps off its neighbours', or whose keypoints draw a
+    torso longer than the fitted body's at its neighbours' size, is then set aside and its video fitted
+    again without it: through the smoothness terms it had pulled its neighbours too. A second verdict on
+    the new fit sets aside (without another fit) whatever still jumps."""
     valids = [video.valid for video in videos]
     fitted = fit(list(range(len(videos))), [video.weight for video in videos], valids)
 
     def outliers(i: int) -> torch.Tensor:
-        scale = fitted[i][0].cam[:, 0]
-        return scale_outliers(scale, valids[i], options.scale_window, options.max_scale_ratio)
+        state, video = fitted[i][0], videos[i]
+        scale = state.cam[:, 0]
+        flags = scale_outliers(scale, valids[i], options.scale_window, options.max_scale_ratio)
+        if options.max_torso_ratio > 0 and skeleton.mix.shape[0] == 17:
+            torso = _torso(skeleton, state.betas)
+            flags |= torso_outliers(video.target, video.weight, torso, scale, valids[i], options.scale_window,
+                                    options.max_torso_ratio)
+        return flags
 
     implausible = [outliers(i) for i in range(len(videos))]
     again = [i for i, flags in enumerate(implausible) if bool(flags.any())]
@@ -339,6 +354,14 @@ def _fit_group(videos: list[_Video], fit: _Fitter, image_size: int, options: Fit
             implausible[i], valids[i] = implausible[i] | more, valids[i] & ~more
     return [_result(video, *result, valid, flags, image_size, options)
             for video, result, valid, flags in zip(videos, fitted, valids, implausible, strict=True)]
+
+
+def _torso(skeleton: KeypointBody, betas: torch.Tensor) -> torch.Tensor:
+    """(2,) the lengths of `TORSO` on the body of shape `betas` (S,) in its rest pose (model units)."""
+    joints = skeleton.rest_joints.shape[0]
+    rest = torch.eye(3, device=betas.device).expand(1, joints, 3, 3)
+    points = skeleton(betas.detach().reshape(1, -1).float(), rest).keypoints[0]  # (K, 3)
+    return torch.stack([(points[a] - points[b]).norm() for a, b in TORSO])
 
 
 def _result(video: _Video, state: FitState, error: torch.Tensor, history: dict[str, list[float]],

@@ -60,8 +60,7 @@ logger = logging.getLogger(__name__)
 NO_PERSON = 1  # too few confident keypoints: pose and camera interpolated from neighbours
 LOW_CONFIDENCE = 2  # the keypoints' mean confidence is below `FitOptions.low_confidence`
 NOT_CONVERGED = 4  # the final mean reprojection error exceeds `FitOptions.converged_error`
-IMPLAUSIBLE_SCALE = 8  # the size or torso is off the neighbours' (`FitOptions.max_scale_ratio`,
-# `max_torso_ratio`): interpolated
+IMPLAUSIBLE_SCALE = 8  # size or torso off the neighbours' (max_scale_ratio, max_torso_ratio): interpolated
 
 __all__ = [
     "LOW_CONFIDENCE", "NOT_CONVERGED", "NO_PERSON", "REFERENCE_SIZE", "FitInit", "FitOptions", "FitResult",
@@ -316,9 +315,8 @@ def fit_videos(
                 out.append((state, part.error[frames], part.loss))
             return out
 
-        for i, result in zip(group, _fit_group([videos[i] for i in group], together, skeleton, image_size,
-                                                             options),
-                             strict=True):
+        fitted = _fit_group([videos[i] for i in group], together, skeleton, image_size, options)
+        for i, result in zip(group, fitted, strict=True):
             results[i] = result
     return results
 
@@ -336,7 +334,7 @@ def _fit_group(videos: list[_Video], fit: _Fitter, skeleton: KeypointBody, image
         state, video = fitted[i][0], videos[i]
         scale = state.cam[:, 0]
         flags = scale_outliers(scale, valids[i], options.scale_window, options.max_scale_ratio)
-        if options.max_torso_ratio > 0 and skeleton.mix.shape[0] == 17:
+        if options.max_torso_ratio > 0:
             torso = _torso(skeleton, state.betas)
             flags |= torso_outliers(video.target, video.weight, torso, scale, valids[i], options.scale_window,
                                     options.max_torso_ratio)

@@ -20,7 +20,7 @@ from lwgan.body.fitting import (
     fit_videos,
     fitted_joints,
 )
-from lwgan.body.fitting_state import scale_outliers, torso_outliers
+from lwgan.body.fitting_state import scale_outliers, trunk_outliers
 from lwgan.body.model import BodyModel
 from lwgan.body.pose_metrics import pa_mpjpe
 from lwgan.body.poses import euler_to_axis_angle, pose_from_angles
@@ -162,56 +162,62 @@ def test_a_frame_of_twice_the_size_is_flagged_and_filled_from_its_neighbours(bod
     assert result.status[4] & IMPLAUSIBLE_SCALE and not (result.status[[0, 1, 2, 3, 5, 6, 7, 8]]).any()
     assert math.isnan(float(result.reprojection_px[4]))
     torch.testing.assert_close(result.cam[:, 0], clip.cam[:, 0], rtol=0.08, atol=0.0)  # frame 4 too
-    # either check alone catches a giant (its torso too is twice the body's at the neighbours' size)
-    for check in ("max_scale_ratio", "max_torso_ratio"):
+    # either check alone catches a giant (its trunk too is twice the body's at the neighbours' size)
+    for check in ("max_scale_ratio", "max_trunk_ratio"):
         alone = fit_video(keypoints, SIZE, body, FitOptions(**{**dataclasses.asdict(FAST), check: 0.0}))
         assert alone.status[4] & IMPLAUSIBLE_SCALE, check
-    off = FitOptions(**{**dataclasses.asdict(FAST), "max_scale_ratio": 0.0, "max_torso_ratio": 0.0})
+    off = FitOptions(**{**dataclasses.asdict(FAST), "max_scale_ratio": 0.0, "max_trunk_ratio": 0.0})
     unguarded = fit_video(keypoints, SIZE, body, off)
     assert int(unguarded.status[4]) == 0 and float(unguarded.cam[4, 0]) > 1.5 * float(clip.cam[4, 0])
 
 
-def _torso_keypoints(lengths: list[float]) -> torch.Tensor:
-    """(n, 17, 2) NDC keypoints of an upright figure whose shoulder-to-hip segments have `lengths`."""
+def _trunk_keypoints(lengths: list[float], hips: float = 0.3) -> torch.Tensor:
+    """(n, 17, 2) NDC keypoints of an upright figure whose shoulder-to-hip sides have `lengths`, shoulders
+    0.4 apart and hips `hips` apart."""
     target = torch.zeros(len(lengths), 17, 2)
     for i, length in enumerate(lengths):
         target[i, 5] = torch.tensor([0.2, -0.3])  # left shoulder
         target[i, 6] = torch.tensor([-0.2, -0.3])
-        target[i, 11] = torch.tensor([0.15, -0.3 + length])  # left hip
-        target[i, 12] = torch.tensor([-0.15, -0.3 + length])
+        target[i, 11] = torch.tensor([hips / 2, -0.3 + length])  # left hip
+        target[i, 12] = torch.tensor([-hips / 2, -0.3 + length])
     return target
 
 
-def test_torso_outliers_by_hand():
+def test_trunk_outliers_by_hand():
     valid = torch.ones(9, dtype=torch.bool)
-    torso = torch.tensor([1.0, 1.0])  # model units
-    scale = torch.full((9,), 0.5)  # so a torso facing the camera spans 0.5 NDC
+    trunk = torch.tensor([1.0, 1.0, 0.8, 0.6])  # model units: the two sides, shoulders, hips
+    scale = torch.full((9,), 0.5)  # so a trunk facing the camera spans 0.5 NDC tall, 0.4 and 0.3 wide
     drawn = [0.5, 0.49, 0.5, 0.51, 0.8, 0.5, 0.48, 0.5, 0.5]  # frame 4: 1.6 times as long
-    target = _torso_keypoints(drawn)
+    target = _trunk_keypoints(drawn)
     lengths = torch.hypot(target[:, 5, 0] - target[:, 11, 0], target[:, 5, 1] - target[:, 11, 1])
     weight = torch.ones(9, 17)
-    assert torso_outliers(target, weight, torso, scale, valid, 3, 1.3).tolist() == [i == 4 for i in range(9)]
-    assert not torso_outliers(target, weight, torso, scale, valid, 3, 0.0).any()  # off
+    only_4 = [i == 4 for i in range(9)]
+    assert trunk_outliers(target, weight, trunk, scale, valid, 3, 1.3).tolist() == only_4
+    assert not trunk_outliers(target, weight, trunk, scale, valid, 3, 0.0).any()  # off
     ratio = float(lengths[4] / 0.5)
-    assert not torso_outliers(target, weight, torso, scale, valid, 3, ratio + 0.01).any()
-    assert torso_outliers(target, weight, torso, scale, valid, 3, ratio - 0.01)[4]
+    assert not trunk_outliers(target, weight, trunk, scale, valid, 3, ratio + 0.01).any()
+    assert trunk_outliers(target, weight, trunk, scale, valid, 3, ratio - 0.01)[4]
     # its own fitted scale, which the stretched keypoints pull up, does not excuse the frame
     grown = scale.clone()
     grown[4] = 0.5 * ratio
-    assert torso_outliers(target, weight, torso, grown, valid, 3, 1.3).tolist() == [i == 4 for i in range(9)]
-    # a torso foreshortened (bending towards the camera) is no outlier, nor is one whose hips are not seen
-    short = _torso_keypoints([0.5, 0.5, 0.5, 0.5, 0.2, 0.5, 0.5, 0.5, 0.5])
-    assert not torso_outliers(short, weight, torso, scale, valid, 3, 1.3).any()
+    assert trunk_outliers(target, weight, trunk, grown, valid, 3, 1.3).tolist() == only_4
+    # hips spread twice as wide as the body's, the sides of the trunk as they are
+    wide = torch.cat([_trunk_keypoints([0.5], hips=0.6 if i == 4 else 0.3) for i in range(9)])
+    assert trunk_outliers(wide, weight, trunk, scale, valid, 3, 1.3).tolist() == only_4
+    # a trunk foreshortened (bending towards the camera) is no outlier, nor is one whose hips are not seen
+    short = _trunk_keypoints([0.5, 0.5, 0.5, 0.5, 0.2, 0.5, 0.5, 0.5, 0.5])
+    assert not trunk_outliers(short, weight, trunk, scale, valid, 3, 1.3).any()
     unseen = weight.clone()
     unseen[4, 11:13] = 0.0
-    assert not torso_outliers(target, unseen, torso, scale, valid, 3, 1.3).any()
-    # walking towards the camera: size and torso grow together
+    assert not trunk_outliers(target, unseen, trunk, scale, valid, 3, 1.3).any()
+    # walking towards the camera: size and trunk grow together
     ramp = torch.linspace(0.5, 0.9, 9)
-    assert not torso_outliers(_torso_keypoints(ramp.tolist()), weight, torso, ramp, valid, 3, 1.3).any()
+    walking = torch.cat([_trunk_keypoints([0.5]) * (float(r) / 0.5) for r in ramp])
+    assert not trunk_outliers(walking, weight, trunk, ramp, valid, 3, 1.3).any()
     # frames without a person neither count nor are judged; fewer than two judges = no verdict
     holes = torch.tensor([True, False, False, False, True, False, False, False, True])
-    assert not torso_outliers(target, weight, torso, scale, holes, 3, 1.3).any()
-    assert torso_outliers(target, weight, torso, scale, holes, 4, 1.3).tolist() == [i == 4 for i in range(9)]
+    assert not trunk_outliers(target, weight, trunk, scale, holes, 3, 1.3).any()
+    assert trunk_outliers(target, weight, trunk, scale, holes, 4, 1.3).tolist() == only_4
 
 
 def test_a_frame_whose_keypoints_stretch_the_torso_is_flagged_and_filled_from_its_neighbours(body):
@@ -229,7 +235,7 @@ def test_a_frame_whose_keypoints_stretch_the_torso_is_flagged_and_filled_from_it
     assert math.isnan(float(result.reprojection_px[4]))
     guarded = float(pa_mpjpe(fitted_joints(body, result)[4:5], clip.joints[4:5]))
     assert guarded < 0.04, guarded
-    off = FitOptions(**{**dataclasses.asdict(FAST), "max_torso_ratio": 0.0})
+    off = FitOptions(**{**dataclasses.asdict(FAST), "max_trunk_ratio": 0.0})
     unguarded = fit_video(keypoints, SIZE, body, off)
     assert not unguarded.status[4] & IMPLAUSIBLE_SCALE
     assert float(pa_mpjpe(fitted_joints(body, unguarded)[4:5], clip.joints[4:5])) > 2 * guarded

@@ -20,9 +20,9 @@ Frames with too few confident keypoints are flagged `NO_PERSON`, take no part in
 pose and camera interpolated between their nearest fitted neighbours. So are frames whose fitted camera
 scale jumps off their neighbours' (`IMPLAUSIBLE_SCALE`): a fit on a few keypoints along one side of a
 turning body can draw it twice its size. So, under the same flag, are frames whose keypoints draw a
-torso longer than the fitted body's own at their neighbours' size: a detection stretched across the
-frame (a landmark model carried through a back flip against the sun) that the fit would follow with a
-body lying where the person is not.
+side of the trunk longer than the fitted body's own at their neighbours' size: a detection stretched
+across the frame (a landmark model carried through a back flip against the sun) that the fit would
+follow with a body lying where the person is not.
 
 Units: keypoints are pixels (u = column, v = row, centres at integers, `lwgan.geometry`); internally they
 become NDC. Errors seen by the robust loss and the convergence test are pixels of a `REFERENCE_SIZE`
@@ -41,13 +41,13 @@ from lwgan.body.cameras import axis_angle_to_matrix
 from lwgan.body.fitting_stages import Videos, fit_chunk
 from lwgan.body.fitting_state import (
     REFERENCE_SIZE,
-    TORSO,
+    TRUNK,
     ChunkFit,
     FitOptions,
     FitState,
     interpolate_missing,
     scale_outliers,
-    torso_outliers,
+    trunk_outliers,
 )
 from lwgan.body.kinematics import KeypointBody
 from lwgan.body.model import BodyModel
@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 NO_PERSON = 1  # too few confident keypoints: pose and camera interpolated from neighbours
 LOW_CONFIDENCE = 2  # the keypoints' mean confidence is below `FitOptions.low_confidence`
 NOT_CONVERGED = 4  # the final mean reprojection error exceeds `FitOptions.converged_error`
-IMPLAUSIBLE_SCALE = 8  # size or torso off the neighbours' (max_scale_ratio, max_torso_ratio): interpolated
+IMPLAUSIBLE_SCALE = 8  # size or trunk off the neighbours' (max_scale_ratio, max_trunk_ratio): interpolated
 
 __all__ = [
     "LOW_CONFIDENCE", "NOT_CONVERGED", "NO_PERSON", "REFERENCE_SIZE", "FitInit", "FitOptions", "FitResult",
@@ -324,9 +324,9 @@ def fit_videos(
 def _fit_group(videos: list[_Video], fit: _Fitter, skeleton: KeypointBody, image_size: int,
                options: FitOptions) -> list[FitResult]:
     """Fit `videos` with `fit`. A frame whose size jumps off its neighbours', or whose keypoints draw a
-    torso longer than the fitted body's at its neighbours' size, is then set aside and its video fitted
-    again without it: through the smoothness terms it had pulled its neighbours too. A second verdict on
-    the new fit sets aside (without another fit) whatever still jumps."""
+    side of the trunk longer than the fitted body's at its neighbours' size, is then set aside and its
+    video fitted again without it: through the smoothness terms it had pulled its neighbours too. A second
+    verdict on the new fit sets aside (without another fit) whatever still jumps."""
     valids = [video.valid for video in videos]
     fitted = fit(list(range(len(videos))), [video.weight for video in videos], valids)
 
@@ -334,10 +334,10 @@ def _fit_group(videos: list[_Video], fit: _Fitter, skeleton: KeypointBody, image
         state, video = fitted[i][0], videos[i]
         scale = state.cam[:, 0]
         flags = scale_outliers(scale, valids[i], options.scale_window, options.max_scale_ratio)
-        if options.max_torso_ratio > 0:
-            torso = _torso(skeleton, state.betas)
-            flags |= torso_outliers(video.target, video.weight, torso, scale, valids[i], options.scale_window,
-                                    options.max_torso_ratio)
+        if options.max_trunk_ratio > 0:
+            trunk = _trunk(skeleton, state.betas)
+            flags |= trunk_outliers(video.target, video.weight, trunk, scale, valids[i], options.scale_window,
+                                    options.max_trunk_ratio)
         return flags
 
     implausible = [outliers(i) for i in range(len(videos))]
@@ -354,12 +354,12 @@ def _fit_group(videos: list[_Video], fit: _Fitter, skeleton: KeypointBody, image
             for video, result, valid, flags in zip(videos, fitted, valids, implausible, strict=True)]
 
 
-def _torso(skeleton: KeypointBody, betas: torch.Tensor) -> torch.Tensor:
-    """(2,) the lengths of `TORSO` on the body of shape `betas` (S,) in its rest pose (model units)."""
+def _trunk(skeleton: KeypointBody, betas: torch.Tensor) -> torch.Tensor:
+    """(4,) the lengths of `TRUNK` on the body of shape `betas` (S,) in its rest pose (model units)."""
     joints = skeleton.rest_joints.shape[0]
     rest = torch.eye(3, device=betas.device).expand(1, joints, 3, 3)
     points = skeleton(betas.detach().reshape(1, -1).float(), rest).keypoints[0]  # (K, 3)
-    return torch.stack([(points[a] - points[b]).norm() for a, b in TORSO])
+    return torch.stack([(points[a] - points[b]).norm() for a, b in TRUNK])
 
 
 def _result(video: _Video, state: FitState, error: torch.Tensor, history: dict[str, list[float]],

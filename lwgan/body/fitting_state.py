@@ -55,12 +55,13 @@ class FitOptions:
             or more of them) = IMPLAUSIBLE_SCALE, and its pose and camera are interpolated as for
             NO_PERSON: a person does not double in size between frames, a fit on a few keypoints along one
             side of the body can (0 = off);
-        max_torso_ratio: a fitted frame whose confident keypoints draw a torso (a shoulder to the hip
-            below it) more than this factor longer than the body's own torso (its fitted shape, rest
-            pose) at the median camera scale of the other fitted frames within scale_window frames either
-            side (two or more of them) = IMPLAUSIBLE_SCALE too: a detection stretched across the frame,
-            which the fit would follow with a body lying where the person is not (COCO-17 keypoints
-            only; 0 = off).
+        max_trunk_ratio: a fitted frame whose confident keypoints draw a side of the trunk (a shoulder
+            to the hip below it, shoulder to shoulder, hip to hip) more than this factor longer than the
+            body's own (its fitted shape, rest pose) at the median camera scale of the other fitted frames
+            within scale_window frames either side (two or more of them) = IMPLAUSIBLE_SCALE too: the
+            trunk is nearly rigid, so it can look shorter than it is, never longer, and such keypoints
+            are a detection stretched across the frame, which the fit would follow with a body lying
+            where the person is not (COCO-17 keypoints only; 0 = off).
     chunk_size: frames optimised together (memory grows linearly with it).
     device: torch device of the optimisation (the silhouette term runs on the body model's device).
     """
@@ -89,7 +90,7 @@ class FitOptions:
     low_confidence: float = 0.4
     converged_error: float = 8.0
     max_scale_ratio: float = 1.3
-    max_torso_ratio: float = 1.3
+    max_trunk_ratio: float = 1.3
     scale_window: int = 7
     chunk_size: int = 256
     device: str = "cpu"
@@ -192,16 +193,16 @@ def scale_outliers(scale: torch.Tensor, valid: torch.Tensor, window: int, max_ra
     return out.to(valid.device)
 
 
-TORSO = ((5, 11), (6, 12))  # COCO-17: each shoulder to the hip below it
+TRUNK = ((5, 11), (6, 12), (5, 6), (11, 12))  # COCO-17: each shoulder to its hip, shoulders, hips
 
 
-def torso_outliers(target: torch.Tensor, weight: torch.Tensor, torso: torch.Tensor, scale: torch.Tensor,
+def trunk_outliers(target: torch.Tensor, weight: torch.Tensor, trunk: torch.Tensor, scale: torch.Tensor,
                    valid: torch.Tensor, window: int, max_ratio: float) -> torch.Tensor:
-    """(n,) bool: valid frames whose keypoints draw a torso longer than the body's at their neighbours'
-    size (`FitOptions.max_torso_ratio`).
+    """(n,) bool: valid frames whose keypoints draw a side of the trunk longer than the body's at their
+    neighbours' size (`FitOptions.max_trunk_ratio`).
 
-    target: (n, 17, 2) NDC keypoints; weight: (n, 17), 0 = not confident; torso: (2,) the body's own
-    lengths of `TORSO` (model units); scale: (n,) fitted weak-perspective scales (NDC per model unit), so
+    target: (n, 17, 2) NDC keypoints; weight: (n, 17), 0 = not confident; trunk: (4,) the body's own
+    lengths of `TRUNK` (model units); scale: (n,) fitted weak-perspective scales (NDC per model unit), so
     that a segment of length L parallel to the image spans at most scale * L. A frame is judged against the
     median scale of the other valid frames within `window` frames either side (two or more of them), never
     its own, which a stretched detection inflates. None flagged when max_ratio is 0.
@@ -211,9 +212,9 @@ def torso_outliers(target: torch.Tensor, weight: torch.Tensor, torso: torch.Tens
         return out
     ok = valid.cpu()
     scale = scale.detach().double().cpu()
-    drawn = torch.stack([(target[:, a] - target[:, b]).norm(dim=-1) for a, b in TORSO], dim=1)  # (n, 2)
-    seen = torch.stack([(weight[:, a] > 0) & (weight[:, b] > 0) for a, b in TORSO], dim=1)  # (n, 2)
-    ratio = torch.where(seen, drawn / torso.to(drawn).clamp_min(1e-9), 0.0).amax(dim=1)  # (n,) NDC per unit
+    drawn = torch.stack([(target[:, a] - target[:, b]).norm(dim=-1) for a, b in TRUNK], dim=1)  # (n, 4)
+    seen = torch.stack([(weight[:, a] > 0) & (weight[:, b] > 0) for a, b in TRUNK], dim=1)  # (n, 4)
+    ratio = torch.where(seen, drawn / trunk.to(drawn).clamp_min(1e-9), 0.0).amax(dim=1)  # (n,) NDC per unit
     ratio = ratio.detach().double().cpu()
     for i in torch.nonzero(ok & (ratio > 0)).flatten().tolist():
         lo, hi = max(0, i - window), min(len(ok), i + window + 1)

@@ -307,9 +307,13 @@ def test_noisy_keypoints_give_a_larger_error_and_a_flag(body, truth):
     keypoints = truth.keypoints.clone()
     generator = torch.Generator().manual_seed(0)
     keypoints[3, :, :2] += 40.0 * torch.randn(17, 2, generator=generator)  # a frame of garbage
-    result = fit_video(keypoints, SIZE, body, dataclasses.replace(FAST, converged_error=8.0))
+    fitted = dataclasses.replace(FAST, converged_error=8.0, max_trunk_ratio=0.0)  # fitted, not set aside
+    result = fit_video(keypoints, SIZE, body, fitted)
     assert result.status[3] & NOT_CONVERGED and float(result.reprojection_px[3]) > 8.0
     assert not (result.status[[0, 1, 4, 5]] & NOT_CONVERGED).any()
+    # by default its trunk, drawn wider than the body's, has it set aside and filled from its neighbours
+    guarded = fit_video(keypoints, SIZE, body, dataclasses.replace(FAST, converged_error=8.0))
+    assert guarded.status[3] & IMPLAUSIBLE_SCALE and not guarded.status[[0, 1, 2, 4, 5]].any()
 
 
 def test_the_silhouette_term_pulls_the_camera_towards_the_mask(body, truth):

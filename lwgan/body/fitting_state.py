@@ -175,21 +175,34 @@ def so3_exp(vector: torch.Tensor) -> torch.Tensor:
     return eye + a * skew + b * (skew @ skew)
 
 
+def _window_medians(values: torch.Tensor, valid: torch.Tensor, window: int,
+                    own: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each valid frame: the median of `values` (n,) over the valid frames within `window` frames
+    either side (the frame itself among them when `own`) and how many there are; NaN and 0 elsewhere.
+    Returned on the CPU in float64."""
+    ok = valid.cpu()
+    values = values.detach().double().cpu()
+    medians = torch.full(values.shape, float("nan"), dtype=torch.float64)
+    counts = torch.zeros(values.shape, dtype=torch.long)
+    for i in torch.nonzero(ok).flatten().tolist():
+        lo, hi = max(0, i - window), min(len(ok), i + window + 1)
+        near = ok[lo:hi].clone()
+        near[i - lo] = own
+        counts[i] = int(near.sum())
+        if counts[i]:
+            medians[i] = values[lo:hi][near].median()
+    return medians, counts
+
+
 def scale_outliers(scale: torch.Tensor, valid: torch.Tensor, window: int, max_ratio: float) -> torch.Tensor:
     """(n,) bool: valid frames whose scale (n,) is more than `max_ratio` times off (either way) the median
     of the valid frames within `window` frames either side, itself included, where there are at least three
     of them. None flagged when max_ratio is 0."""
-    out = torch.zeros_like(valid)
     if max_ratio <= 0:
-        return out
+        return torch.zeros_like(valid)
     log_scale = scale.detach().double().clamp_min(1e-12).log().cpu()
-    ok = valid.cpu()
-    limit = math.log(max_ratio)
-    for i in torch.nonzero(ok).flatten().tolist():
-        lo, hi = max(0, i - window), min(len(ok), i + window + 1)
-        near = log_scale[lo:hi][ok[lo:hi]]
-        if near.numel() >= 3 and abs(float(log_scale[i] - near.median())) > limit:
-            out[i] = True
+    medians, counts = _window_medians(log_scale, valid, window, own=True)
+    out = valid.cpu() & (counts >= 3) & ((log_scale - medians).abs() > math.log(max_ratio))
     return out.to(valid.device)
 
 
@@ -207,21 +220,14 @@ def trunk_outliers(target: torch.Tensor, weight: torch.Tensor, trunk: torch.Tens
     median scale of the other valid frames within `window` frames either side (two or more of them), never
     its own, which a stretched detection inflates. None flagged when max_ratio is 0.
     """
-    out = torch.zeros_like(valid)
     if max_ratio <= 0 or target.shape[1] != 17:
-        return out
-    ok = valid.cpu()
-    scale = scale.detach().double().cpu()
+        return torch.zeros_like(valid)
     drawn = torch.stack([(target[:, a] - target[:, b]).norm(dim=-1) for a, b in TRUNK], dim=1)  # (n, 4)
     seen = torch.stack([(weight[:, a] > 0) & (weight[:, b] > 0) for a, b in TRUNK], dim=1)  # (n, 4)
     ratio = torch.where(seen, drawn / trunk.to(drawn).clamp_min(1e-9), 0.0).amax(dim=1)  # (n,) NDC per unit
     ratio = ratio.detach().double().cpu()
-    for i in torch.nonzero(ok & (ratio > 0)).flatten().tolist():
-        lo, hi = max(0, i - window), min(len(ok), i + window + 1)
-        near = ok[lo:hi].clone()
-        near[i - lo] = False
-        if int(near.sum()) >= 2 and float(ratio[i]) > max_ratio * float(scale[lo:hi][near].median()):
-            out[i] = True
+    medians, counts = _window_medians(scale, valid, window, own=False)
+    out = valid.cpu() & (ratio > 0) & (counts >= 2) & (ratio > max_ratio * medians)
     return out.to(valid.device)
 
 

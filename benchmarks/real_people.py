@@ -1,7 +1,7 @@
 """Self-imitation on real people: the trained LWGAN against the warp on the real clips of `make footage`.
 
     python benchmarks/real_people.py [--quick] [--workspace DIR] [--checkpoint PATH] [--max-frames F]
-                                     [--train-dev SUBJECT ...] [--fine-tune]
+                                     [--train-dev SUBJECT ...] [--fine-tune] [--set SECTION.KEY=VALUE ...]
 
 The six clips of `make footage` (`lwgan.footage`) become a folder data set in DIR (default
 benchmarks/out/real_people), named <subject>_<view>: `single_cam01`, `single_cam02`, `single_cam03` (the
@@ -36,7 +36,8 @@ rerun reuses every video the stages already made. Then:
   scratch on the other subjects' clips only (`benchmarks/quality.py --workspace DIR --dev SUBJECT`) and
   scored the same way on the held-out subject's clips, the warp beside it; with `--fine-tune`, also the
   same training started from the checkpoint's G and D instead (`train.init_from`), as
-  `fine_tuned_without_SUBJECT`.
+  `fine_tuned_without_SUBJECT`; with `--set` (repeatable), trained with those overrides of the
+  configuration instead, in folders named after them (`--set train.tsf_detail=5`: held_out_two_tsf_detail-5).
 
 --quick: 4 targets per clip and no training. The last line of stdout is one JSON object.
 """
@@ -244,19 +245,29 @@ def body_detail(s: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def trained_on_the_others(workspace: Path, subject: str, max_frames: int, init: Path | None = None) -> dict:
-    """The default configuration trained on every clip but `subject`'s (from scratch, or from checkpoint
-    `init`'s G and D), scored on `subject`'s."""
-    out = workspace / (f"fine_tuned_without_{subject}" if init else f"held_out_{subject}")
+def variant_name(overrides: list[str]) -> str:
+    """A folder-name suffix for the `--set` overrides: ["train.tsf_detail=5"] -> "_tsf_detail-5"."""
+    return "".join("_" + o.split(".", 1)[-1].replace("=", "-").replace("/", "-") for o in overrides)
+
+
+def trained_on_the_others(workspace: Path, subject: str, max_frames: int, init: Path | None = None,
+                          overrides: list[str] | None = None) -> dict:
+    """The default configuration (with quality.py's `overrides`, SECTION.KEY=VALUE) trained on every clip
+    but `subject`'s (from scratch, or from checkpoint `init`'s G and D), scored on `subject`'s."""
+    overrides = overrides or []
+    out = workspace / ((f"fine_tuned_without_{subject}" if init else f"held_out_{subject}")
+                       + variant_name(overrides))
     started = time.perf_counter()
     start = ["--set", f"train.init_from={init.resolve()}"] if init else []
+    for override in overrides:
+        start += ["--set", override]
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--workspace", str(workspace),
                     "--dev", subject, "--points", "1", "--max-frames", str(max_frames), "--out", str(out),
                     *start], cwd=ROOT, check=True)
     summary = json.loads((out / "quality.json").read_text())
     result = scored(settings(workspace, out / "run" / "model" / "checkpoint.pt", out / "scored", max_frames,
                              dev=subject))
-    return {"steps": summary["steps"], "train_minutes": summary["train_minutes"],
+    return {"set": overrides, "steps": summary["steps"], "train_minutes": summary["train_minutes"],
             "minutes_with_evaluation": round((time.perf_counter() - started) / 60, 2), **result}
 
 
@@ -270,6 +281,9 @@ def main() -> None:
                     help="train on the other clips and score this subject's (single, two, outdoor)")
     ap.add_argument("--fine-tune", action="store_true",
                     help="with --train-dev: also train from the checkpoint's G and D (train.init_from)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                    help="with --train-dev: train with this override (quality.py --set); the held-out "
+                         "folders are named after the overrides")
     args = ap.parse_args()
     if args.quick:
         args.max_frames, args.train_dev = args.max_frames or 4, []
@@ -281,10 +295,11 @@ def main() -> None:
     model["body_detail"] = body_detail(settings(workspace, args.checkpoint, workspace / "eval", 0))
     result = {"workspace": str(workspace), "checkpoint": str(args.checkpoint), "trained_model": model}
     for subject in args.train_dev:
-        result[f"trained_without_{subject}"] = trained_on_the_others(workspace, subject, args.max_frames)
+        result[f"trained_without_{subject}"] = trained_on_the_others(workspace, subject, args.max_frames,
+                                                                     overrides=args.overrides)
         if args.fine_tune:
-            tuned = trained_on_the_others(workspace, subject, args.max_frames, args.checkpoint)
-            result[f"fine_tuned_without_{subject}"] = tuned
+            result[f"fine_tuned_without_{subject}"] = trained_on_the_others(
+                workspace, subject, args.max_frames, args.checkpoint, args.overrides)
     print(json.dumps(result))
 
 

@@ -287,6 +287,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.max_frames, args.train_dev = args.max_frames or 4, []
+    if args.overrides and not args.train_dev:
+        sys.exit("error: --set changes the held-out trainings' configuration: give --train-dev SUBJECT too")
     if not args.checkpoint.is_file():
         sys.exit(f"error: no checkpoint at {args.checkpoint}: run `make demo` (or give --checkpoint)")
     workspace = args.workspace.resolve()

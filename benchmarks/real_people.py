@@ -258,12 +258,10 @@ def trained_on_the_others(workspace: Path, subject: str, max_frames: int, init: 
     out = workspace / ((f"fine_tuned_without_{subject}" if init else f"held_out_{subject}")
                        + variant_name(overrides))
     started = time.perf_counter()
-    start = ["--set", f"train.init_from={init.resolve()}"] if init else []
-    for override in overrides:
-        start += ["--set", override]
+    sets = ([f"train.init_from={init.resolve()}"] if init else []) + overrides
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--workspace", str(workspace),
                     "--dev", subject, "--points", "1", "--max-frames", str(max_frames), "--out", str(out),
-                    *start], cwd=ROOT, check=True)
+                    *(arg for value in sets for arg in ("--set", value))], cwd=ROOT, check=True)
     summary = json.loads((out / "quality.json").read_text())
     result = scored(settings(workspace, out / "run" / "model" / "checkpoint.pt", out / "scored", max_frames,
                              dev=subject))

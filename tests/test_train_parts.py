@@ -121,6 +121,32 @@ def test_resume_restores_the_same_run_exactly_and_sets_another_runs_checkpoint_a
     assert "train.lambda_style 1.0 -> 0.0" in caplog.text and str(kept) in caplog.text
 
 
+def test_a_checkpoint_past_a_lowered_max_steps_is_set_aside_and_the_capped_run_starts_over(caches, tmp_path,
+                                                                                           caplog):
+    first = build(params(), paths(caches, tmp_path))
+    initial = weights(first.generator)
+    window = Window()
+    for step in range(2):
+        window.add(train_step(first, batch_at(first, step)))
+    log_window(first, window, None, lambda *_, **__: None)
+    save_checkpoint(first)
+    before = first.ckpt_path.read_bytes()
+
+    at_cap = build(params(max_steps=2), paths(caches, tmp_path))  # max_steps is not part of the run key
+    assert at_cap.run_key == first.run_key and at_cap.total == 2
+    resume(at_cap)
+    assert at_cap.step == 2 and same(weights(at_cap.generator), weights(first.generator))
+
+    capped = build(params(max_steps=1), paths(caches, tmp_path))
+    with caplog.at_level(logging.WARNING, logger="lwgan.train.train"):
+        resume(capped)
+    assert (capped.step, capped.saved_step, capped.history) == (0, None, [])
+    assert same(weights(capped.generator), initial)
+    (kept,) = (tmp_path / "models" / "previous").glob("checkpoint.*.step2.pt")
+    assert kept.read_bytes() == before and not first.ckpt_path.exists()
+    assert "past its last step 1 (train.max_steps 1)" in caplog.text and str(kept) in caplog.text
+
+
 def test_a_step_moves_each_network_by_its_own_learning_rate_and_returns_the_rows_statistics(caches, tmp_path):
     lr_g, lr_d = 1e-4, 3e-4
     run = build(params(lr_g=lr_g, lr_d=lr_d, g_every=2, gp_weight=10.0), paths(caches, tmp_path))

@@ -243,7 +243,8 @@ def build(params: config.Params, paths: TrainPaths) -> TrainRun:
 
     pair_opts = PairOptions(image_size=p.image_size, source_frames=p.source_frames,
                             visible_faces=p.visible_faces, augment=p.augment,
-                            shuffle_channels=p.shuffle_channels, split="train", dev_subject=p.dev_subject,
+                            shuffle_channels=p.shuffle_channels, hue_rotation=p.hue_rotation,
+                            recolour_share=p.recolour_share, split="train", dev_subject=p.dev_subject,
                             seed=seed)
     dataset = PairDataset(paths.frames, paths.maps, paths.smpl, paths.body, pair_opts)
     global_batch = p.batch_size * env.world_size
@@ -322,15 +323,20 @@ _PARAM_OF_OPTION = {"spectral_norm_d": "spectral_norm"}  # NetOptions field -> t
 
 def resume(run: TrainRun) -> None:
     """Continue `run` from the checkpoint in its folder when the same run (config, seed, data, code) made
-    it: weights, optimiser states, step, history and epoch sums. A checkpoint of another run is moved
-    aside by the main process, with a warning naming what differs, and `run` stays at step 0."""
+    it: weights, optimiser states, step, history and epoch sums. A checkpoint of another run, or of this
+    run past its last step (`train.max_steps` lowered: the capped run is the first steps of the longer
+    one, whose state at the cap was not kept), is moved aside by the main process, with a warning naming
+    why, and `run` stays at step 0."""
     if run.env.is_main:
         _take_back_kept(run)
     distributed.barrier(run.env)
     if not run.ckpt_path.is_file():
         return
     state = checkpoint.load(run.ckpt_path, map_location=run.device)
-    if state["run_key"] == run.run_key:
+    same_run = state["run_key"] == run.run_key
+    past_end = same_run and int(state["step"]) > run.total
+    distributed.barrier(run.env)  # every rank has read it before the main one may move it aside
+    if same_run and not past_end:
         run.generator.load_state_dict(state["generator"])
         if run.g_ema is not None:
             run.g_ema.load_state_dict(state["generator_ema"])
@@ -340,6 +346,13 @@ def resume(run: TrainRun) -> None:
         run.step = run.saved_step = int(state["step"])
         run.history, run.epochs = list(state["history"]), dict(state["epochs"])
         log.info("resuming from %s at step %d of %d", run.ckpt_path, run.step, run.total)
+    elif run.env.is_main and past_end:
+        kept = checkpoint.set_aside(run.ckpt_path, state)
+        log.warning("%s is this run's checkpoint at step %d, past its last step %d (train.max_steps %d); "
+                    "it is kept as %s and this run trains from scratch to step %d. To have the longer "
+                    "run back, move it back and train with a train.max_steps of at least %d.",
+                    run.ckpt_path, int(state["step"]), run.total, run.params.max_steps, kept, run.total,
+                    int(state["step"]))
     elif run.env.is_main:
         differs = checkpoint.differences(state, config.to_dict(run.params), run.seed, run.data_key,
                                          run.code_key, run.resolved.get("init_from"))

@@ -216,6 +216,10 @@ class TrainParams:
                           "(benchmarks/quality.py --dev); empty = train on every training person")
     shuffle_channels: bool = _f(False, "with augment: a random RGB channel order shared by the pair, so G "
                                 "takes colours from the source instead of learning the training people's")
+    hue_rotation: bool = _f(False, "with augment: a random rotation of hue about the grey axis (luma and "
+                            "saturation kept) shared by the pair, after shuffle_channels when both are on")
+    recolour_share: float = _f(1.0, "the share of pairs that shuffle_channels / hue_rotation recolour; the "
+                               "others keep the training people's colours", ge=0.0, le=1.0)
     pairs_per_epoch: int = _f(0, "pairs that make one epoch; 0 = every usable target frame once", ge=0)
     workers: int = _f(2, "DataLoader worker processes (0 = load in the training process)", ge=0, le=64)
     # optimisation

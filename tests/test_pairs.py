@@ -267,6 +267,50 @@ def test_channel_shuffle_is_one_rgb_order_for_both_images_and_keeps_the_draws_be
     assert torch.equal(shuffled["flow"], plain["flow"])
 
 
+def test_hue_rotation_turns_the_yiq_chroma_of_both_images_as_scikit_image_does(caches):
+    from skimage.color import rgb2yiq, yiq2rgb
+
+    angle = 2.0
+    jitter = ColorJitter(1.0, 1.0, 1.0, (1.0, 1.0, 1.0), hue=angle)
+    ds = dataset(caches, augment=True, hue_rotation=True)
+    plain, turned = ds.pair("001_1_2", 0, 4), ds.pair("001_1_2", 0, 4, jitter=jitter)
+    for name in ("src_img", "tgt_img"):
+        rgb = (plain[name].numpy().transpose(1, 2, 0) + 1.0) / 2.0
+        yiq = rgb2yiq(rgb)
+        c, s = np.cos(angle), np.sin(angle)
+        i, q = yiq[..., 1].copy(), yiq[..., 2].copy()
+        yiq[..., 1], yiq[..., 2] = c * i - s * q, s * i + c * q
+        want = np.clip(yiq2rgb(yiq), 0.0, 1.0) * 2.0 - 1.0
+        got = turned[name].numpy().transpose(1, 2, 0)
+        assert np.abs(got - want).max() < 2e-3
+        assert np.abs(got - plain[name].numpy().transpose(1, 2, 0)).mean() > 0.01  # colours did turn
+    assert torch.equal(turned["flow"], plain["flow"])
+    grey = torch.full((3, 2, 2), 0.3)  # the grey axis stays where it is
+    assert torch.allclose(jitter.apply(grey), grey, atol=1e-6)
+
+
+def test_recolour_share_recolours_that_share_of_the_pairs_and_keeps_the_other_draws(caches):
+    plain_ds = dataset(caches, augment=True)
+    shuffled_ds = dataset(caches, augment=True, shuffle_channels=True)
+    both_ds = dataset(caches, augment=True, shuffle_channels=True, hue_rotation=True)
+    half_ds = dataset(caches, augment=True, hue_rotation=True, recolour_share=0.5)
+    none_ds = dataset(caches, augment=True, shuffle_channels=True, hue_rotation=True, recolour_share=0.0)
+    n = 400
+    for epoch in range(n):
+        base, shuffled, both = plain_ds.draw(epoch, 3), shuffled_ds.draw(epoch, 3), both_ds.draw(epoch, 3)
+        assert (both.src, both.flip, both.jitter.channels) == (shuffled.src, shuffled.flip,
+                                                              shuffled.jitter.channels)
+        assert dataclasses.replace(both.jitter, hue=0.0) == shuffled.jitter and -np.pi <= both.jitter.hue < np.pi
+        none = none_ds.draw(epoch, 3)
+        assert none.jitter == base.jitter  # share 0: the factors drawn, nothing recoloured
+        half = half_ds.draw(epoch, 3)
+        assert dataclasses.replace(half.jitter, hue=0.0) == base.jitter
+    turned = [half_ds.draw(epoch, 3).jitter.hue != 0.0 for epoch in range(n)]
+    assert abs(sum(turned) / n - 0.5) < 0.1  # binomial(400, 0.5): sd 0.025
+    hues = np.array([both_ds.draw(epoch, 3).jitter.hue for epoch in range(n)])
+    assert np.histogram(hues, bins=4, range=(-np.pi, np.pi))[0].min() > n / 8  # spread over the circle
+
+
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_dataloader_workers_deliver_the_in_process_tensors(caches, context):
     ds = dataset(caches, 32, augment=True, visible_faces=True)

@@ -35,6 +35,11 @@ Augmentation (``augment=True``), the same for source and target so that the pair
 - channel shuffle (``shuffle_channels=True``, drawn after the jitter): one of the six orders of the RGB
   channels, the same for both images. A handful of training people become six times as many colourings,
   so the generator cannot learn a person's colours and has to take them from the source.
+- hue rotation (``hue_rotation=True``, drawn after the shuffle): a rotation by an angle uniform in
+  [-pi, pi) of the chroma plane (I, Q) of the YIQ space about the grey axis, the same for both images:
+  luma and saturation are kept, every hue turns (a white shirt stays white, skin turns any hue).
+- ``recolour_share`` < 1: only that share of the pairs is recoloured by the two above (one uniform draw
+  before them); the others keep their colours, so the generator still sees the training people's own.
 """
 
 from __future__ import annotations
@@ -63,6 +68,16 @@ SPLITS = ("train", "val", "all", "dev")
 JITTER_RANGE = 0.1  # brightness, contrast and saturation factors in [1 - r, 1 + r]
 GAIN_RANGE = 0.05  # per-channel gain in [1 - r, 1 + r]
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights for the saturation's grey
+RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],  # NTSC YIQ (FCC), luma row = LUMA
+                       [0.595716, -0.274453, -0.321263],
+                       [0.211456, -0.522591, 0.311135]])
+
+
+def hue_matrix(angle: float) -> np.ndarray:
+    """The 3x3 RGB map that rotates the YIQ chroma plane by `angle` radians, keeping luma (grey stays)."""
+    c, s = np.cos(angle), np.sin(angle)
+    rotate = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+    return np.linalg.inv(RGB_TO_YIQ) @ rotate @ RGB_TO_YIQ
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +89,8 @@ class PairOptions:
     visible_faces: bool = False  # flow only through faces visible in the source
     augment: bool = False  # flip and colour jitter
     shuffle_channels: bool = False  # with augment: a random RGB order shared by source and target
+    hue_rotation: bool = False  # with augment: a random rotation of hue shared by source and target
+    recolour_share: float = 1.0  # the share of pairs that shuffle_channels / hue_rotation recolour
     split: str = "train"  # "train" | "val" | "all" | "dev"
     dev_subject: str = ""  # a training person held out: "train" then omits, and "dev" is only, its videos
     seed: int = 0
@@ -92,20 +109,29 @@ class PairOptions:
 @dataclasses.dataclass(frozen=True)
 class ColorJitter:
     """A per-pixel colour map: brightness, contrast (about mid-grey), saturation, per-channel gain, then
-    the channels in the order `channels` (output channel i = input channel channels[i])."""
+    the channels in the order `channels` (output channel i = input channel channels[i]), then the hue
+    rotated by `hue` radians (`hue_matrix`)."""
 
     brightness: float
     contrast: float
     saturation: float
     gain: tuple[float, float, float]
     channels: tuple[int, int, int] = (0, 1, 2)
+    hue: float = 0.0
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, shuffle_channels: bool = False) -> ColorJitter:
+    def draw(cls, rng: np.random.Generator, shuffle_channels: bool = False, hue_rotation: bool = False,
+             recolour_share: float = 1.0) -> ColorJitter:
+        """The factors, then (when asked) the recolouring, from `rng`: the draws of the options that are
+        off are not made, so each option leaves the draws before it as they were."""
         b, c, s = (float(v) for v in rng.uniform(1 - JITTER_RANGE, 1 + JITTER_RANGE, size=3))
         g = rng.uniform(1 - GAIN_RANGE, 1 + GAIN_RANGE, size=3)
-        order = tuple(int(i) for i in rng.permutation(3)) if shuffle_channels else (0, 1, 2)
-        return cls(b, c, s, (float(g[0]), float(g[1]), float(g[2])), order)  # type: ignore[arg-type]
+        recolour = shuffle_channels or hue_rotation
+        if recolour and recolour_share < 1.0:
+            recolour = bool(rng.random() < recolour_share)
+        order = tuple(int(i) for i in rng.permutation(3)) if recolour and shuffle_channels else (0, 1, 2)
+        hue = float(rng.uniform(-np.pi, np.pi)) if recolour and hue_rotation else 0.0
+        return cls(b, c, s, (float(g[0]), float(g[1]), float(g[2])), order, hue)  # type: ignore[arg-type]
 
     def apply(self, image: torch.Tensor) -> torch.Tensor:
         """(..., 3, H, W) float in [-1, 1] -> the same shape, jittered and clipped to [-1, 1]."""
@@ -117,6 +143,9 @@ class ColorJitter:
         x = x * torch.tensor(self.gain, dtype=x.dtype, device=x.device)[:, None, None]
         if self.channels != (0, 1, 2):
             x = x[..., list(self.channels), :, :]
+        if self.hue != 0.0:
+            mix = torch.tensor(hue_matrix(self.hue), dtype=x.dtype, device=x.device)
+            x = torch.einsum("ij,...jhw->...ihw", mix, x)
         return (2.0 * x - 1.0).clamp(-1.0, 1.0)
 
 
@@ -253,7 +282,8 @@ class PairDataset(Dataset):
         flip, jitter = False, None
         if self.options.augment:
             flip = bool(rng.random() < 0.5)
-            jitter = ColorJitter.draw(rng, self.options.shuffle_channels)
+            o = self.options
+            jitter = ColorJitter.draw(rng, o.shuffle_channels, o.hue_rotation, o.recolour_share)
         return PairDraw(self.videos[video_pos], src, tgt, flip, jitter)
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:

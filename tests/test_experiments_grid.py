@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_pipeline import BIN, TINY, _env, _merge, _run, copy_repo
+from test_pipeline import BIN, TINY, _env, _merge, _run, copy_repo, experiments_train_metrics
 
 from lwgan import tracking
 from lwgan.experiments import variants
@@ -92,8 +92,7 @@ def test_report_numbers_are_the_tracked_ones(grid):
     runs = {r["run_id"]: r for r in tracking.search_runs(experiment="lwgan", tracking_uri=uri)}
     # DVC's record of each experiment's metrics: the same final losses as the table
     shown = json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], repo, env))
-    dvc_metrics = {exp["name"]: exp["revs"][0]["data"]["metrics"]["metrics/train.json"]["data"]
-                   for entry in shown for exp in (entry.get("experiments") or []) if exp.get("name")}
+    dvc_metrics = experiments_train_metrics(shown)
     base = runs[rows["baseline"]["train_run"]]
     for name, r in rows.items():
         train, evaluate = runs[r["train_run"]], runs[r["evaluate_run"]]

@@ -237,25 +237,10 @@ def test_an_experiment_killed_mid_training_resumes_when_run_again(repo):
     assert not any(p.name.startswith("checkpoint.pt.") for p in kept.iterdir())  # released once done
 
 
-def _find_metrics(tree, name: str, file: str):
-    """The metrics file's data of the experiment `name` in `dvc exp show --json`'s output."""
-    if isinstance(tree, list):
-        for item in tree:
-            found = _find_metrics(item, name, file)
-            if found is not None:
-                return found
-    elif isinstance(tree, dict):
-        if tree.get("name") == name:
-            for rev in tree.get("revs") or [tree]:
-                metrics = ((rev.get("data") or {}).get("metrics") or {}).get(file)
-                if metrics is not None:
-                    return metrics.get("data")
-        for value in tree.values():
-            if isinstance(value, (list, dict)):
-                found = _find_metrics(value, name, file)
-                if found is not None:
-                    return found
-    return None
+def experiments_train_metrics(shown: list) -> dict[str, dict]:
+    """metrics/train.json of each named experiment in `dvc exp show --json`'s output, by name."""
+    return {exp["name"]: exp["revs"][0]["data"]["metrics"]["metrics/train.json"]["data"]
+            for entry in shown for exp in (entry.get("experiments") or []) if exp.get("name")}
 
 
 def test_a_temporary_experiment_shorter_than_the_locked_run_trains_its_own_steps(repo):
@@ -272,7 +257,6 @@ def test_a_temporary_experiment_shorter_than_the_locked_run_trains_its_own_steps
     _run([str(BIN / "dvc"), "exp", "run", "--temp", "-C", weights.WEIGHTS_DIR.as_posix(), "-n", "tiny-short",
           "-S", f"train.max_steps={short}"], repo, env)
     shown = json.loads(_run([str(BIN / "dvc"), "exp", "show", "--json"], repo, env))
-    trained = _find_metrics(shown, "tiny-short", "metrics/train.json")
-    assert trained is not None, shown
+    trained = experiments_train_metrics(shown)["tiny-short"]
     assert trained["steps"] == short and not trained.get("resumed_from_step"), trained
     assert (repo / "models" / "checkpoint.pt").read_bytes() == before  # the workspace is left as it was

@@ -68,16 +68,17 @@ SPLITS = ("train", "val", "all", "dev")
 JITTER_RANGE = 0.1  # brightness, contrast and saturation factors in [1 - r, 1 + r]
 GAIN_RANGE = 0.05  # per-channel gain in [1 - r, 1 + r]
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights for the saturation's grey
-RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],  # NTSC YIQ (FCC), luma row = LUMA
+RGB_TO_YIQ = np.array([LUMA,  # NTSC YIQ (FCC): luma, then the chroma plane (I, Q)
                        [0.595716, -0.274453, -0.321263],
                        [0.211456, -0.522591, 0.311135]])
+YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 
 
 def hue_matrix(angle: float) -> np.ndarray:
     """The 3x3 RGB map that rotates the YIQ chroma plane by `angle` radians, keeping luma (grey stays)."""
     c, s = np.cos(angle), np.sin(angle)
     rotate = np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-    return np.linalg.inv(RGB_TO_YIQ) @ rotate @ RGB_TO_YIQ
+    return YIQ_TO_RGB @ rotate @ RGB_TO_YIQ
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ frame count and size, the errors a user meets, and the synthesis against the gen
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from _photos import write_photos
 from _small import TINY_TRAIN, build_caches, train_tiny
 
 from lwgan import cli
@@ -124,7 +126,39 @@ def test_several_photos_of_one_person(setup, tmp_path):
     assert cli.main(["view", "--source", str(setup["photos"]["002"]), "--source", str(later), "--frames", "4",
                      "--degrees", "180", "-o", str(out), *setup["common"]]) == 0
     assert _video(out) == (4, (SIZE, SIZE))
-    assert len(json.loads((tmp_path / "view2.mp4.json").read_text())["sources"]) == 2
+    record = json.loads((tmp_path / "view2.mp4.json").read_text())
+    assert len(record["sources"]) == 2
+    # faces a few pixels across (64 px photos) are not compared
+    assert [f["compared"] for f in record["one_person"]["faces"]] == [False, False]
+
+
+def test_photos_of_two_people_are_refused_unless_told(setup, tmp_path, capsys):
+    """The astronaut, and her photo with Grace Hopper's head on her suit (tests/_photos.py): dlib's face
+    network tells them apart, so view stops before writing anything and names both files; --any-person
+    uses them together; the astronaut and her mirror image pass, their distance recorded."""
+    weights = Path(__file__).resolve().parents[1] / "data" / "weights" / "dlib_face.pth"
+    if not weights.is_file():
+        pytest.skip("dlib's face network is missing: run `make weights`")
+    photos = write_photos(tmp_path)
+    params = yaml.safe_load(setup["params"].read_text())
+    params["train"]["face_weights"] = str(weights)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    common = [*setup["common"][:-1], str(tmp_path / "params.yaml")]
+    argv = ["view", "--frames", "2", "--source", str(photos["astronaut"]), "--source", str(photos["hopper"])]
+    refused = tmp_path / "refused.mp4"
+    assert cli.main([*argv, "-o", str(refused), *common]) == 2
+    err = capsys.readouterr().err
+    pair = f"--source {photos['astronaut']} and --source {photos['hopper']}"
+    assert f"{pair} do not look like one person" in err
+    assert "--any-person" in err and not refused.exists()
+    told = tmp_path / "told.mp4"
+    assert cli.main([*argv, "--any-person", "-o", str(told), *common]) == 0
+    assert json.loads((tmp_path / "told.mp4.json").read_text())["one_person"]["checked"] is False
+    same = tmp_path / "same.mp4"
+    assert cli.main(["view", "--frames", "2", "--source", str(photos["astronaut"]), "--source",
+                     str(photos["mirror"]), "-o", str(same), *common]) == 0
+    distances = json.loads((tmp_path / "same.mp4.json").read_text())["one_person"]["distances"]
+    assert len(distances) == 1 and distances[0]["distance"] < 0.6
 
 
 def test_visibility_parts_give_every_face_to_exactly_one_photo(setup, synth):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lwgan import config
-from lwgan.apps import media, tasks
+from lwgan.apps import identity, media, tasks
 from lwgan.apps.person import Person, fit_person
 from lwgan.apps.synthesis import Synthesizer
 from lwgan.body.fitting import FitOptions
@@ -54,6 +54,7 @@ class Context:
     margin: float
     params_file: str
     person: str = "largest"  # data.person: whom to follow when several people are seen
+    face_weights: str = ""  # dlib's face ResNet, for the check that several photos show one person
 
 
 def _params(path: str | None) -> tuple[config.Params, str]:
@@ -112,11 +113,47 @@ def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Con
     f = params.fit
     fit = FitOptions(pose_iterations=f.pose_iterations, camera_iterations=f.camera_iterations,
                      silhouette_weight=f.silhouette_weight, chunk_size=f.chunk_frames)
-    return Context(synth, people, fit, params.data.crop_margin, params_file, params.data.person)
+    t = params.train
+    face_weights = t.face_weights if t.face_net == "dlib" else config.TrainParams().face_weights
+    return Context(synth, people, fit, params.data.crop_margin, params_file, params.data.person, face_weights)
 
 
 def _fit(ctx: Context, clip: media.Footage) -> Person:
     return fit_person(clip, ctx.people, ctx.synth.body, ctx.synth.side, ctx.margin, ctx.fit, ctx.person)
+
+
+def _one_person(ctx: Context, args: argparse.Namespace, clips: list[media.Footage],
+                sources: list[Person]) -> dict[str, Any] | None:
+    """Several photos given as one person's: their faces compared (`lwgan.apps.identity`), CommandError
+    naming the two files where they are not one person's, unless --any-person. The record's entry."""
+    if len(sources) < 2:
+        return None
+    if args.any_person:
+        return {"checked": False, "why_not": "--any-person"}
+    body = ctx.synth.body
+    photos = [next(clip.frames()) for clip in clips]
+    faces = [identity.face_of(p, photo, body, None) for p, photo in zip(sources, photos, strict=True)]
+    if sum(f.why == identity.NO_NETWORK for f in faces) >= 2:  # two faces worth comparing
+        from lwgan.nets.pretrained import load_feature_net
+        from lwgan.weights import WeightsError
+
+        try:
+            net, _ = load_feature_net("dlib", ctx.face_weights, param="train.face_weights")
+        except WeightsError as err:
+            raise CommandError(f"comparing the faces of the --source photos needs dlib's face network: "
+                               f"{err}; or pass --any-person to use them as one person's unchecked") from err
+        faces = [identity.face_of(p, photo, body, net) for p, photo in zip(sources, photos, strict=True)]
+    apart = identity.different(faces)
+    if apart:
+        i, j, distance = apart[0]
+        raise CommandError(f"--source {faces[i].name} and --source {faces[j].name} do not look like one "
+                           f"person: their faces are {distance:.2f} apart, over {identity.SAME_PERSON} "
+                           "(dlib's face network); give photos of one person, or pass --any-person to use "
+                           "them together anyway")
+    for face in faces:
+        if face.descriptor is None:
+            log.info("%s: face not compared (%s)", face.name, face.why)
+    return {"checked": True, **identity.summary(faces)}
 
 
 def _tile(ctx: Context, frames: np.ndarray) -> np.ndarray:
@@ -172,14 +209,16 @@ def _imitate(args: argparse.Namespace) -> dict[str, Any]:
     source_clips = [media.read_image(path) for path in args.source]
     driving_clip = media.read_video(args.driving, args.frame_step, args.max_frames)
     ctx = _context(args)
-    sources, driving = [_fit(ctx, clip) for clip in source_clips], _fit(ctx, driving_clip)
+    sources = [_fit(ctx, clip) for clip in source_clips]
+    same = _one_person(ctx, args, source_clips, sources)
+    driving = _fit(ctx, driving_clip)
     tuned = _personalize(ctx, args, *sources)
     frames = tasks.imitate(ctx.synth, sources, driving, args.camera, _progress("imitate"))
     if args.side_by_side:
         columns = [_tile(ctx, sources[0].frames[:1]), _tile(ctx, driving.frames), frames]
         frames = _side_by_side(columns, len(frames))
     record = {"command": "imitate", "sources": [s.summary() for s in sources], "driving": driving.summary(),
-              "camera": args.camera, "personalization": tuned}
+              "camera": args.camera, "personalization": tuned, "one_person": same}
     _write(out, frames, driving.fps, record, ctx, started)
     return record
 
@@ -212,12 +251,13 @@ def _view(args: argparse.Namespace) -> dict[str, Any]:
     clips = [media.read_image(path) for path in args.source]
     ctx = _context(args, visible_faces=not args.all_faces)
     sources = [_fit(ctx, clip) for clip in clips]
+    same = _one_person(ctx, args, clips, sources)
     tuned = _personalize(ctx, args, *sources)
     frames = tasks.view(ctx.synth, sources, args.frames, args.degrees, args.elevation, _progress("view"))
     if args.side_by_side:
         frames = _side_by_side([_tile(ctx, sources[0].frames[:1]), frames], len(frames))
     record = {"command": "view", "sources": [s.summary() for s in sources], "degrees": args.degrees,
-              "elevation": args.elevation, "personalization": tuned}
+              "elevation": args.elevation, "personalization": tuned, "one_person": same}
     _write(out, frames, args.fps, record, ctx, started)
     return record
 
@@ -287,6 +327,12 @@ def _common(parser: argparse.ArgumentParser, personalize_default: int = 0) -> No
                         help="write the inputs beside the output in every frame")
 
 
+def _any_person(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--any-person", action="store_true",
+                        help="use several --source photos as one person's without comparing their faces "
+                             "(by default photos whose faces dlib's face network tells apart are refused)")
+
+
 def _driving(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--driving", required=required, default=None,
                         help="driving video: a video file or a folder of numbered images")
@@ -305,6 +351,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                          help="photo of the person (one person, seen whole); repeat it for more photos of "
                               "the same person (e.g. front and back), each face taken from the first "
                               "photo that shows it")
+    _any_person(imitate)
     _driving(imitate, required=True)
     _common(imitate)
     imitate.set_defaults(func=_run(_imitate))
@@ -325,6 +372,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     view.add_argument("--source", required=True, action="append",
                       help="photo of the person; repeat it for more photos (e.g. the back) that fill what "
                            "the first does not show")
+    _any_person(view)
     view.add_argument("--frames", type=_whole(1), default=36, help="views in the video")
     view.add_argument("--degrees", type=_real(), default=360.0, help="total turn (360 = a full turntable)")
     view.add_argument("--elevation", type=_real(-90, 90), default=0.0,

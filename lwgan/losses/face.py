@@ -53,6 +53,15 @@ def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int] 
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=ALIGN_CORNERS)
 
 
+def frontal_faces(boxes: torch.Tensor, face_kp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which faces are seen from the front (B,) bool, and the aligned crop's side (B,) in NDC: boxes (B, 4)
+    NDC head boxes, face_kp (B, 5, 3) NDC face keypoints (module docstring)."""
+    boxes, kp = boxes.float(), face_kp.float()
+    side = CHIP_SCALE * torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])  # (B,) NDC
+    eyes = kp[:, 1, :2] - kp[:, 2, :2]  # the person's left eye minus the right: to the image's right
+    return (eyes[:, 0] > 0) & (eyes.norm(dim=1) > FRONTAL_EYES * side), side
+
+
 def aligned_crops(images: torch.Tensor, boxes: torch.Tensor, face_kp: torch.Tensor,
                   size: tuple[int, int]) -> torch.Tensor:
     """Bilinear crops aligned on the face (module docstring).
@@ -62,10 +71,9 @@ def aligned_crops(images: torch.Tensor, boxes: torch.Tensor, face_kp: torch.Tens
     differentiable w.r.t. the images.
     """
     boxes, kp = boxes.float(), face_kp.float()
-    side = CHIP_SCALE * torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])  # (B,) NDC
+    frontal, side = frontal_faces(boxes, kp)
     left, right = kp[:, 1, :2], kp[:, 2, :2]  # (B, 2): the person's eyes
     eyes = left - right  # points to the image's right when the face is seen from the front
-    frontal = (eyes[:, 0] > 0) & (eyes.norm(dim=1) > FRONTAL_EYES * side)  # (B,)
     angle = torch.where(frontal, torch.atan2(eyes[:, 1], eyes[:, 0]), torch.zeros_like(side))
     cos, sin = torch.cos(angle), torch.sin(angle)
     middle = 0.5 * (left + right)  # (B, 2)

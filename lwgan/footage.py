@@ -16,6 +16,10 @@ benchmarks check person finding, cropping and fitting on footage no one here mad
                     cam03: he is seen from behind and she faces the camera behind him, until he steps in
                     front of her
 
+The single-person take comes with the Qualisys calibration of its cameras (`CALIBRATION`, the same wheel:
+Pose2Sim/Demo_SinglePerson/calibration/Calib.qca.txt), which `lwgan.body.multiview` reads: the ground for
+measuring a fit from one camera against the other two.
+
 The packages are only downloaded and unpacked (sha256 of each archive and member checked, as for the
 pretrained networks in `lwgan.weights`), never installed. `fetch` keeps what is already in place.
 """
@@ -48,7 +52,9 @@ PACKAGES: dict[str, Package] = {p.name: p for p in (
              "Pose2Sim/Demo_MultiPerson/videos/cam01.mp4":
              "543cee6a4c2c2b52dc9eac9137ee63d14f1f84e706a9a7264769edcb11e5ea53",
              "Pose2Sim/Demo_MultiPerson/videos/cam03.mp4":
-             "d3daf48cdf9f5603868ddb99166ddaf9b12279e7ce968922926560d5fd3f0c99"},
+             "d3daf48cdf9f5603868ddb99166ddaf9b12279e7ce968922926560d5fd3f0c99",
+             "Pose2Sim/Demo_SinglePerson/calibration/Calib.qca.txt":
+             "fd90e4bbae3278ef1dc0cdd42a34ee06bf88286f628a02c00a29407aa39e34c5"},
             "BSD-3-Clause"),
 )}
 
@@ -73,21 +79,33 @@ CLIPS: dict[str, Clip] = {c.name: c for c in (
 )}
 
 
+# the calibration of portrait_cam01, portrait_cam02 and back_cam03 (Qualisys cameras cam01-cam03 of four)
+CALIBRATION = Clip("single_calibration", "pose2sim", "Pose2Sim/Demo_SinglePerson/calibration/Calib.qca.txt")
+CALIBRATED = {"portrait_cam01": "cam01", "portrait_cam02": "cam02", "back_cam03": "cam03"}
+
+
+def _in_place(package: str, member: str, folder: str | Path) -> Path | None:
+    path = Path(folder) / package / member
+    return path if path.is_file() and sha256_file(path) == PACKAGES[package].members[member] else None
+
+
 def available(name: str, folder: str | Path = FOOTAGE_DIR) -> Path | None:
     """The clip's file when it is in `folder` with its recorded sha256, else None."""
     clip = CLIPS[name]
-    path = clip.path(folder)
-    want = PACKAGES[clip.package].members[clip.member]
-    return path if path.is_file() and sha256_file(path) == want else None
+    return _in_place(clip.package, clip.member, folder)
+
+
+def calibration(folder: str | Path = FOOTAGE_DIR) -> Path | None:
+    """`CALIBRATION`'s file when it is in `folder` with its recorded sha256, else None."""
+    return _in_place(CALIBRATION.package, CALIBRATION.member, folder)
 
 
 def fetch(folder: str | Path = FOOTAGE_DIR) -> dict[str, Path]:
-    """Every clip in `folder` (fetched with pip where missing or changed; the downloaded archives are
-    removed once their members are out). Returns clip name -> path."""
+    """Every clip and the calibration in `folder` (fetched with pip where missing or changed; the
+    downloaded archives are removed once their members are out). Returns clip name -> path."""
     folder = Path(folder)
     for package in PACKAGES.values():
-        names = [c.name for c in CLIPS.values() if c.package == package.name]
-        if all(available(n, folder) for n in names):
+        if all(_in_place(package.name, member, folder) for member in package.members):
             continue
         downloads = folder / "downloads"
         try:

@@ -1,0 +1,245 @@
+"""The fit from one camera against the two others: Pose2Sim's single-person take (`make footage`) was
+filmed by calibrated cameras, three of which ship with it (portrait_cam01, portrait_cam02, back_cam03 of
+`lwgan.footage`, with `lwgan.footage.CALIBRATION`). The fit stage fits each clip alone, as it fits any
+video; the 3D keypoints triangulated from the OTHER two cameras' detections (`lwgan.body.multiview`)
+share no input with that fit, and are the reference it is measured against.
+
+    python benchmarks/fit_views.py [--quick] [--workspace DIR] [--out DIR]
+
+The fits are the real-people workspace's (`benchmarks/real_people.py`'s DIR, default
+benchmarks/out/real_people; made there, by the pipeline's own stages, when missing). For each camera, on
+the frames where the reference has all twelve limb keypoints (shoulders, elbows, wrists, hips, knees,
+ankles; the face's points are left out, the body model's and the detector's are not the same points):
+- `pa_mpjpe_mm`: mean per-keypoint error after a similarity (Procrustes) alignment, mm: the pose alone;
+- `camera_frame_mm`: after a scale and a translation only, in that camera's axes: the pose and its
+  turn against the camera, which the renderer draws (a body facing the wrong way is an error here and
+  none after Procrustes);
+- the same for two bodies that are not fitted to the frame, as floors: `rest_pose` (the fit's turn
+  and shape, arms and legs at rest) and `mean_pose` (the clip's mean limb pose in every frame);
+- `reference_reprojection_px`: the two-camera reference projected into this camera against this
+  camera's detections (median over confident keypoints; the detector's own scatter and the reference's
+  error together), beside the three-camera triangulation's own median;
+- `reference_spread_mm`: the two-camera references of two cameras against each other (each pair shares
+  one camera), PA-MPJPE: how far the reference itself can be trusted.
+Each camera's figures are medians over frames, with the 90th percentile. --quick: every 4th frame.
+Writes OUT/views.jpg (default benchmarks/out/fit_views): for frames across the take, each fit drawn on
+its own frame (green) and, moved into the world by the scale and translation above, on the next
+camera's frame (green) beside the reference (red). The last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from lwgan import footage  # noqa: E402
+from lwgan.body.fitting import NO_PERSON  # noqa: E402
+from lwgan.body.keypoint_io import cache_to_source  # noqa: E402
+from lwgan.body.model import BodyModel  # noqa: E402
+from lwgan.body.multiview import align_scale_shift, read_qualisys, triangulate  # noqa: E402
+from lwgan.body.pose_metrics import pa_mpjpe  # noqa: E402
+from lwgan.body.sequence import pose_body  # noqa: E402
+from lwgan.data.cache import FramesCache  # noqa: E402
+from lwgan.data.smpl_cache import SmplCache  # noqa: E402
+
+LIMBS = tuple(range(5, 17))  # COCO-17: shoulders, elbows, wrists, hips, knees, ankles
+BONES = [(a, b) for a, b in ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (11, 12), (5, 11), (6, 12), (11, 13),
+                             (13, 15), (12, 14), (14, 16))]
+MIN_CONFIDENCE = 0.5
+MIN_LIMBS = 8  # a frame is measured where the reference has at least this many of the twelve
+
+
+def takes(workspace: Path) -> dict[str, dict]:
+    """camera -> the fit of its clip: source-pixel keypoints, betas, pose, cam, status and frame numbers."""
+    frames = FramesCache(workspace / "data" / "cache" / "frames" / "frames.h5")
+    smpl = SmplCache(workspace / "data" / "cache" / "smpl" / "smpl.h5")
+    out = {}
+    for clip, camera in footage.CALIBRATED.items():
+        import real_people
+
+        video = real_people.NAMES[clip]
+        fit = smpl.params(video)
+        index = frames.frame_index(video).tolist()
+        rows = [index.index(int(n)) for n in fit["frame"]]
+        size = int(frames.group(video)["frames"].attrs["image_size"])
+        keypoints = cache_to_source(fit["keypoints"], frames.crop_boxes(video)[rows], size)
+        out[camera] = {"clip": clip, "video": video, "keypoints": keypoints, "betas": fit["betas"],
+                       "pose": fit["pose"], "status": fit["status"], "frame": np.asarray(fit["frame"], int)}
+    return out
+
+
+def in_common(fits: dict[str, dict]) -> np.ndarray:
+    """The frame numbers every camera's fit has."""
+    common = None
+    for fit in fits.values():
+        common = set(fit["frame"].tolist()) if common is None else common & set(fit["frame"].tolist())
+    return np.array(sorted(common or ()), int)
+
+
+def at(fit: dict, key: str, frames: np.ndarray) -> np.ndarray:
+    where = {int(n): i for i, n in enumerate(fit["frame"])}
+    return fit[key][[where[int(n)] for n in frames]]
+
+
+def summary(values: np.ndarray) -> dict[str, float]:
+    return {"median": round(float(np.median(values)), 1), "p90": round(float(np.percentile(values, 90)), 1),
+            "mean": round(float(np.mean(values)), 1)}
+
+
+def reprojection(camera, points: np.ndarray, keypoints: np.ndarray) -> float:
+    """Median pixel distance of the points projected into `camera` from its confident keypoints."""
+    projected = camera.project(points)
+    ok = (keypoints[..., 2] >= MIN_CONFIDENCE) & np.isfinite(projected).all(axis=-1)
+    return float(np.median(np.linalg.norm(projected[ok] - keypoints[..., :2][ok], axis=-1)))
+
+
+def measure(cameras: dict, fits: dict[str, dict], body: BodyModel, frames: np.ndarray) -> dict:
+    names = list(fits)
+    keypoints = {c: at(fits[c], "keypoints", frames) for c in names}  # (N, 17, 3) source pixels
+    everyone = triangulate([cameras[c] for c in names], np.stack([keypoints[c] for c in names]),
+                           MIN_CONFIDENCE)
+    result: dict = {"frames_in_common": len(frames), "cameras": {}}
+    result["three_camera_reprojection_px"] = {
+        c: round(reprojection(cameras[c], everyone, keypoints[c]), 2) for c in names}
+    references = {}
+    for c in names:
+        others = [o for o in names if o != c]
+        references[c] = triangulate([cameras[o] for o in others], np.stack([keypoints[o] for o in others]),
+                                    MIN_CONFIDENCE, min_views=2)  # (N, 17, 3) world mm
+    result["reference_spread_mm"] = {}
+    for i, a in enumerate(names):  # two-camera references against each other: the reference's own error
+        for b in names[i + 1:]:
+            ra, rb = references[a][:, LIMBS], references[b][:, LIMBS]
+            both = np.isfinite(ra).all(axis=-1) & np.isfinite(rb).all(axis=-1)
+            pa = [float(pa_mpjpe(torch.from_numpy(x[f][None]), torch.from_numpy(y[f][None]))[0])
+                  for x, y, f in zip(ra, rb, both, strict=True)
+                  if f.sum() >= MIN_LIMBS]
+            result["reference_spread_mm"][f"{a}|{b}"] = summary(np.array(pa))
+    for c in names:
+        reference = references[c]
+        status = at(fits[c], "status", frames)
+        found = np.isfinite(reference[:, LIMBS]).all(axis=-1)  # (N, 12)
+        usable = (found.sum(axis=1) >= MIN_LIMBS) & ((status & NO_PERSON) == 0)
+        ref = cameras[c].to_camera(reference[usable][:, LIMBS])  # (M, 12, 3) this camera's axes, mm
+        found = found[usable]
+        pose = at(fits[c], "pose", frames)[usable]
+        betas = fits[c]["betas"]
+        rest = np.zeros_like(pose)
+        rest[:, :3] = pose[:, :3]
+        mean = np.repeat(pose.mean(axis=0, keepdims=True), len(pose), axis=0)
+        mean[:, :3] = pose[:, :3]
+        figures = {}
+        for label, p in (("fit", pose), ("rest_pose", rest), ("mean_pose", mean)):
+            pred = pose_body(body, betas, p).keypoints.numpy().astype(np.float64)[:, LIMBS]
+            pa = np.array([float(pa_mpjpe(torch.from_numpy(x[f][None]), torch.from_numpy(y[f][None]))[0])
+                           for x, y, f in zip(pred, ref, found, strict=True)])
+            aligned = align_scale_shift(pred, ref)
+            cam_frame = np.array([np.linalg.norm(a[f] - y[f], axis=-1).mean()
+                                  for a, y, f in zip(aligned, ref, found, strict=True)])
+            figures[label] = {"pa_mpjpe_mm": summary(pa), "camera_frame_mm": summary(cam_frame)}
+        result["cameras"][c] = {
+            "clip": fits[c]["clip"], "frames": int(usable.sum()),
+            **figures["fit"], "rest_pose": figures["rest_pose"], "mean_pose": figures["mean_pose"],
+            "reference_reprojection_px": round(reprojection(cameras[c], reference, keypoints[c]), 2)}
+    return result
+
+
+def draw(image: np.ndarray, points: np.ndarray, colour: tuple[int, int, int]) -> None:
+    for a, b in BONES:
+        pa, pb = points[a], points[b]
+        if np.isfinite(pa).all() and np.isfinite(pb).all():
+            cv2.line(image, tuple(int(round(v)) for v in pa), tuple(int(round(v)) for v in pb), colour, 6,
+                     cv2.LINE_AA)
+
+
+def read_frame(path: Path, number: int) -> np.ndarray:
+    capture = cv2.VideoCapture(str(path))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, number)
+    ok, image = capture.read()
+    capture.release()
+    if not ok:
+        raise RuntimeError(f"cannot read frame {number} of {path}")
+    return image
+
+
+def picture(cameras: dict, fits: dict[str, dict], body: BodyModel, frames: np.ndarray, out: Path) -> Path:
+    """views.jpg (module docstring): a row per camera's fit, for three frames: its own view, the next
+    camera's view."""
+    names = list(fits)
+    clips = {c: footage.available(fits[c]["clip"]) for c in names}
+    picks = frames[[len(frames) // 5, len(frames) // 2, 4 * len(frames) // 5]]
+    rows = []
+    for i, c in enumerate(names):
+        other = names[(i + 1) % len(names)]
+        rest = [o for o in names if o != c]
+        keypoints = {o: at(fits[o], "keypoints", picks) for o in names}
+        reference = triangulate([cameras[o] for o in rest], np.stack([keypoints[o] for o in rest]),
+                                MIN_CONFIDENCE)
+        pred = pose_body(body, fits[c]["betas"], at(fits[c], "pose", picks)).keypoints.numpy().astype(float)
+        ref_c = cameras[c].to_camera(reference)
+        limbs = list(LIMBS)
+        moved = np.full_like(pred, np.nan)
+        ok = np.isfinite(ref_c[:, limbs]).all(axis=-1).sum(axis=1) >= MIN_LIMBS
+        on_limbs = np.full_like(ref_c, np.nan)
+        on_limbs[:, limbs] = ref_c[:, limbs]  # aligned on the limbs, as measured; the face's points follow
+        moved[ok] = align_scale_shift(pred[ok], on_limbs[ok])
+        tiles = []
+        for k, number in enumerate(picks):
+            own = read_frame(clips[c], int(number))
+            draw(own, cameras[c].project(cameras[c].to_world(moved[k])), (0, 220, 0))
+            seen = read_frame(clips[other], int(number))
+            draw(seen, cameras[other].project(reference[k]), (0, 0, 230))
+            draw(seen, cameras[other].project(cameras[c].to_world(moved[k])), (0, 220, 0))
+            for image, label in ((own, f"{c} fit, frame {number}"), (seen, f"seen by {other}")):
+                cv2.putText(image, label, (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (255, 255, 255), 4)
+            tiles += [cv2.resize(own, (272, 480), interpolation=cv2.INTER_AREA),
+                      cv2.resize(seen, (272, 480), interpolation=cv2.INTER_AREA)]
+        rows.append(np.concatenate(tiles, axis=1))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "views.jpg"
+    cv2.imwrite(str(path), np.concatenate(rows, axis=0), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="every 4th frame")
+    ap.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / "out" / "real_people")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "fit_views")
+    args = ap.parse_args()
+    calibration = footage.calibration()
+    if calibration is None or any(footage.available(clip) is None for clip in footage.CALIBRATED):
+        sys.exit(f"error: the calibrated clips or their calibration are missing: run {footage.FETCH_COMMAND}")
+    import real_people
+
+    real_people.build(args.workspace.resolve())
+    cameras = read_qualisys(calibration)
+    fits = takes(args.workspace)
+    body = BodyModel.from_file(args.workspace / "data" / "body" / "body.npz")
+    frames = in_common(fits)
+    if args.quick:
+        frames = frames[::4]
+    result = measure(cameras, fits, body, frames)
+    result["picture"] = str(picture(cameras, fits, body, frames, args.out))
+    for c, r in result["cameras"].items():
+        fit, rest, mean = r, r["rest_pose"], r["mean_pose"]
+        print(f"{c} ({r['clip']}, {r['frames']} frames), medians in mm, PA-MPJPE / camera frame: fit "
+              f"{fit['pa_mpjpe_mm']['median']} / {fit['camera_frame_mm']['median']}, rest pose "
+              f"{rest['pa_mpjpe_mm']['median']} / {rest['camera_frame_mm']['median']}, mean pose "
+              f"{mean['pa_mpjpe_mm']['median']} / {mean['camera_frame_mm']['median']}; the reference "
+              f"{r['reference_reprojection_px']} px off this camera's detections", flush=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

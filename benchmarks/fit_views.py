@@ -4,7 +4,7 @@ filmed by calibrated cameras, three of which ship with it (portrait_cam01, portr
 video; the 3D keypoints triangulated from the OTHER two cameras' detections (`lwgan.body.multiview`)
 share no input with that fit, and are the reference it is measured against.
 
-    python benchmarks/fit_views.py [--quick] [--workspace DIR] [--out DIR]
+    python benchmarks/fit_views.py [--quick] [--workspace DIR] [--out DIR] [--set fit.KEY=VALUE ...]
 
 The fits are the real-people workspace's (`benchmarks/real_people.py`'s DIR, default
 benchmarks/out/real_people; made there, by the pipeline's own stages, when missing). For each camera, on
@@ -22,6 +22,11 @@ ankles; the face's points are left out, the body model's and the detector's are 
 - `reference_spread_mm`: the two-camera references of two cameras against each other (each pair shares
   one camera), PA-MPJPE: how far the reference itself can be trusted.
 Each camera's figures are medians over frames, with the 90th percentile. --quick: every 4th frame.
+With `--set fit.KEY=VALUE` (repeatable; the fit section of params.yaml) the three clips are fitted again
+from the keypoints the fit stage found (the detection is unchanged) with those options, and so are the
+default pipeline's synthetic videos (`dvc repro fit`, when there), whose PA-MPJPE and MPJPE against their
+ground-truth joints are reported beside the fit stage's (`synthetic`): a change that only helps one of
+the two is no improvement.
 Writes OUT/views.jpg (default benchmarks/out/fit_views): for frames across the take, each fit drawn on
 its own frame (green) and, moved into the world by the scale and translation above, on the next
 camera's frame (green) beside the reference (red). The last line of stdout is one JSON object.
@@ -42,12 +47,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from lwgan import footage  # noqa: E402
-from lwgan.body.fitting import NO_PERSON  # noqa: E402
+from lwgan import config, footage  # noqa: E402
+from lwgan.body.fit import synthetic_joints  # noqa: E402
+from lwgan.body.fitting import NO_PERSON, FitOptions, fit_videos  # noqa: E402
 from lwgan.body.keypoint_io import cache_to_source  # noqa: E402
 from lwgan.body.model import BodyModel  # noqa: E402
 from lwgan.body.multiview import align_scale_shift, read_qualisys, triangulate  # noqa: E402
-from lwgan.body.pose_metrics import pa_mpjpe  # noqa: E402
+from lwgan.body.pose_metrics import mpjpe, pa_mpjpe  # noqa: E402
 from lwgan.body.sequence import pose_body  # noqa: E402
 from lwgan.data.cache import FramesCache  # noqa: E402
 from lwgan.data.smpl_cache import SmplCache  # noqa: E402
@@ -71,11 +77,52 @@ def takes(workspace: Path) -> dict[str, dict]:
         fit = smpl.params(video)
         index = frames.frame_index(video).tolist()
         rows = [index.index(int(n)) for n in fit["frame"]]
-        size = int(frames.group(video)["frames"].attrs["image_size"])
-        keypoints = cache_to_source(fit["keypoints"], frames.crop_boxes(video)[rows], size)
+        keypoints = cache_to_source(fit["keypoints"], frames.crop_boxes(video)[rows], side(frames, video))
         out[camera] = {"clip": clip, "video": video, "keypoints": keypoints, "betas": fit["betas"],
                        "pose": fit["pose"], "status": fit["status"], "frame": np.asarray(fit["frame"], int)}
     return out
+
+
+def refit(fits: dict[str, dict], workspace: Path, body: BodyModel, options: FitOptions) -> dict[str, dict]:
+    """The clips fitted again from the keypoints the fit stage found (its shards' cache pixels)."""
+    smpl = SmplCache(workspace / "data" / "cache" / "smpl" / "smpl.h5")
+    frames = FramesCache(workspace / "data" / "cache" / "frames" / "frames.h5")
+    keypoints = [torch.from_numpy(smpl.params(f["video"])["keypoints"]) for f in fits.values()]
+    results = fit_videos(keypoints, side(frames, next(iter(fits.values()))["video"]), body, options)
+    return {c: {**f, "pose": r.pose.numpy(), "betas": r.betas.numpy(), "status": r.status.numpy()}
+            for (c, f), r in zip(fits.items(), results, strict=True)}
+
+
+def synthetic(options: FitOptions | None) -> dict | None:
+    """PA-MPJPE and MPJPE (mm, means over frames) of the default pipeline's synthetic videos against their
+    ground truth: as the fit stage stored them, and fitted again with `options` from the same keypoints."""
+    caches = ROOT / "data" / "cache"
+    if not (caches / "smpl" / "smpl.h5").is_file() or not (ROOT / "data" / "body" / "body.npz").is_file():
+        return None
+    smpl, frames = SmplCache(caches / "smpl" / "smpl.h5"), FramesCache(caches / "frames" / "frames.h5")
+    body = BodyModel.from_file(ROOT / "data" / "body" / "body.npz")
+    truth = {v: synthetic_joints(frames, v) for v in smpl.videos}
+    videos = [v for v, joints in truth.items() if joints is not None]
+    if not videos:
+        return None
+    truths = [torch.from_numpy(truth[v][frames.frame_index(v)]) for v in videos]
+    stored = [smpl.params(v) for v in videos]
+    fitted = {"stored": [pose_body(body, p["betas"], p["pose"]).joints for p in stored]}
+    if options is not None:
+        keypoints = [torch.from_numpy(p["keypoints"]) for p in stored]
+        fitted["refitted"] = [pose_body(body, r.betas.numpy(), r.pose.numpy()).joints
+                              for r in fit_videos(keypoints, side(frames, videos[0]), body, options)]
+    out: dict = {"videos": len(videos), "frames": int(sum(len(t) for t in truths))}
+    for label, joints in fitted.items():
+        pairs = list(zip(joints, truths, strict=True))
+        out[label] = {name: round(float(torch.cat([1000 * metric(j, t) for j, t in pairs]).mean()), 2)
+                      for name, metric in (("pa_mpjpe_mm", pa_mpjpe), ("mpjpe_mm", mpjpe))}
+    return out
+
+
+def side(frames: FramesCache, video: str) -> int:
+    """The side of a video's cached frames, where its keypoints are."""
+    return int(frames.group(video)["frames"].attrs["image_size"])
 
 
 def in_common(fits: dict[str, dict]) -> np.ndarray:
@@ -216,7 +263,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="every 4th frame")
     ap.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / "out" / "real_people")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "fit_views")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="fit.KEY=VALUE")
     args = ap.parse_args()
+    overrides = config.parse_assignments(args.overrides)
+    bad = [key for key in overrides if not key.startswith("fit.")]
+    if bad:
+        sys.exit(f"error: --set {bad[0]}: only the fit section's options change a fit")
     calibration = footage.calibration()
     if calibration is None or any(footage.available(clip) is None for clip in footage.CALIBRATED):
         sys.exit(f"error: the calibrated clips or their calibration are missing: run {footage.FETCH_COMMAND}")
@@ -226,10 +278,14 @@ def main() -> None:
     cameras = read_qualisys(calibration)
     fits = takes(args.workspace)
     body = BodyModel.from_file(args.workspace / "data" / "body" / "body.npz")
+    options = FitOptions.from_params(config.load(ROOT / "params.yaml", overrides).fit) if overrides else None
+    if options is not None:
+        fits = refit(fits, args.workspace, body, options)
     frames = in_common(fits)
     if args.quick:
         frames = frames[::4]
-    result = measure(cameras, fits, body, frames)
+    result = {"options": {k: v for k, v in overrides.items()}, **measure(cameras, fits, body, frames)}
+    result["synthetic"] = synthetic(options)
     result["picture"] = str(picture(cameras, fits, body, frames, args.out))
     for c, r in result["cameras"].items():
         fit, rest, mean = r, r["rest_pose"], r["mean_pose"]

@@ -77,8 +77,7 @@ def main() -> None:
         synthesize(SynthOptions(subjects=2, clothes=1, frames_per_action=frames, image_size=256,
                                 val_subjects=1, workers=1), body, root / "synthetic")
         images = root / "synthetic" / "images"
-        fit = FitOptions(pose_iterations=params.fit.pose_iterations,
-                         camera_iterations=params.fit.camera_iterations)
+        fit = FitOptions.from_params(params.fit)
         people = MediaPipePeople()
         default = make_checkpoint(root / "default.pt", {})
         side = Synthesizer(default, body).side

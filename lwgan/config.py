@@ -140,6 +140,11 @@ class FitParams:
     pose_iterations: int = _f(150, "Adam steps of the full-pose stage", ge=0, le=100000)
     camera_iterations: int = _f(40, "Adam steps of the camera/orientation stage", ge=0, le=100000)
     silhouette_weight: float = _f(0.0, "weight of the soft-silhouette term (0 = off)", ge=0.0)
+    pose_prior_weight: float = _f(2.0, "weight of the pose prior (squared standard deviations of the joints' "
+                                  "Euler angles, `lwgan.body.priors`)", ge=0.0)
+    pose_smooth_weight: float = _f(100.0, "weight of the squared change of the joint angles between "
+                                   "consecutive frames (README: 3000 fits full-rate video better in 3D)",
+                                   ge=0.0)
     chunk_frames: int = _f(256, "frames optimised together; long videos are fitted chunk by chunk", ge=1)
     overlays_per_video: int = _f(3, "frames per video drawn with the fitted mesh", ge=0, le=100)
     detect_size: int = _f(512, "fit.keypoints=detector also detects on each frame's square cut again from "

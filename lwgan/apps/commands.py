@@ -110,9 +110,7 @@ def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Con
         people = MediaPipePeople()
     except ImportError as err:
         raise CommandError(str(err)) from err
-    f = params.fit
-    fit = FitOptions(pose_iterations=f.pose_iterations, camera_iterations=f.camera_iterations,
-                     silhouette_weight=f.silhouette_weight, chunk_size=f.chunk_frames)
+    fit = FitOptions.from_params(params.fit)
     t = params.train
     face_weights = t.face_weights if t.face_net == "dlib" else config.TrainParams().face_weights
     return Context(synth, people, fit, params.data.crop_margin, params_file, params.data.person, face_weights)

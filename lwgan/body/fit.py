@@ -115,8 +115,7 @@ def settings_from_params(fit: FitParams, frames_path: Path, body_path: Path, out
         frames_path=frames_path.resolve(), body_path=body_path.resolve(), out_dir=out_dir.resolve(),
         keypoints=fit.keypoints,
         keypoints_root=Path(fit.keypoints_root).expanduser().resolve() if fit.keypoints_root else None,
-        options=FitOptions(pose_iterations=fit.pose_iterations, camera_iterations=fit.camera_iterations,
-                           silhouette_weight=fit.silhouette_weight, chunk_size=fit.chunk_frames),
+        options=FitOptions.from_params(fit),
         overlays_per_video=fit.overlays_per_video,
         detect_size=fit.detect_size,
     )
@@ -366,10 +365,7 @@ class FitWorker:
     def _truth(self, video: str) -> np.ndarray | None:
         """Ground-truth 3D joints (frames of the source, J, 3) of a synthetic video, when it has them."""
         if self.settings.keypoints == "detector" or self.settings.keypoints == "ground_truth":
-            path = _synthetic_root(self.cache, video, required=False)
-            if path is not None and (path / "gt" / f"{video}.npz").is_file():
-                with np.load(path / "gt" / f"{video}.npz") as data:
-                    return np.asarray(data["joints3d"], np.float32) if "joints3d" in data.files else None
+            return synthetic_joints(self.cache, video)
         return None
 
     def _project(self, result, frames: np.ndarray) -> torch.Tensor:
@@ -438,6 +434,16 @@ def draw_overlays(body: BodyModel, cache: FramesCache, video: str, fit: Mapping[
             " size implausible, interpolated" if flags & IMPLAUSIBLE_SCALE else "")
         cv2.putText(image, label, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
         cv2.imwrite(str(folder / f"{video}_{int(i):05d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def synthetic_joints(cache: FramesCache, video: str) -> np.ndarray | None:
+    """Ground-truth 3D joints (frames of the source, J, 3) of a cached synthetic video, metres, camera axes;
+    None for a video without them."""
+    path = _synthetic_root(cache, video, required=False)
+    if path is None or not (path / "gt" / f"{video}.npz").is_file():
+        return None
+    with np.load(path / "gt" / f"{video}.npz") as data:
+        return np.asarray(data["joints3d"], np.float32) if "joints3d" in data.files else None
 
 
 def _synthetic_root(cache: FramesCache, video: str, required: bool = True) -> Path | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import torch
 
@@ -94,6 +95,14 @@ class FitOptions:
     scale_window: int = 7
     chunk_size: int = 256
     device: str = "cpu"
+
+    @classmethod
+    def from_params(cls, fit: Any) -> FitOptions:
+        """The options the ``fit`` params section sets (`lwgan.config.FitParams`), the others at their
+        defaults: what the fit stage and the commands that fit a user's photos and videos run."""
+        return cls(pose_iterations=fit.pose_iterations, camera_iterations=fit.camera_iterations,
+                   silhouette_weight=fit.silhouette_weight, chunk_size=fit.chunk_frames,
+                   pose_prior_weight=fit.pose_prior_weight, pose_smooth_weight=fit.pose_smooth_weight)
 
     def __post_init__(self) -> None:
         positive_ints = ("orientation_candidates", "min_keypoints", "chunk_size", "silhouette_size",

@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import real_people  # noqa: E402  (benchmarks/real_people.py: its workspace and clip names)
+
 from lwgan import config, footage  # noqa: E402
 from lwgan.body.fit import synthetic_joints  # noqa: E402
 from lwgan.body.fitting import NO_PERSON, FitOptions, fit_videos  # noqa: E402
@@ -66,20 +68,19 @@ MIN_LIMBS = 8  # a frame is measured where the reference has at least this many 
 
 
 def takes(workspace: Path) -> dict[str, dict]:
-    """camera -> the fit of its clip: source-pixel keypoints, betas, pose, cam, status and frame numbers."""
+    """camera -> the fit of its clip: source-pixel keypoints, betas, pose, status and source frame numbers
+    (the cameras' frames are simultaneous, so a frame number is a moment of the take)."""
     frames = FramesCache(workspace / "data" / "cache" / "frames" / "frames.h5")
     smpl = SmplCache(workspace / "data" / "cache" / "smpl" / "smpl.h5")
     out = {}
     for clip, camera in footage.CALIBRATED.items():
-        import real_people
-
         video = real_people.NAMES[clip]
         fit = smpl.params(video)
-        index = frames.frame_index(video).tolist()
-        rows = [index.index(int(n)) for n in fit["frame"]]
+        rows = np.asarray(fit["frame"], int)  # the shard's rows of the frames cache
         keypoints = cache_to_source(fit["keypoints"], frames.crop_boxes(video)[rows], side(frames, video))
         out[camera] = {"clip": clip, "video": video, "keypoints": keypoints, "betas": fit["betas"],
-                       "pose": fit["pose"], "status": fit["status"], "frame": np.asarray(fit["frame"], int)}
+                       "pose": fit["pose"], "status": fit["status"],
+                       "frame": frames.frame_index(video)[rows].astype(int)}  # source frame numbers
     return out
 
 
@@ -272,8 +273,6 @@ def main() -> None:
     calibration = footage.calibration()
     if calibration is None or any(footage.available(clip) is None for clip in footage.CALIBRATED):
         sys.exit(f"error: the calibrated clips or their calibration are missing: run {footage.FETCH_COMMAND}")
-    import real_people
-
     real_people.build(args.workspace.resolve())
     cameras = read_qualisys(calibration)
     fits = takes(args.workspace)

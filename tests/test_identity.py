@@ -50,7 +50,7 @@ def fitted(photos) -> dict[str, tuple]:
         for name, path in photos.items():
             clip = media.read_image(path)
             person, photo = fit_person(clip, people, BODY, 256, 0.1, FitOptions()), next(clip.frames())
-            found[name] = (person, photo, identity.face_of(person, photo, BODY, net))
+            found[name] = (person, photo, identity.described(identity.face_of(person, BODY), photo, net))
     return found
 
 
@@ -94,18 +94,19 @@ def test_one_person_passes_and_another_is_told_apart(faces):
 def test_a_face_not_seen_from_the_front_or_too_small_is_not_compared(fitted):
     """The astronaut's fitted body turned half round about the vertical (the back of her head towards the
     camera), and her photo and crop shrunk to a quarter (her face, about 140 px read off the photo, then
-    about 35): neither is compared."""
+    about 35): neither is compared, though the network is given."""
     person, photo, face = fitted["astronaut"]
     assert face.descriptor is not None
     root = cv2.Rodrigues(person.pose[0, :3].astype(np.float64))[0]
     half_turn = cv2.Rodrigues(np.array([0.0, np.pi, 0.0]))[0]
     pose = person.pose.copy()
     pose[0, :3] = cv2.Rodrigues(half_turn @ root)[0].ravel()
-    back = identity.face_of(dataclasses.replace(person, pose=pose), photo, BODY, None)
+    net = load_feature_net("dlib", WEIGHTS)[0]
+    back = identity.described(identity.face_of(dataclasses.replace(person, pose=pose), BODY), photo, net)
     assert back.descriptor is None and "front" in back.why
     crop = person.crop
     quarter = dataclasses.replace(person, crop=dataclasses.replace(crop, x0=crop.x0 // 4, y0=crop.y0 // 4,
                                                                     side=crop.side // 4))
     small = cv2.resize(photo, (photo.shape[1] // 4, photo.shape[0] // 4), interpolation=cv2.INTER_AREA)
-    tiny = identity.face_of(quarter, small, BODY, None)
+    tiny = identity.described(identity.face_of(quarter, BODY), small, net)
     assert tiny.descriptor is None and tiny.chip_side < identity.MIN_CHIP < face.chip_side / 2

@@ -128,10 +128,8 @@ def _one_person(ctx: Context, args: argparse.Namespace, clips: list[media.Footag
         return None
     if args.any_person:
         return {"checked": False, "why_not": "--any-person"}
-    body = ctx.synth.body
-    photos = [next(clip.frames()) for clip in clips]
-    faces = [identity.face_of(p, photo, body, None) for p, photo in zip(sources, photos, strict=True)]
-    if sum(f.why == identity.NO_NETWORK for f in faces) >= 2:  # two faces worth comparing
+    faces = [identity.face_of(p, ctx.synth.body) for p in sources]
+    if sum(not f.why for f in faces) >= 2:  # two faces worth comparing
         from lwgan.nets.pretrained import load_feature_net
         from lwgan.weights import WeightsError
 
@@ -140,7 +138,8 @@ def _one_person(ctx: Context, args: argparse.Namespace, clips: list[media.Footag
         except WeightsError as err:
             raise CommandError(f"comparing the faces of the --source photos needs dlib's face network: "
                                f"{err}; or pass --any-person to use them as one person's unchecked") from err
-        faces = [identity.face_of(p, photo, body, net) for p, photo in zip(sources, photos, strict=True)]
+        faces = [identity.described(face, next(clip.frames()), net)
+                 for face, clip in zip(faces, clips, strict=True)]
     apart = identity.different(faces)
     if apart:
         i, j, distance = apart[0]
@@ -148,10 +147,11 @@ def _one_person(ctx: Context, args: argparse.Namespace, clips: list[media.Footag
                            f"person: their faces are {distance:.2f} apart, over {identity.SAME_PERSON} "
                            "(dlib's face network); give photos of one person, or pass --any-person to use "
                            "them together anyway")
-    for face in faces:
-        if face.descriptor is None:
-            log.info("%s: face not compared (%s)", face.name, face.why)
-    return {"checked": True, **identity.summary(faces)}
+    record = identity.summary(faces)
+    for face in record["faces"]:
+        if "why_not" in face:
+            log.info("%s: face not compared (%s)", face["input"], face["why_not"])
+    return {"checked": True, **record}
 
 
 def _tile(ctx: Context, frames: np.ndarray) -> np.ndarray:

@@ -54,7 +54,13 @@ from lwgan.body.fit import synthetic_joints  # noqa: E402
 from lwgan.body.fitting import NO_PERSON, FitOptions, fit_videos  # noqa: E402
 from lwgan.body.keypoint_io import cache_to_source  # noqa: E402
 from lwgan.body.model import BodyModel  # noqa: E402
-from lwgan.body.multiview import align_scale_shift, read_qualisys, triangulate  # noqa: E402
+from lwgan.body.multiview import (  # noqa: E402
+    align_scale_shift,
+    frame_errors,
+    read_qualisys,
+    reprojection_px,
+    triangulate,
+)
 from lwgan.body.pose_metrics import mpjpe, pa_mpjpe  # noqa: E402
 from lwgan.body.sequence import pose_body  # noqa: E402
 from lwgan.data.cache import FramesCache  # noqa: E402
@@ -77,19 +83,19 @@ def takes(workspace: Path) -> dict[str, dict]:
         video = real_people.NAMES[clip]
         fit = smpl.params(video)
         rows = np.asarray(fit["frame"], int)  # the shard's rows of the frames cache
-        keypoints = cache_to_source(fit["keypoints"], frames.crop_boxes(video)[rows], side(frames, video))
+        size = side(frames, video)
+        keypoints = cache_to_source(fit["keypoints"], frames.crop_boxes(video)[rows], size)
         out[camera] = {"clip": clip, "video": video, "keypoints": keypoints, "betas": fit["betas"],
                        "pose": fit["pose"], "status": fit["status"],
-                       "frame": frames.frame_index(video)[rows].astype(int)}  # source frame numbers
+                       "frame": frames.frame_index(video)[rows].astype(int),  # source frame numbers
+                       "fitted_on": fit["keypoints"], "side": size}  # what the fit stage fitted
     return out
 
 
-def refit(fits: dict[str, dict], workspace: Path, body: BodyModel, options: FitOptions) -> dict[str, dict]:
+def refit(fits: dict[str, dict], body: BodyModel, options: FitOptions) -> dict[str, dict]:
     """The clips fitted again from the keypoints the fit stage found (its shards' cache pixels)."""
-    smpl = SmplCache(workspace / "data" / "cache" / "smpl" / "smpl.h5")
-    frames = FramesCache(workspace / "data" / "cache" / "frames" / "frames.h5")
-    keypoints = [torch.from_numpy(smpl.params(f["video"])["keypoints"]) for f in fits.values()]
-    results = fit_videos(keypoints, side(frames, next(iter(fits.values()))["video"]), body, options)
+    keypoints = [torch.from_numpy(f["fitted_on"]) for f in fits.values()]
+    results = fit_videos(keypoints, next(iter(fits.values()))["side"], body, options)
     return {c: {**f, "pose": r.pose.numpy(), "betas": r.betas.numpy(), "status": r.status.numpy()}
             for (c, f), r in zip(fits.items(), results, strict=True)}
 
@@ -144,13 +150,6 @@ def summary(values: np.ndarray) -> dict[str, float]:
             "mean": round(float(np.mean(values)), 1)}
 
 
-def reprojection(camera, points: np.ndarray, keypoints: np.ndarray) -> float:
-    """Median pixel distance of the points projected into `camera` from its confident keypoints."""
-    projected = camera.project(points)
-    ok = (keypoints[..., 2] >= MIN_CONFIDENCE) & np.isfinite(projected).all(axis=-1)
-    return float(np.median(np.linalg.norm(projected[ok] - keypoints[..., :2][ok], axis=-1)))
-
-
 def measure(cameras: dict, fits: dict[str, dict], body: BodyModel, frames: np.ndarray) -> dict:
     names = list(fits)
     keypoints = {c: at(fits[c], "keypoints", frames) for c in names}  # (N, 17, 3) source pixels
@@ -158,7 +157,7 @@ def measure(cameras: dict, fits: dict[str, dict], body: BodyModel, frames: np.nd
                            MIN_CONFIDENCE)
     result: dict = {"frames_in_common": len(frames), "cameras": {}}
     result["three_camera_reprojection_px"] = {
-        c: round(reprojection(cameras[c], everyone, keypoints[c]), 2) for c in names}
+        c: round(reprojection_px(cameras[c], everyone, keypoints[c], MIN_CONFIDENCE), 2) for c in names}
     references = {}
     for c in names:
         others = [o for o in names if o != c]
@@ -169,17 +168,14 @@ def measure(cameras: dict, fits: dict[str, dict], body: BodyModel, frames: np.nd
         for b in names[i + 1:]:
             ra, rb = references[a][:, LIMBS], references[b][:, LIMBS]
             both = np.isfinite(ra).all(axis=-1) & np.isfinite(rb).all(axis=-1)
-            pa = [float(pa_mpjpe(torch.from_numpy(x[f][None]), torch.from_numpy(y[f][None]))[0])
-                  for x, y, f in zip(ra, rb, both, strict=True)
-                  if f.sum() >= MIN_LIMBS]
-            result["reference_spread_mm"][f"{a}|{b}"] = summary(np.array(pa))
+            pa, _ = frame_errors(ra, np.where(both[..., None], rb, np.nan))
+            result["reference_spread_mm"][f"{a}|{b}"] = summary(pa[both.sum(axis=1) >= MIN_LIMBS])
     for c in names:
         reference = references[c]
         status = at(fits[c], "status", frames)
         found = np.isfinite(reference[:, LIMBS]).all(axis=-1)  # (N, 12)
         usable = (found.sum(axis=1) >= MIN_LIMBS) & ((status & NO_PERSON) == 0)
         ref = cameras[c].to_camera(reference[usable][:, LIMBS])  # (M, 12, 3) this camera's axes, mm
-        found = found[usable]
         pose = at(fits[c], "pose", frames)[usable]
         betas = fits[c]["betas"]
         rest = np.zeros_like(pose)
@@ -189,16 +185,13 @@ def measure(cameras: dict, fits: dict[str, dict], body: BodyModel, frames: np.nd
         figures = {}
         for label, p in (("fit", pose), ("rest_pose", rest), ("mean_pose", mean)):
             pred = pose_body(body, betas, p).keypoints.numpy().astype(np.float64)[:, LIMBS]
-            pa = np.array([float(pa_mpjpe(torch.from_numpy(x[f][None]), torch.from_numpy(y[f][None]))[0])
-                           for x, y, f in zip(pred, ref, found, strict=True)])
-            aligned = align_scale_shift(pred, ref)
-            cam_frame = np.array([np.linalg.norm(a[f] - y[f], axis=-1).mean()
-                                  for a, y, f in zip(aligned, ref, found, strict=True)])
+            pa, cam_frame = frame_errors(pred, ref)
             figures[label] = {"pa_mpjpe_mm": summary(pa), "camera_frame_mm": summary(cam_frame)}
         result["cameras"][c] = {
             "clip": fits[c]["clip"], "frames": int(usable.sum()),
             **figures["fit"], "rest_pose": figures["rest_pose"], "mean_pose": figures["mean_pose"],
-            "reference_reprojection_px": round(reprojection(cameras[c], reference, keypoints[c]), 2)}
+            "reference_reprojection_px": round(
+                reprojection_px(cameras[c], reference, keypoints[c], MIN_CONFIDENCE), 2)}
     return result
 
 
@@ -279,7 +272,7 @@ def main() -> None:
     body = BodyModel.from_file(args.workspace / "data" / "body" / "body.npz")
     options = FitOptions.from_params(config.load(ROOT / "params.yaml", overrides).fit) if overrides else None
     if options is not None:
-        fits = refit(fits, args.workspace, body, options)
+        fits = refit(fits, body, options)
     frames = in_common(fits)
     if args.quick:
         frames = frames[::4]

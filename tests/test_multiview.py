@@ -15,7 +15,14 @@ import pytest
 import torch
 
 from lwgan import footage
-from lwgan.body.multiview import Camera, align_scale_shift, read_qualisys, triangulate
+from lwgan.body.multiview import (
+    Camera,
+    align_scale_shift,
+    frame_errors,
+    read_qualisys,
+    reprojection_px,
+    triangulate,
+)
 from lwgan.data.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,12 +131,7 @@ def test_three_cameras_detections_meet_where_the_calibration_puts_them(take):
 
     def off(cams: list[Camera]) -> list[float]:
         points = triangulate(cams, np.stack([keypoints[n] for n in names]))
-        out = []
-        for c, n in zip(cams, names, strict=True):
-            p, k = c.project(points), keypoints[n]
-            ok = (k[..., 2] >= 0.5) & np.isfinite(p).all(axis=-1)
-            out.append(float(np.median(np.linalg.norm(p[ok] - k[..., :2][ok], axis=-1))))
-        return out
+        return [reprojection_px(c, points, keypoints[n]) for c, n in zip(cams, names, strict=True)]
 
     right = off([cameras[n] for n in names])
     assert max(right) < 25, right
@@ -155,7 +157,6 @@ def test_the_fit_of_one_camera_meets_the_other_two_in_3d(take):
     where the reference has at least 8 of the 12 limb keypoints (measured on those): its pose
     (Procrustes-aligned) and its pose as turned against the camera (scale and shift only) are closer than
     the fit's body at rest and than its mean pose held still, and under 110 / 140 mm (median)."""
-    from lwgan.body.pose_metrics import pa_mpjpe
     from lwgan.body.sequence import pose_body
 
     cameras, keypoints, (body, fit) = take
@@ -164,17 +165,14 @@ def test_the_fit_of_one_camera_meets_the_other_two_in_3d(take):
     found = np.isfinite(reference).all(axis=-1)  # (N, 12)
     usable = found.sum(axis=1) >= 8
     assert usable.sum() >= 10, found.sum(axis=1)
-    ref, found = cameras["cam02"].to_camera(reference[usable]), found[usable]
+    ref = cameras["cam02"].to_camera(reference[usable])
     pose = fit.pose.numpy()[usable]
     rest, still = np.zeros_like(pose), np.repeat(pose.mean(axis=0, keepdims=True), len(pose), axis=0)
     rest[:, :3] = still[:, :3] = pose[:, :3]
     errors = {}
     for label, p in (("fit", pose), ("rest", rest), ("still", still)):
         pred = pose_body(body, fit.betas.numpy(), p).keypoints.numpy().astype(np.float64)[:, LIMBS]
-        pa = [float(pa_mpjpe(torch.from_numpy(x[f][None]), torch.from_numpy(y[f][None]))[0])
-              for x, y, f in zip(pred, ref, found, strict=True)]
-        turned = [np.linalg.norm(a[f] - y[f], axis=-1).mean()
-                  for a, y, f in zip(align_scale_shift(pred, ref), ref, found, strict=True)]
+        pa, turned = frame_errors(pred, ref)
         errors[label] = (float(np.median(pa)), float(np.median(turned)))
     assert errors["fit"][0] < 110 and errors["fit"][1] < 140, errors
     assert errors["fit"][0] < errors["rest"][0] and errors["fit"][0] < errors["still"][0], errors

@@ -27,7 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from lwgan.body.pose_metrics import pa_mpjpe
 from lwgan.data.errors import DataError
 
 SUBPIXELS = 64.0  # Qualisys intrinsics are in 1/64 sensor pixels
@@ -127,3 +129,24 @@ def align_scale_shift(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     spread = (pc * pc).sum(axis=(1, 2), keepdims=True).clip(min=1e-30)
     scale = (pc * rc).sum(axis=(1, 2), keepdims=True) / spread
     return scale * (pred - p_mean) + r_mean
+
+
+def frame_errors(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) per frame, over the joints where ref (N, J, 3) is finite: the mean distance of pred (N, J, 3)
+    to ref after a similarity alignment (PA-MPJPE, `lwgan.body.pose_metrics.pa_mpjpe`), and after a scale
+    and a shift alone (`align_scale_shift`: the turn kept), in ref's units."""
+    found = np.isfinite(ref).all(axis=-1)  # (N, J)
+    pa = np.array([float(pa_mpjpe(torch.from_numpy(x[f][None]), torch.from_numpy(y[f][None]))[0])
+                   for x, y, f in zip(pred, ref, found, strict=True)])
+    turned = np.array([np.linalg.norm(a[f] - y[f], axis=-1).mean()
+                       for a, y, f in zip(align_scale_shift(pred, ref), ref, found, strict=True)])
+    return pa, turned
+
+
+def reprojection_px(camera: Camera, points: np.ndarray, keypoints: np.ndarray,
+                    min_confidence: float = 0.5) -> float:
+    """Median pixel distance of world points (..., 3) projected into `camera` from its keypoints (..., 3)
+    (u, v, confidence), over those with a confidence of at least `min_confidence`."""
+    projected = camera.project(points)
+    ok = (keypoints[..., 2] >= min_confidence) & np.isfinite(projected).all(axis=-1)
+    return float(np.median(np.linalg.norm(projected[ok] - keypoints[..., :2][ok], axis=-1)))

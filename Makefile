@@ -20,7 +20,7 @@ demo: $(STAMP) weights
 test: $(STAMP) weights footage
 	ruff check .
 	python -m pytest -m "not slow" -n auto
-	python -m pytest -m slow
+	python -m pytest -m slow -n auto --dist loadfile
 
 # The unit tests only: a few minutes
 test-quick: $(STAMP) weights

@@ -168,8 +168,9 @@ def measure(cameras: dict, fits: dict[str, dict], body: BodyModel, frames: np.nd
         for b in names[i + 1:]:
             ra, rb = references[a][:, LIMBS], references[b][:, LIMBS]
             both = np.isfinite(ra).all(axis=-1) & np.isfinite(rb).all(axis=-1)
-            pa, _ = frame_errors(ra, np.where(both[..., None], rb, np.nan))
-            result["reference_spread_mm"][f"{a}|{b}"] = summary(pa[both.sum(axis=1) >= MIN_LIMBS])
+            kept = both.sum(axis=1) >= MIN_LIMBS
+            pa, _ = frame_errors(ra[kept], np.where(both[kept][..., None], rb[kept], np.nan))
+            result["reference_spread_mm"][f"{a}|{b}"] = summary(pa)
     for c in names:
         reference = references[c]
         status = at(fits[c], "status", frames)

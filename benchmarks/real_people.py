@@ -215,9 +215,7 @@ def body_detail(s: EvalSettings) -> dict[str, dict[str, dict[str, float]]]:
         source = int(data.sources[v][0])
         rows = data.targets[data.targets[:, 0] == v, 1]
         rows = spread(rows[rows != source], DETAIL_TARGETS)
-        for start, (batch, outputs) in zip(range(0, len(rows), run.batch_size), run(video, source, rows),
-                                           strict=True):
-            flows = run.visible_flows(video, source, rows[start:start + run.batch_size])
+        for batch, outputs, flows in run.batches(video, source, rows, visible=True):
             body = 1.0 - batch.tgt_cond[:, BACKGROUND_CHANNEL:BACKGROUND_CHANNEL + 1]
             valid = torch.ones_like(body) if batch.tgt_valid is None else batch.tgt_valid
             seen = flow_valid(flows)[:, None].float() * body * valid

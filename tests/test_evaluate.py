@@ -106,6 +106,10 @@ def test_a_visible_faces_model_is_given_its_own_flow_and_the_warp_stays_the_plai
         expected = generate(generator, dataclasses.replace(batch, flow=visible_flow),
                             scaled_kernel(BACKGROUND_ERODE, train.image_size)).tgt
     torch.testing.assert_close(outputs["lwgan"], expected)
+    # the flows the runner hands out beside its batches are the ones it gave G
+    _, again, flows = next(iter(run.batches(video, source, np.asarray(rows))))
+    torch.testing.assert_close(flows, visible_flow)
+    torch.testing.assert_close(again["lwgan"], expected)
 
 
 def test_naive_reference_of_an_identity_pair_is_the_source_on_the_body(trained):

@@ -143,8 +143,15 @@ def test_the_flow_equals_a_direct_computation_from_the_records(caches, visible):
     direct = flow(records.face_index[1:2], records.bary[1:2], records.verts[0:1], body.faces,
                   source_face_index=records.face_index[0:1] if visible else None)
     assert flow_valid(direct).sum() > 20
-    full = dataset(caches, visible_faces=visible).pair("001_1_2", 1, 4)
+    full = dataset(caches, visible_faces=visible).pair("001_1_2", 1, 4, visible_flow=True)
     assert torch.equal(full["flow"], direct[0])
+    # beside it, from the same records, the flow through the faces the source shows, whatever the option
+    seen = flow(records.face_index[1:2], records.bary[1:2], records.verts[0:1], body.faces,
+                source_face_index=records.face_index[0:1])
+    assert torch.equal(full["visible_flow"], seen[0])
+    assert flow_valid(seen).sum() < flow_valid(flow(records.face_index[1:2], records.bary[1:2],
+                                                    records.verts[0:1], body.faces)).sum()
+    assert "visible_flow" not in dataset(caches).pair("001_1_2", 1, 4)
     assert torch.equal(full["tgt_cond"], records.cond[1]) and torch.equal(full["src_head_box"],
                                                                            records.head_box[0])
     half = dataset(caches, 32, visible_faces=visible).pair("001_1_2", 1, 4)

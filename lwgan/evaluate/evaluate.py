@@ -271,9 +271,9 @@ def spread(rows: np.ndarray, count: int) -> np.ndarray:
 
 class PairRunner:
     """G and the naive reference over chosen pairs, in batches: yields (batch, outputs) per batch. G gets
-    its pairs as it was trained (`train.visible_faces`: the flow only through faces the source shows,
-    `visible_flows`); the naive reference is always the plain warp, through every face, so that its figures
-    are the same whichever model is scored; the batch yielded is the plain one."""
+    its pairs as it was trained (`train.visible_faces`: the flow only through faces the source shows); the
+    naive reference is always the plain warp, through every face, so that its figures are the same
+    whichever model is scored; the batch yielded is the plain one."""
 
     def __init__(self, settings: EvalSettings) -> None:
         self.device = torch.device(settings.device)
@@ -289,26 +289,28 @@ class PairRunner:
         self.visible_faces = train.visible_faces
         self.batch_size = settings.batch_size
 
-    def visible_flows(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None
-                      ) -> torch.Tensor:
-        """(len(rows), H, W, 2) the flows of the pairs at `rows` through the faces the source shows
-        (OUTSIDE on the target's body parts it hides), on the runner's device."""
-        flows = [self.data.pair_flow(video, source, int(r), src_video=src_video, visible_faces=True)
-                 for r in rows]
-        return torch.stack(flows).to(self.device)
-
     def __call__(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None):
+        for batch, outputs, _ in self.batches(video, source, rows, src_video):
+            yield batch, outputs
+
+    def batches(self, video: str, source: int, rows: np.ndarray, src_video: str | None = None,
+                visible: bool = False):
+        """As calling the runner, yielding (batch, outputs, visible flows): with `visible` (or for a model
+        trained with `train.visible_faces`) the (B, H, W, 2) flows of the batch's pairs through the faces
+        the source shows, read from the same records as the batch, on the runner's device; else None."""
+        visible = visible or self.visible_faces
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
-            items = [self.data.pair(video, source, int(r), src_video=src_video) for r in chunk]
-            batch = Batch.from_items(torch.utils.data.default_collate(items), self.device)
-            given = batch
-            if self.visible_faces:
-                given = dataclasses.replace(batch, flow=self.visible_flows(video, source, chunk, src_video))
+            items = torch.utils.data.default_collate(
+                [self.data.pair(video, source, int(r), src_video=src_video, visible_flow=visible)
+                 for r in chunk])
+            batch = Batch.from_items(items, self.device)
+            flows = items["visible_flow"].to(self.device) if visible else None
+            given = dataclasses.replace(batch, flow=flows) if self.visible_faces else batch
             with torch.no_grad():
                 outputs = {"lwgan": generate(self.generator, given, self.bg_kernel).tgt,
                            "naive": naive_reference(batch)}
-            yield batch, outputs
+            yield batch, outputs, flows
 
 
 def _side_by_side(batch: Batch, outputs: Mapping[str, torch.Tensor]) -> list[np.ndarray]:

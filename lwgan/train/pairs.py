@@ -295,11 +295,13 @@ class PairDataset(Dataset):
         return item
 
     def pair(self, video: str, src: int, tgt: int, flip: bool = False,
-             jitter: ColorJitter | None = None, src_video: str | None = None) -> dict[str, torch.Tensor]:
+             jitter: ColorJitter | None = None, src_video: str | None = None,
+             visible_flow: bool = False) -> dict[str, torch.Tensor]:
         """The item of a chosen pair (maps rows `src`, `tgt` of `video`, both usable); see the class
         docstring for the fields. `flip` and `jitter` are the augmentation (module docstring).
         `src_video`: take the source from row `src` of another video (cross-imitation: a person driven by
-        another video's motion)."""
+        another video's motion). `visible_flow`: also "visible_flow", the flow through the faces the
+        source shows only (OUTSIDE on the target's parts it hides), from the same records."""
         src_video = src_video or video
         rec = self._records(video, src, tgt, src_video)
         if src_video == video:
@@ -325,11 +327,15 @@ class PairDataset(Dataset):
         kp = face_keypoints(verts[1:2], self.face_regressor)[0]  # (5, 3)
         if flip:
             kp = kp[list(MIRROR_FACE)]  # the mirror image's left eye is the flipped right eye
-        return {"src_img": img[0].contiguous(), "tgt_img": img[1].contiguous(), "src_cond": cond[0],
+        item = {"src_img": img[0].contiguous(), "tgt_img": img[1].contiguous(), "src_cond": cond[0],
                 "tgt_cond": cond[1], "flow": resize_flow(t, size)[0].contiguous(), "src_head_box": box[0],
                 "tgt_head_box": box[1], "tgt_face_kp": kp.float(), "src_valid": valid[0],
                 "tgt_valid": valid[1],
                 "index": torch.tensor(-1, dtype=torch.int64)}
+        if visible_flow:
+            seen = t if self.options.visible_faces else self._flow(face_index, bary, verts, True)
+            item["visible_flow"] = resize_flow(seen, size)[0].contiguous()
+        return item
 
     def pair_flow(self, video: str, src: int, tgt: int, src_video: str | None = None,
                   visible_faces: bool | None = None) -> torch.Tensor:

@@ -138,8 +138,8 @@ def _one_person(ctx: Context, args: argparse.Namespace, clips: list[media.Footag
         except WeightsError as err:
             raise CommandError(f"comparing the faces of the --source photos needs dlib's face network: "
                                f"{err}; or pass --any-person to use them as one person's unchecked") from err
-        faces = [identity.described(face, next(clip.frames()), net)
-                 for face, clip in zip(faces, clips, strict=True)]
+        faces = [face if face.why else identity.described(face, next(clip.frames()), net)
+                 for face, clip in zip(faces, clips, strict=True)]  # a photo decoded only to be compared
     apart = identity.different(faces)
     if apart:
         i, j, distance = apart[0]

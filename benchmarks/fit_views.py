@@ -5,6 +5,7 @@ video; the 3D keypoints triangulated from the OTHER two cameras' detections (`lw
 share no input with that fit, and are the reference it is measured against.
 
     python benchmarks/fit_views.py [--quick] [--workspace DIR] [--out DIR] [--set fit.KEY=VALUE ...]
+                                   [--world-weight W]
 
 The fits are the real-people workspace's (`benchmarks/real_people.py`'s DIR, default
 benchmarks/out/real_people; made there, by the pipeline's own stages, when missing). For each camera, on
@@ -27,6 +28,11 @@ from the keypoints the fit stage found (the detection is unchanged) with those o
 default pipeline's synthetic videos (`dvc repro fit`, when there), whose PA-MPJPE and MPJPE against their
 ground-truth joints are reported beside the fit stage's (`synthetic`): a change that only helps one of
 the two is no improvement.
+With `--world-weight W` the three clips are fitted again with the world term (`FitOptions.world_weight`):
+the bones' directions in MediaPipe Pose's metric 3D estimate (its world landmarks, `Detection.world`; the
+same full landmark model, tracking the man through each clip's frames, made once and kept in
+DIR/world_landmarks/) pull the fitted bones', which the 2D keypoints leave free in depth. The synthetic
+videos have no such estimate, so their refit measures only the other options.
 Writes OUT/views.jpg (default benchmarks/out/fit_views): for frames across the take, each fit drawn on
 its own frame (green) and, moved into the world by the scale and translation above, on the next
 camera's frame (green) beside the reference (red). The last line of stdout is one JSON object.
@@ -35,6 +41,7 @@ camera's frame (green) beside the reference (red). The last line of stdout is on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -64,6 +71,7 @@ from lwgan.body.multiview import (  # noqa: E402
 from lwgan.body.pose_metrics import mpjpe, pa_mpjpe  # noqa: E402
 from lwgan.body.sequence import pose_body  # noqa: E402
 from lwgan.data.cache import FramesCache  # noqa: E402
+from lwgan.data.detector import MediaPipeDetector  # noqa: E402
 from lwgan.data.smpl_cache import SmplCache  # noqa: E402
 
 LIMBS = tuple(range(5, 17))  # COCO-17: shoulders, elbows, wrists, hips, knees, ankles
@@ -92,10 +100,43 @@ def takes(workspace: Path) -> dict[str, dict]:
     return out
 
 
-def refit(fits: dict[str, dict], body: BodyModel, options: FitOptions) -> dict[str, dict]:
-    """The clips fitted again from the keypoints the fit stage found (its shards' cache pixels)."""
+def world_landmarks(workspace: Path, fits: dict[str, dict]) -> dict[str, np.ndarray]:
+    """camera -> (N, 17, 4) MediaPipe Pose's world landmarks (`Detection.world`; NaN where it found nobody)
+    at the frames of its fit, from the clip's frames read in order with the person tracked; each clip's are
+    made once and kept in WORKSPACE/world_landmarks/CLIP.npy."""
+    folder = workspace / "world_landmarks"
+    folder.mkdir(exist_ok=True)
+    out = {}
+    for camera, fit in fits.items():
+        path = folder / f"{fit['clip']}.npy"
+        if not path.is_file():
+            capture, rows = cv2.VideoCapture(str(footage.available(fit["clip"]))), []
+            with MediaPipeDetector(segmentation=False, static_image_mode=False) as detector:
+                while True:
+                    ok, frame = capture.read()
+                    if not ok:
+                        break
+                    world = detector.detect(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).world
+                    rows.append(np.full((17, 4), np.nan, np.float32) if world is None else world)
+            capture.release()
+            partial = path.with_suffix(".partial.npy")
+            np.save(partial, np.stack(rows))
+            partial.replace(path)
+        world = np.load(path)
+        if fit["frame"].max() >= len(world):
+            sys.exit(f"error: {path} holds {len(world)} frames, the fit reaches frame {fit['frame'].max()}: "
+                     "delete it to make it again")
+        out[camera] = world[fit["frame"]]
+    return out
+
+
+def refit(fits: dict[str, dict], body: BodyModel, options: FitOptions,
+          world: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
+    """The clips fitted again from the keypoints the fit stage found (its shards' cache pixels), with
+    `world` (camera -> world landmarks at the fit's frames) for the world term."""
     keypoints = [torch.from_numpy(f["fitted_on"]) for f in fits.values()]
-    results = fit_videos(keypoints, next(iter(fits.values()))["side"], body, options)
+    estimates = None if world is None else [torch.from_numpy(world[c]) for c in fits]
+    results = fit_videos(keypoints, next(iter(fits.values()))["side"], body, options, world=estimates)
     return {c: {**f, "pose": r.pose.numpy(), "betas": r.betas.numpy(), "status": r.status.numpy()}
             for (c, f), r in zip(fits.items(), results, strict=True)}
 
@@ -259,6 +300,8 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / "out" / "real_people")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "fit_views")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="fit.KEY=VALUE")
+    ap.add_argument("--world-weight", type=float, default=0.0,
+                    help="refit the clips with MediaPipe's world landmarks at this weight (module docstring)")
     args = ap.parse_args()
     overrides = config.parse_assignments(args.overrides)
     bad = [key for key in overrides if not key.startswith("fit.")]
@@ -271,13 +314,19 @@ def main() -> None:
     cameras = read_qualisys(calibration)
     fits = takes(args.workspace)
     body = BodyModel.from_file(args.workspace / "data" / "body" / "body.npz")
-    options = FitOptions.from_params(config.load(ROOT / "params.yaml", overrides).fit) if overrides else None
-    if options is not None:
+    options = None
+    if overrides or args.world_weight:
+        options = FitOptions.from_params(config.load(ROOT / "params.yaml", overrides).fit)
+    if args.world_weight:
+        options = dataclasses.replace(options, world_weight=args.world_weight)
+        fits = refit(fits, body, options, world_landmarks(args.workspace, fits))
+    elif options is not None:
         fits = refit(fits, body, options)
     frames = in_common(fits)
     if args.quick:
         frames = frames[::4]
-    result = {"options": {k: v for k, v in overrides.items()}, **measure(cameras, fits, body, frames)}
+    result = {"options": {k: v for k, v in overrides.items()}, "world_weight": args.world_weight,
+              **measure(cameras, fits, body, frames)}
     result["synthetic"] = synthetic(options)
     result["picture"] = str(picture(cameras, fits, body, frames, args.out))
     for c, r in result["cameras"].items():

@@ -68,6 +68,14 @@ def test_portrait_photo(detector: MediaPipeDetector) -> None:
     assert found.mask is not None and found.mask.shape == image.shape[:2]
     assert found.mask[int(nose[1]), int(nose[0])] and not found.mask[10, 10]
     assert 0.4 < found.mask.mean() < 0.8
+    # the metric 3D estimate: in metres about the hips, camera axes; a person's shoulders are 0.3-0.45 m
+    # apart, and facing the camera the left one is on the right (+x), the nose in front of them (-z)
+    world = found.world
+    assert world is not None and world.shape == (17, 4) and world.dtype == np.float32
+    shoulders = world[[KP["left_shoulder"], KP["right_shoulder"]], :3]
+    assert 0.3 < float(np.linalg.norm(shoulders[0] - shoulders[1])) < 0.45
+    assert shoulders[0, 0] > shoulders[1, 0] and world[KP["nose"], 2] < shoulders[:, 2].min()
+    assert shoulders[:, 1].max() < world[KP["left_hip"], 1]  # y down: the shoulders above the hips
 
 
 def test_astronaut_photo(detector: MediaPipeDetector) -> None:

@@ -366,3 +366,43 @@ def test_a_first_chunk_without_a_person_leaves_the_shape_to_the_next(body):
     assert float(result.betas.abs().max()) > 0.0  # fitted in the second chunk
     assert bool(torch.isfinite(result.pose).all()) and float(result.reprojection_px[4:].max()) < 1.5
     torch.testing.assert_close(result.pose[:4], result.pose[4:5].expand(4, -1))  # the nearest fitted frame
+
+
+def _arm_directions(body: BodyModel, betas: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 3) unit vectors of the left upper arm and forearm (COCO shoulder -> elbow -> wrist)."""
+    with torch.no_grad():
+        points = body(betas[None].expand(len(pose), -1), pose).keypoints  # (N, 17, 3) camera axes
+    return torch.nn.functional.normalize(points[:, [7, 9]] - points[:, [5, 7]], dim=-1)
+
+
+def test_the_world_term_places_what_the_keypoints_leave_open(body, truth):
+    """The left arm's 2D keypoints withheld: the 2D fit leaves it where its prior puts it, the world term
+    (3D keypoints from the body model's own forward pass, as a detector's metric estimate) puts it where
+    the arm is; an estimate whose left and right lie the other way round across the image from the
+    keypoints', or that is not visible, changes nothing."""
+    keypoints = truth.keypoints.clone()
+    keypoints[:, [7, 9], 2] = 0.0  # the left elbow and wrist unseen in 2D
+    with torch.no_grad():
+        world3d = body(truth.betas[None].expand(len(truth.pose), -1), truth.pose).keypoints
+    world = torch.cat((world3d, torch.ones(*world3d.shape[:2], 1)), dim=-1)  # (N, 17, 4)
+    options = dataclasses.replace(FAST, world_weight=300.0)
+    plain = fit_video(keypoints, SIZE, body, options)  # no estimate: the term is off
+    guided = fit_video(keypoints, SIZE, body, options, world=world)
+    expected = _arm_directions(body, truth.betas, truth.pose)
+
+    def degrees(fit) -> torch.Tensor:
+        cosine = (_arm_directions(body, fit.betas, fit.pose) * expected).sum(-1).clamp(-1.0, 1.0)
+        return torch.rad2deg(torch.arccos(cosine))  # (N, 2)
+
+    assert float(degrees(plain).mean()) > 25.0
+    assert float(degrees(guided).max()) < 12.0
+    assert "pose/world" in guided.loss and "pose/world" not in plain.loss
+    assert float(guided.reprojection_px.max()) < 1.5  # the 2D keypoints are still followed
+    # an estimate facing the other way (its sides swapped across the image), or unseen, is left out
+    turned = world[:, [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]]
+    unseen = world * torch.tensor([1.0, 1.0, 1.0, 0.0])
+    for ignored in (turned, unseen):
+        again = fit_video(keypoints, SIZE, body, options, world=ignored)
+        torch.testing.assert_close(again.pose, plain.pose, atol=1e-5, rtol=0.0)
+    with pytest.raises(ValueError, match=r"world must be an \(N=6, 17, 4\)"):
+        fit_video(keypoints, SIZE, body, options, world=world[:, :, :3])

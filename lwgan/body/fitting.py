@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from lwgan.body.cameras import axis_angle_to_matrix
-from lwgan.body.fitting_stages import Videos, fit_chunk
+from lwgan.body.fitting_stages import Videos, WorldBones, fit_chunk
 from lwgan.body.fitting_state import (
     REFERENCE_SIZE,
     TRUNK,
@@ -64,7 +64,7 @@ IMPLAUSIBLE_SCALE = 8  # size or trunk off the neighbours' (max_scale_ratio, max
 
 __all__ = [
     "LOW_CONFIDENCE", "NOT_CONVERGED", "NO_PERSON", "REFERENCE_SIZE", "FitInit", "FitOptions", "FitResult",
-    "check_inputs", "fit_video", "fit_videos", "fitted_joints",
+    "WorldBones", "check_inputs", "fit_video", "fit_videos", "fitted_joints",
 ]  # fmt: skip
 
 
@@ -124,6 +124,7 @@ def check_inputs(
     body: BodyModel,
     masks: torch.Tensor | None,
     init: FitInit | None,
+    world: torch.Tensor | None = None,
 ) -> None:
     """Raise a ValueError naming what is wrong with `fit_video`'s inputs."""
     if not isinstance(keypoints, torch.Tensor) or keypoints.dim() != 3 or keypoints.shape[-1] != 3:
@@ -139,6 +140,11 @@ def check_inputs(
     frames = keypoints.shape[0]
     if masks is not None and (masks.dim() != 3 or masks.shape[0] != frames):
         raise ValueError(f"masks must be (N={frames}, H, W), got {tuple(masks.shape)}")
+    if world is not None and (not isinstance(world, torch.Tensor) or tuple(world.shape) != (frames, 17, 4)
+                              or keypoints.shape[1] != 17):
+        shape = tuple(world.shape) if isinstance(world, torch.Tensor) else type(world).__name__
+        raise ValueError(f"world must be an (N={frames}, 17, 4) tensor of COCO-17 x, y, z, visibility beside "
+                         f"COCO-17 keypoints; got {shape}")
     if init is None:
         return
     wanted = {"pose": (frames, 3 * body.num_joints), "cam": (frames, 3)}
@@ -172,16 +178,18 @@ def _init_state(init: FitInit | None, body: BodyModel, device: torch.device) -> 
 @dataclasses.dataclass(frozen=True)
 class _Video:
     """One video's keypoints as the fit sees them: target (N, K, 2) NDC, weight (N, K), valid (N,) frames
-    with enough keypoints, status (N,) flags known before fitting."""
+    with enough keypoints, status (N,) flags known before fitting, world the 3D bone directions for the
+    world term (None without an estimate or with the term off)."""
 
     target: torch.Tensor
     weight: torch.Tensor
     valid: torch.Tensor
     status: torch.Tensor
+    world: WorldBones | None = None
 
     @classmethod
     def of(cls, keypoints: torch.Tensor, image_size: int, options: FitOptions,
-           device: torch.device) -> _Video:
+           device: torch.device, world: torch.Tensor | None = None) -> _Video:
         keypoints = keypoints.detach().to(device, torch.float32)
         finite = torch.isfinite(keypoints[..., :2]).all(dim=-1)  # (N, K): a NaN position counts as missing
         target = pixel_to_ndc(keypoints[..., :2].nan_to_num(0.0, 0.0, 0.0), image_size, image_size)
@@ -191,7 +199,9 @@ class _Video:
         status = torch.zeros(len(keypoints), dtype=torch.uint8)
         status[~valid.cpu()] |= NO_PERSON
         status[(confidence.mean(dim=1) < options.low_confidence).cpu()] |= LOW_CONFIDENCE
-        return cls(target, weight * valid[:, None], valid, status)
+        weight = weight * valid[:, None]
+        bones = None if world is None or options.world_weight <= 0 else WorldBones.of(world, target, weight)
+        return cls(target, weight, valid, status, bones)
 
     @property
     def frames(self) -> int:
@@ -211,19 +221,23 @@ def fit_video(
     options: FitOptions = FitOptions(),
     masks: torch.Tensor | None = None,
     init: FitInit | None = None,
+    world: torch.Tensor | None = None,
 ) -> FitResult:
     """Fit one body shape and per-frame pose and camera to a video's 2D keypoints.
 
     keypoints: (N, K, 3) float pixel u (column), v (row) and confidence in [0, 1] for the body model's K
     keypoints (COCO-17 for lwgan's bodies) in images of image_size x image_size pixels.
     masks: (N, H, W) bool person masks (any H, W), used only when options.silhouette_weight > 0.
-    init: optional starting values (`FitInit`). Returns a `FitResult`; never raises for frames without a
-    person (they are flagged). Deterministic for the same inputs, options and torch thread count.
+    init: optional starting values (`FitInit`).
+    world: (N, 17, 4) metric 3D keypoints a detector estimated in camera axes (MediaPipe Pose's world
+    landmarks: x, y, z and visibility; NaN where missing), used only when options.world_weight > 0.
+    Returns a `FitResult`; never raises for frames without a person (they are flagged). Deterministic for
+    the same inputs, options and torch thread count.
     """
-    check_inputs(keypoints, image_size, body, masks, init)
+    check_inputs(keypoints, image_size, body, masks, init, world)
     device = torch.device(options.device)
     skeleton = _skeleton(body, device)
-    video = _Video.of(keypoints, image_size, options, device)
+    video = _Video.of(keypoints, image_size, options, device, world)
     start_state = _init_state(init, body, device)
 
     def chunk_by_chunk(_: list[int], weights: list[torch.Tensor], valids: list[torch.Tensor]):
@@ -246,6 +260,7 @@ def fit_video(
                 fit_betas=not shape_fitted,
                 init=None if start_state is None else start_state.slice(chunk),
                 masks=None if masks is None or options.silhouette_weight <= 0 else masks[chunk],
+                world=None if video.world is None else video.world[chunk],
             )
             parts.append(part)
             shape_fitted = shape_fitted or bool(valid[chunk].any())
@@ -265,6 +280,7 @@ def fit_videos(
     body: BodyModel,
     options: FitOptions = FitOptions(),
     masks: Sequence[torch.Tensor | None] | None = None,
+    world: Sequence[torch.Tensor | None] | None = None,
 ) -> list[FitResult]:
     """`fit_video` on each of several videos, the short ones optimised together as one problem.
 
@@ -272,21 +288,24 @@ def fit_videos(
     of up to `chunk_size` frames (`lwgan.body.fitting_stages.Videos`): each keeps its own shape, path and
     smoothness, and its fit is `fit_video`'s to float rounding, while the per-iteration overhead, which
     dominates a short video's fit, is paid once per group. The others are fitted one by one.
-    keypoints, masks: per video, as for `fit_video`. Returns a `FitResult` per video, in order.
+    keypoints, masks, world: per video, as for `fit_video`. Returns a `FitResult` per video, in order.
     """
     masks = list(masks) if masks is not None else [None] * len(keypoints)
-    if len(masks) != len(keypoints):
-        raise ValueError(f"{len(masks)} mask stacks for {len(keypoints)} videos")
-    for video, video_masks in zip(keypoints, masks, strict=True):
-        check_inputs(video, image_size, body, video_masks, None)
+    world = list(world) if world is not None else [None] * len(keypoints)
+    if len(masks) != len(keypoints) or len(world) != len(keypoints):
+        raise ValueError(f"{len(masks)} mask stacks and {len(world)} world estimates for {len(keypoints)} "
+                         "videos")
+    for video, video_masks, video_world in zip(keypoints, masks, world, strict=True):
+        check_inputs(video, image_size, body, video_masks, None, video_world)
     device = torch.device(options.device)
-    videos = [_Video.of(video, image_size, options, device) for video in keypoints]
+    videos = [_Video.of(video, image_size, options, device, estimate)
+              for video, estimate in zip(keypoints, world, strict=True)]
     results: list[FitResult | None] = [None] * len(videos)
     groups: list[list[int]] = []
     frames = options.chunk_size
     for i, video in enumerate(videos):
         if video.frames > options.chunk_size or not bool(video.valid.any()):
-            results[i] = fit_video(keypoints[i], image_size, body, options, masks[i])
+            results[i] = fit_video(keypoints[i], image_size, body, options, masks[i], world=world[i])
             continue
         if frames + video.frames > options.chunk_size:
             groups.append([])
@@ -300,12 +319,16 @@ def fit_videos(
             chosen = [group[i] for i in which]
             lengths = tuple(len(weight) for weight in weights)
             stacked = [masks[i] for i in chosen]
+            bones = None
+            if any(videos[i].world is not None for i in chosen):  # a video without them weighs nothing
+                bones = WorldBones.cat([videos[i].world or WorldBones.none(videos[i].frames, device)
+                                        for i in chosen])
             part = fit_chunk(
                 skeleton=skeleton, body=body, target=torch.cat([videos[i].target for i in chosen]),
                 weight=torch.cat(weights), options=options, anchor=None, betas=None, fit_betas=True,
                 init=None,
                 masks=torch.cat(stacked) if silhouettes and all(m is not None for m in stacked) else None,
-                videos=Videos(lengths),
+                videos=Videos(lengths), world=bones,
             )
             out = []
             for v, frames in enumerate(Videos(lengths).slices()):

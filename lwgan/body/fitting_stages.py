@@ -187,6 +187,78 @@ def _best_path(
     return choice
 
 
+# COCO-17 bones the world term compares: arms, legs, the shoulders, the hips, the trunk's sides
+WORLD_BONES = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16), (5, 6), (11, 12),
+               (5, 11), (6, 12))
+
+
+def bone_directions(points: torch.Tensor) -> torch.Tensor:
+    """(..., B, 3) unit vectors along `WORLD_BONES` of COCO-17 points (..., 17, 3); zero for a bone of
+    length zero."""
+    ends = torch.tensor(WORLD_BONES, device=points.device)
+    return F.normalize(points[..., ends[:, 1], :] - points[..., ends[:, 0], :], dim=-1)
+
+
+SIDE_PAIRS = ((5, 6), (11, 12))  # COCO-17: the shoulders, the hips
+
+
+def sides_as_keypoints(world: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """world (N, 17, 4) as `WorldBones.of` takes it, with no visibility in the frames where its left and
+    right lie the other way round across the image from the 2D keypoints' (target (N, 17, 2), weight
+    (N, 17)): there the 3D estimate and the keypoints the fit follows take the person for facing opposite
+    ways (a detector turned round in one run and not the other, or the labels turned by the detection's
+    side check, `lwgan.body.detect.most_consistent`), and the estimate is left out rather than trusted.
+    Across = the right shoulder's and right hip's x less the left ones', summed (a frame where either sum
+    is zero is kept)."""
+    pairs = torch.tensor(SIDE_PAIRS, device=target.device)
+    left, right = pairs[:, 0], pairs[:, 1]
+    seen = torch.minimum(weight[:, left], weight[:, right])  # (N, 2)
+    visible = world[..., 3].nan_to_num(0.0).clamp(0.0, 1.0)
+    seen_3d = torch.minimum(visible[:, left], visible[:, right])
+    across = ((target[:, right, 0] - target[:, left, 0]) * seen).sum(1)  # (N,)
+    across_3d = ((world[:, right, 0] - world[:, left, 0]).nan_to_num(0.0) * seen_3d).sum(1)
+    unseen = world * world.new_tensor([1.0, 1.0, 1.0, 0.0])
+    return torch.where((across * across_3d < 0)[:, None, None], unseen, world)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldBones:
+    """Metric 3D keypoints a detector estimated (MediaPipe Pose's world landmarks), as the world term
+    uses them: direction (n, B, 3) of each bone of `WORLD_BONES` in camera axes (x right, y down, z away
+    from the camera, as the fit's), weight (n, B) the lower visibility of its two ends (0 where either is
+    missing)."""
+
+    direction: torch.Tensor
+    weight: torch.Tensor
+
+    @classmethod
+    def of(cls, world: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> WorldBones:
+        """world (N, 17, 4): x, y, z (any unit, camera axes) and visibility in [0, 1]; a missing keypoint
+        is NaN or has visibility 0. target (N, 17, 2), weight (N, 17): the 2D keypoints the fit follows
+        (`sides_as_keypoints`), on the device to use."""
+        world = sides_as_keypoints(world.detach().to(target.device, torch.float32), target, weight)
+        device = target.device
+        ends = torch.tensor(WORLD_BONES, device=device)
+        found = torch.isfinite(world).all(dim=-1)  # (N, K)
+        visibility = torch.where(found, world[..., 3].nan_to_num(0.0).clamp(0.0, 1.0), 0.0)
+        weight = torch.minimum(visibility[:, ends[:, 0]], visibility[:, ends[:, 1]])  # (N, B)
+        direction = bone_directions(world[..., :3].nan_to_num(0.0))
+        return cls(direction, weight * (direction.norm(dim=-1) > 0.5))
+
+    @classmethod
+    def none(cls, frames: int, device: torch.device) -> WorldBones:
+        """No estimate for `frames` frames (weight 0): a video without them, fitted beside one with."""
+        return cls(torch.zeros(frames, len(WORLD_BONES), 3, device=device),
+                   torch.zeros(frames, len(WORLD_BONES), device=device))
+
+    def __getitem__(self, frames: slice) -> WorldBones:
+        return WorldBones(self.direction[frames], self.weight[frames])
+
+    @classmethod
+    def cat(cls, parts: list[WorldBones]) -> WorldBones:
+        return cls(torch.cat([p.direction for p in parts]), torch.cat([p.weight for p in parts]))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Problem:
     """What stage 2 fits: targets (n, K, 2) NDC, weights (n, K), valid frames (n,) and the fixed parts."""
@@ -199,6 +271,7 @@ class _Problem:
     anchor: FitState | None
     options: FitOptions
     videos: Videos
+    world: WorldBones | None = None
 
 
 def _smoothness(values: torch.Tensor, anchor: torch.Tensor | None, pairs: torch.Tensor | None = None
@@ -331,6 +404,10 @@ def refine(
             + options.camera_smooth_weight
             * _smoothness(_camera_code(cam), None if anchor is None else _camera_code(anchor.cam), pairs),
         }
+        if problem.world is not None and options.world_weight > 0:
+            cosine = (bone_directions(keypoints) * problem.world.direction).sum(-1)  # (n, B)
+            bones = ((1.0 - cosine) * problem.world.weight).sum(1)  # (n,)
+            terms["world"] = options.world_weight * (bones * per_frame).sum()
         prefix = "pose"
         if silhouette is not None and step >= options.pose_iterations:
             prefix = "silhouette"
@@ -376,9 +453,11 @@ def fit_chunk(
     init: FitState | None,
     masks: torch.Tensor | None,
     videos: Videos | None = None,
+    world: WorldBones | None = None,
 ) -> ChunkFit:
     """Both stages on one chunk: target (n, K, 2) NDC, weight (n, K) (0 = ignore; a frame without any
-    weight is missing), anchor: the previous chunk's last frame, betas (S,) to start from (or keep).
+    weight is missing), anchor: the previous chunk's last frame, betas (S,) to start from (or keep);
+    world: the chunk's 3D bone directions for the world term (`FitOptions.world_weight`), or None.
     videos: several short videos one after the other (`Videos`; each gets its own betas, (V, S) in the
     result); they start from the mean shape, with no anchor and no init."""
     if body.joint_names != SMPL_JOINT_NAMES:
@@ -430,7 +509,7 @@ def fit_chunk(
             points = skeleton(betas[None], rotations).keypoints[..., :2]  # (n, K, 2)
             cam = camera_from_points(points, target, weight)
     state = _fill(FitState(rotation, euler, cam, betas), valid, anchor, videos)
-    problem = _Problem(skeleton, prior, target, weight, valid, anchor, options, videos)
+    problem = _Problem(skeleton, prior, target, weight, valid, anchor, options, videos, world)
     targets = None
     if masks is not None and options.silhouette_weight > 0 and options.silhouette_iterations > 0:
         targets = Silhouettes.from_masks(body, masks, options.silhouette_size, options.silhouette_sigma)

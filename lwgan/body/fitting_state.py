@@ -43,6 +43,10 @@ class FitOptions:
         pose_smooth_weight, orient_smooth_weight, camera_smooth_weight: squared change between consecutive
             frames of the joint angles (radians), of the global rotation matrix and of the camera (log
             scale and NDC offset of the root);
+        world_weight: 1 - cos of the angle between each bone of `WORLD_BONES` on the body and in the
+            metric 3D keypoints a detector estimated (MediaPipe Pose's world landmarks, `world` of
+            `fit_video`), summed over the bones, visibility-weighted (0 = off; no effect without them):
+            the depth the 2D keypoints leave open (an arm along the camera's line of sight);
         silhouette_weight: 1 - soft IoU of the body and the mask (0 = off); the term runs in
             silhouette_iterations more steps after stage 2, on silhouette_size x silhouette_size masks,
             with the soft edge silhouette_sigma (squared pixels: small, a body has many faces per pixel).
@@ -81,6 +85,7 @@ class FitOptions:
     pose_smooth_weight: float = 100.0
     orient_smooth_weight: float = 100.0
     camera_smooth_weight: float = 1000.0
+    world_weight: float = 0.0
     silhouette_weight: float = 0.0
     silhouette_iterations: int = 20
     silhouette_size: int = 64

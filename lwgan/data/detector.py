@@ -48,12 +48,17 @@ class Detection:
     mask: (H, W) bool person pixels; all False when not found; None when the detector makes no mask.
     found: whether a person was found.
     score: mean confidence of the 17 keypoints, 0.0 when not found.
+    world: (17, 4) float32 the detector's metric 3D estimate of the same keypoints, x, y, z in metres in
+        the camera's axes (x right, y down, z away from the camera) about the hips' midpoint, and the
+        visibility; None when the detector makes none or found nobody (`MediaPipeDetector`: its world
+        landmarks).
     """
 
     keypoints: np.ndarray
     mask: np.ndarray | None
     found: bool
     score: float
+    world: np.ndarray | None = None
 
 
 
@@ -122,7 +127,12 @@ class MediaPipeDetector:
         if self.segmentation:
             soft = result.segmentation_mask  # (H, W) float32 in [0, 1], or None
             mask = np.zeros((height, width), bool) if soft is None else soft > MASK_THRESHOLD
-        return Detection(keypoints, mask, True, float(keypoints[:, 2].mean()))
+        world = None
+        if result.pose_world_landmarks is not None:
+            marks = result.pose_world_landmarks.landmark
+            world = np.array([(marks[i].x, marks[i].y, marks[i].z, marks[i].visibility)
+                              for i in BLAZEPOSE_TO_COCO17], np.float32)
+        return Detection(keypoints, mask, True, float(keypoints[:, 2].mean()), world)
 
     def reset(self) -> None:
         if not self.static_image_mode:

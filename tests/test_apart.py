@@ -14,7 +14,8 @@ import pytest
 
 from lwgan.body.detect import fill_people
 
-WHOLE_OUTPUTS = ["pose_landmarks", "pose_detection", "pose_rect_from_detection", "pose_rect_from_landmarks"]
+WHOLE_OUTPUTS = ["pose_landmarks", "pose_world_landmarks", "pose_detection", "pose_rect_from_detection",
+                 "pose_rect_from_landmarks"]
 
 
 def photo(name: str) -> np.ndarray:
@@ -103,6 +104,11 @@ def test_the_halves_find_what_the_whole_finds(whole, people, name):
     error = np.linalg.norm(found.detection.keypoints[seen, :2] - expected[seen], axis=1)
     assert error.max() < 0.02 * max(width, height), error
     assert found.detection.mask.shape == (height, width) and found.detection.mask.any()
+    # and its metric 3D estimate is the whole graph's world landmarks (metres about the hips)
+    marks = out.pose_world_landmarks.landmark
+    world = np.array([(marks[i].x, marks[i].y, marks[i].z) for i in BLAZEPOSE_TO_COCO17])
+    assert found.detection.world is not None and found.detection.world.shape == (17, 4)
+    assert np.abs(found.detection.world[seen, :3] - world[seen]).max() < 0.05  # metres
 
 
 def test_an_image_without_a_person_has_no_sightings(people):

@@ -58,6 +58,34 @@ def test_a_single_wrong_frame_is_taken_from_the_candidate_that_continues_its_nei
     np.testing.assert_array_equal(out.keypoints[keep], truth[keep])
 
 
+def test_the_metric_estimate_is_the_chosen_candidates_as_it_was_made() -> None:
+    """Each frame's 3D estimate (`DetectionBatch.world`) comes from the candidate whose keypoints were
+    chosen, unswapped where the keypoints' sides were swapped back (the fit compares the two); a candidate
+    without estimates gives NaN, and the estimates survive `rescaled`."""
+    truth = walking()
+    world = np.random.default_rng(0).normal(size=(12, 17, 4)).astype(np.float32)
+    flickering = truth.copy()
+    flickering[7] = truth[7][MIRROR]
+
+    def with_world(keypoints: np.ndarray) -> DetectionBatch:
+        return DetectionBatch(keypoints.copy(), np.ones(12, bool), keypoints[..., 2].mean(-1), None,
+                              (256, 256), world)
+
+    out = most_consistent([with_world(flickering)])
+    np.testing.assert_array_equal(out.keypoints, truth)  # frame 7 swapped back in 2D ...
+    np.testing.assert_array_equal(out.world, world)  # ... its estimate as the detector made it
+    np.testing.assert_array_equal(out.rescaled(128).world, out.world)
+    first = truth.copy()
+    first[5, 5:11, :2] = first[5, 5:11, :2] * [0.2, 1.0] + [0.8 * 128, 0.0]  # its frame 5 is wrong
+    out = most_consistent([with_world(first), batch(truth + [0.0, 0.5, 0.0])])
+    np.testing.assert_array_equal(out.keypoints[5], truth[5] + [0.0, 0.5, 0.0])  # the other candidate's
+    from_first = np.array([np.array_equal(out.keypoints[i], first[i]) for i in range(12)])
+    assert not from_first[5]
+    np.testing.assert_array_equal(out.world[from_first], world[from_first])
+    assert np.isnan(out.world[~from_first]).all()
+    assert most_consistent([batch(first)]).world is None
+
+
 def test_left_and_right_swapped_on_one_frame_are_swapped_back() -> None:
     truth = walking()
     flickering = truth.copy()

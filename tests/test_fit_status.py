@@ -249,7 +249,7 @@ def test_verdict_thresholds_are_not_part_of_the_job_key(prepared, tmp_path):
                                   poor_iou=0.9, max_failure_fraction=0.0)
     refits = [dataclasses.replace(fit, pose_iterations=fit.pose_iterations + 1),
               dataclasses.replace(fit, pose_smooth_weight=3000.0),
-              dataclasses.replace(fit, pose_prior_weight=4.0)]
+              dataclasses.replace(fit, pose_prior_weight=4.0), dataclasses.replace(fit, world_weight=300.0)]
     paths = (prepared / "frames" / FRAMES_FILE, prepared / "body.npz", tmp_path / "smpl")
 
     def keys(params: config.FitParams) -> dict[str, str]:

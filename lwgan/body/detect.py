@@ -64,6 +64,8 @@ class DetectionBatch:
     packed_masks: (N, H, ceil(W / 8)) uint8, the bool masks packed along the width by ``np.packbits``
         (8x smaller); None when the source makes no masks. `masks` unpacks them.
     image_size: (H, W) of the frames.
+    world: (N, 17, 4) float32 the detector's metric 3D estimate per frame (`Detection.world`; NaN where it
+        made none), or None when the source makes none.
     """
 
     keypoints: np.ndarray
@@ -71,6 +73,7 @@ class DetectionBatch:
     scores: np.ndarray
     packed_masks: np.ndarray | None
     image_size: tuple[int, int]
+    world: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.keypoints.shape[0])
@@ -86,7 +89,8 @@ class DetectionBatch:
         mask = None
         if self.packed_masks is not None:
             mask = np.unpackbits(self.packed_masks[i], axis=-1, count=self.image_size[1]).astype(bool)
-        return Detection(self.keypoints[i], mask, bool(self.found[i]), float(self.scores[i]))
+        world = None if self.world is None or not np.isfinite(self.world[i]).all() else self.world[i]
+        return Detection(self.keypoints[i], mask, bool(self.found[i]), float(self.scores[i]), world)
 
     def rescaled(self, size: int) -> DetectionBatch:
         """This batch of square frames as detections on the same squares at side `size`: keypoints mapped
@@ -104,7 +108,8 @@ class DetectionBatch:
             small = [cv2.resize(np.unpackbits(m, axis=-1, count=width).astype(np.float32), (size, size),
                                 interpolation=cv2.INTER_AREA) >= 0.5 for m in self.packed_masks]
             packed = np.stack([np.packbits(m, axis=-1) for m in small]) if small else None
-        return DetectionBatch(keypoints, self.found.copy(), self.scores.copy(), packed, (size, size))
+        world = None if self.world is None else self.world.copy()  # metric: the same at any pixel size
+        return DetectionBatch(keypoints, self.found.copy(), self.scores.copy(), packed, (size, size), world)
 
     @classmethod
     def stack(cls, detections: Sequence[Detection], image_size: tuple[int, int]) -> DetectionBatch:
@@ -116,8 +121,14 @@ class DetectionBatch:
         packed = None
         if n and all(d.mask is not None for d in detections):
             packed = np.stack([np.packbits(d.mask, axis=-1) for d in detections])  # (N, H, ceil(W/8))
+        world = None  # kept when any detection has one, NaN for the others
+        if any(d.world is not None for d in detections):
+            world = np.full((n, K, 4), np.nan, np.float32)
+            for i, d in enumerate(detections):
+                if d.world is not None:
+                    world[i] = d.world
         return cls(keypoints, np.array([d.found for d in detections], bool),
-                   np.array([d.score for d in detections], np.float32), packed, image_size)
+                   np.array([d.score for d in detections], np.float32), packed, image_size, world)
 
 
 def detect_video(frames: Iterable[np.ndarray], detector: PoseDetector,
@@ -335,11 +346,16 @@ def most_consistent(batches: Sequence[DetectionBatch], swap_penalty: float = SWA
     if all(b.packed_masks is not None for b in batches):
         packed = np.stack([b.packed_masks for b in batches])[batch, frames]
     scores = np.stack([b.scores for b in batches])[batch, frames]
+    world = None  # the chosen candidate's estimate as it made it: sides swapped in 2D only (the fit tells)
+    if any(b.world is not None for b in batches):
+        world = np.stack([np.full((n, K, 4), np.nan, np.float32) if b.world is None else b.world
+                          for b in batches])[batch, frames]
     turned, others = int((path % 2).sum()), int((batch > 0).sum())
     if turned or others:
         log.debug("temporal consistency: %d frames from another candidate, %d with sides swapped", others,
                   turned)
-    return DetectionBatch(keypoints[path, frames], found[path, frames], scores, packed, first.image_size)
+    return DetectionBatch(keypoints[path, frames], found[path, frames], scores, packed, first.image_size,
+                          world)
 
 
 def _least_movement(keypoints: np.ndarray, found: np.ndarray, swapped: np.ndarray,

@@ -170,6 +170,15 @@ def batches(jobs: list[FitJob], options: FitOptions, workers: int) -> list[FitBa
     return alone + [FitBatch(tuple(group)) for group in groups]
 
 
+def _keyed_options(options: FitOptions) -> dict[str, Any]:
+    """The fit options as a shard's key holds them: the world term's weight only when it is on, so that
+    the shards fitted before it existed keep their keys."""
+    keyed = dataclasses.asdict(options)
+    if not keyed["world_weight"]:
+        del keyed["world_weight"]
+    return keyed
+
+
 def job_key(settings: FitSettings, video_attrs: dict[str, Any], body_digest: str,
             detect_side: int = 0, tracked: bool = False) -> str:
     """Hash of everything that determines a video's fit. tracked: the detector runs in video mode (no
@@ -178,7 +187,7 @@ def job_key(settings: FitSettings, video_attrs: dict[str, Any], body_digest: str
     videos detected on their cached frames do not depend on fit.detect_size."""
     return content_key(KIND, SCHEMA_VERSION, video_attrs.get("options_hash"),
                        video_attrs.get("source_fingerprint"), body_digest, settings.keypoints,
-                       str(settings.keypoints_root or ""), dataclasses.asdict(settings.options),
+                       str(settings.keypoints_root or ""), _keyed_options(settings.options),
                        *([DETECTION] if settings.keypoints == "detector" else []),
                        *([f"detect_side={detect_side}"] if detect_side else []),
                        *([TRACKED] if tracked and settings.keypoints == "detector" else []),
@@ -319,8 +328,9 @@ class FitWorker:
             inputs.append((job, detections, keypoints, masks))
             seconds[job.video_id] = {"keypoint_seconds": time.perf_counter() - start}
         start = time.perf_counter()
+        world = [None if d.world is None else torch.from_numpy(d.world) for _, d, *_ in inputs]
         fits = fit_videos([keypoints for _, _, keypoints, _ in inputs], self.image_size, self.body,
-                          self.settings.options, masks=[masks for *_, masks in inputs])
+                          self.settings.options, masks=[masks for *_, masks in inputs], world=world)
         per_frame = (time.perf_counter() - start) / max(sum(len(k) for _, _, k, _ in inputs), 1)
         results = []
         for (job, detections, keypoints, masks), result in zip(inputs, fits, strict=True):

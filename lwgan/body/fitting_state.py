@@ -107,7 +107,8 @@ class FitOptions:
         defaults: what the fit stage and the commands that fit a user's photos and videos run."""
         return cls(pose_iterations=fit.pose_iterations, camera_iterations=fit.camera_iterations,
                    silhouette_weight=fit.silhouette_weight, chunk_size=fit.chunk_frames,
-                   pose_prior_weight=fit.pose_prior_weight, pose_smooth_weight=fit.pose_smooth_weight)
+                   pose_prior_weight=fit.pose_prior_weight, pose_smooth_weight=fit.pose_smooth_weight,
+                   world_weight=fit.world_weight)
 
     def __post_init__(self) -> None:
         positive_ints = ("orientation_candidates", "min_keypoints", "chunk_size", "silhouette_size",

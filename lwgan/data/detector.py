@@ -127,11 +127,7 @@ class MediaPipeDetector:
         if self.segmentation:
             soft = result.segmentation_mask  # (H, W) float32 in [0, 1], or None
             mask = np.zeros((height, width), bool) if soft is None else soft > MASK_THRESHOLD
-        world = None
-        if result.pose_world_landmarks is not None:
-            marks = result.pose_world_landmarks.landmark
-            world = np.array([(marks[i].x, marks[i].y, marks[i].z, marks[i].visibility)
-                              for i in BLAZEPOSE_TO_COCO17], np.float32)
+        world = _coco_world(result.pose_world_landmarks)
         return Detection(keypoints, mask, True, float(keypoints[:, 2].mean()), world)
 
     def reset(self) -> None:
@@ -246,7 +242,7 @@ class MediaPipePeople:
                 graph_config=text_format.Parse(_LANDMARKS_GRAPH, calculator_pb2.CalculatorGraphConfig()),
                 side_inputs={"model_complexity": 1, "enable_segmentation": True},
                 calculator_params={_PRESENCE_PARAM: float(min_presence)},
-                outputs=["landmarks", "auxiliary", "mask"])
+                outputs=["landmarks", "auxiliary", "mask", "world"])
             for solution in (self._finder, self._landmarker):
                 _settle(solution)
 
@@ -284,7 +280,7 @@ class MediaPipePeople:
         mask = (np.zeros((height, width), bool) if result.mask is None
                 else np.asarray(result.mask).reshape(height, width) > MASK_THRESHOLD)
         points = [(p.x * width - 0.5, p.y * height - 0.5) for p in result.auxiliary.landmark[:2]]
-        detection = Detection(keypoints, mask, True, float(keypoints[:, 2].mean()))
+        detection = Detection(keypoints, mask, True, float(keypoints[:, 2].mean()), _coco_world(result.world))
         return RegionLandmarks(detection, BodyRegion(np.array(points[0]), np.array(points[1])))
 
     def close(self) -> None:
@@ -312,6 +308,7 @@ input_side_packet: "enable_segmentation"
 output_stream: "landmarks"
 output_stream: "auxiliary"
 output_stream: "mask"
+output_stream: "world"
 node {
   calculator: "PoseLandmarkByRoiCpu"
   input_side_packet: "MODEL_COMPLEXITY:model_complexity"
@@ -320,6 +317,7 @@ node {
   input_stream: "ROI:roi"
   output_stream: "LANDMARKS:landmarks"
   output_stream: "AUXILIARY_LANDMARKS:auxiliary"
+  output_stream: "WORLD_LANDMARKS:world"
   output_stream: "SEGMENTATION_MASK:segmentation"
 }
 node { calculator: "FromImageCalculator" input_stream: "IMAGE:segmentation" output_stream: "IMAGE_CPU:mask" }
@@ -340,6 +338,16 @@ def _settle(solution: Any) -> None:
 def _check_image(image: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"detect needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+
+
+def _coco_world(landmarks: Any) -> np.ndarray | None:
+    """(17, 4) COCO-17 x, y, z, visibility from MediaPipe's 33 world landmarks (metres about the hips, in
+    the image's axes: the landmark model turns them back from its rotated body region), or None."""
+    if landmarks is None:
+        return None
+    marks = landmarks.landmark
+    return np.array([(marks[i].x, marks[i].y, marks[i].z, marks[i].visibility) for i in BLAZEPOSE_TO_COCO17],
+                    np.float32)
 
 
 def _coco_keypoints(landmarks: Any, width: int, height: int) -> np.ndarray:

@@ -145,7 +145,8 @@ def fit_person(footage: Footage, detector: MediaPipePeople, body: BodyModel, sid
     first = batch.detection(0)
     first_mask = in_crop(first.mask) if first.found and first.mask is not None else None
     crops = np.stack(crops)  # (N, side, side, 3)
-    fit = fit_video(torch.from_numpy(keypoints), side, body, options, masks)
+    world = None if batch.world is None else torch.from_numpy(batch.world)  # metric: no crop to map it to
+    fit = fit_video(torch.from_numpy(keypoints), side, body, options, masks, world=world)
     status = fit.status.numpy()
     if (status & NO_PERSON).all():
         raise InputError(f"no person was found in the {what} {footage.path}: the detector's keypoints are "

@@ -57,6 +57,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import real_people  # noqa: E402  (benchmarks/real_people.py: its workspace and clip names)
 
 from lwgan import config, footage  # noqa: E402
+from lwgan.apps.media import read_video  # noqa: E402
+from lwgan.body.detect import MediaPipeDetector, detect_video  # noqa: E402
 from lwgan.body.fit import synthetic_joints  # noqa: E402
 from lwgan.body.fitting import NO_PERSON, FitOptions, fit_videos  # noqa: E402
 from lwgan.body.keypoint_io import cache_to_source  # noqa: E402
@@ -71,7 +73,6 @@ from lwgan.body.multiview import (  # noqa: E402
 from lwgan.body.pose_metrics import mpjpe, pa_mpjpe  # noqa: E402
 from lwgan.body.sequence import pose_body  # noqa: E402
 from lwgan.data.cache import FramesCache  # noqa: E402
-from lwgan.data.detector import MediaPipeDetector  # noqa: E402
 from lwgan.data.smpl_cache import SmplCache  # noqa: E402
 
 LIMBS = tuple(range(5, 17))  # COCO-17: shoulders, elbows, wrists, hips, knees, ankles
@@ -110,17 +111,11 @@ def world_landmarks(workspace: Path, fits: dict[str, dict]) -> dict[str, np.ndar
     for camera, fit in fits.items():
         path = folder / f"{fit['clip']}.npy"
         if not path.is_file():
-            capture, rows = cv2.VideoCapture(str(footage.available(fit["clip"]))), []
             with MediaPipeDetector(segmentation=False, static_image_mode=False) as detector:
-                while True:
-                    ok, frame = capture.read()
-                    if not ok:
-                        break
-                    world = detector.detect(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)).world
-                    rows.append(np.full((17, 4), np.nan, np.float32) if world is None else world)
-            capture.release()
+                found = detect_video(read_video(footage.available(fit["clip"])).frames(), detector)
+            world = found.world  # NaN where it found nobody; None where it never did
             partial = path.with_suffix(".partial.npy")
-            np.save(partial, np.stack(rows))
+            np.save(partial, np.full((len(found), 17, 4), np.nan, np.float32) if world is None else world)
             partial.replace(path)
         world = np.load(path)
         if fit["frame"].max() >= len(world):

@@ -28,11 +28,12 @@ from the keypoints the fit stage found (the detection is unchanged) with those o
 default pipeline's synthetic videos (`dvc repro fit`, when there), whose PA-MPJPE and MPJPE against their
 ground-truth joints are reported beside the fit stage's (`synthetic`): a change that only helps one of
 the two is no improvement.
-With `--world-weight W` the three clips are fitted again with the world term (`FitOptions.world_weight`):
-the bones' directions in MediaPipe Pose's metric 3D estimate (its world landmarks, `Detection.world`; the
-same full landmark model, tracking the man through each clip's frames, made once and kept in
-DIR/world_landmarks/) pull the fitted bones', which the 2D keypoints leave free in depth. The synthetic
-videos have no such estimate, so their refit measures only the other options.
+The fit stage fits these clips with the world term (`fit.world_weight: auto` is `WORLD_WEIGHT_FOOTAGE` on
+footage): the bones' directions in MediaPipe Pose's metric 3D estimate pull the fitted bones', which the
+2D keypoints leave free in depth. With `--world-weight W` the three clips are fitted again at weight W
+(0: without the term), the estimate made by the same full landmark model, tracking the man through each
+clip's frames (`Detection.world`; made once and kept in DIR/world_landmarks/). The synthetic videos have
+no such estimate, so their refit measures only the other options.
 Writes OUT/views.jpg (default benchmarks/out/fit_views): for frames across the take, each fit drawn on
 its own frame (green) and, moved into the world by the scale and translation above, on the next
 camera's frame (green) beside the reference (red). The last line of stdout is one JSON object.
@@ -295,8 +296,9 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, default=ROOT / "benchmarks" / "out" / "real_people")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "fit_views")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="fit.KEY=VALUE")
-    ap.add_argument("--world-weight", type=float, default=0.0,
-                    help="refit the clips with MediaPipe's world landmarks at this weight (module docstring)")
+    ap.add_argument("--world-weight", type=float, default=None,
+                    help="refit the clips with MediaPipe's world landmarks at this weight, 0 for none "
+                         "(module docstring)")
     args = ap.parse_args()
     overrides = config.parse_assignments(args.overrides)
     bad = [key for key in overrides if not key.startswith("fit.")]
@@ -310,17 +312,18 @@ def main() -> None:
     fits = takes(args.workspace)
     body = BodyModel.from_file(args.workspace / "data" / "body" / "body.npz")
     options = None
-    if overrides or args.world_weight:
+    # the fit stage's weight on these clips (footage: `fit.world_weight: auto` is the footage weight)
+    weight = FitOptions.from_params(config.load(args.workspace / "params.yaml").fit).world_weight
+    if overrides or args.world_weight is not None:
         options = FitOptions.from_params(config.load(ROOT / "params.yaml", overrides).fit)
-    if args.world_weight:
-        options = dataclasses.replace(options, world_weight=args.world_weight)
-        fits = refit(fits, body, options, world_landmarks(args.workspace, fits))
-    elif options is not None:
-        fits = refit(fits, body, options)
+        if args.world_weight is not None:
+            options = dataclasses.replace(options, world_weight=args.world_weight)
+        weight = options.world_weight
+        fits = refit(fits, body, options, world_landmarks(args.workspace, fits) if weight > 0 else None)
     frames = in_common(fits)
     if args.quick:
         frames = frames[::4]
-    result = {"options": {k: v for k, v in overrides.items()}, "world_weight": args.world_weight,
+    result = {"options": {k: v for k, v in overrides.items()}, "world_weight": weight,
               **measure(cameras, fits, body, frames)}
     result["synthetic"] = synthetic(options)
     result["picture"] = str(picture(cameras, fits, body, frames, args.out))

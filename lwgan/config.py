@@ -145,9 +145,11 @@ class FitParams:
     pose_smooth_weight: float = _f(100.0, "weight of the squared change of the joint angles between "
                                    "consecutive frames (README: 3000 fits full-rate video better in 3D)",
                                    ge=0.0)
-    world_weight: float = _f(0.0, "weight of the bones' directions in the detector's metric 3D estimate "
-                             "(MediaPipe's world landmarks; fit.keypoints=detector only; 0 = off; README: "
-                             "300 fits real footage better in 3D)", ge=0.0)
+    world_weight: float | Literal["auto"] = _f(
+        "auto", "weight of the bones' directions in the detector's metric 3D estimate (MediaPipe's world "
+        "landmarks; fit.keypoints=detector only; 0 = off); 'auto': 300 on footage, where it fits the body "
+        "better in 3D, and 0 on lwgan's synthetic set, where the estimate is worse than the fit (README)",
+        ge=0.0)
     chunk_frames: int = _f(256, "frames optimised together; long videos are fitted chunk by chunk", ge=1)
     overlays_per_video: int = _f(3, "frames per video drawn with the fitted mesh", ge=0, le=100)
     detect_size: int = _f(512, "fit.keypoints=detector also detects on each frame's square cut again from "

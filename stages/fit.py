@@ -17,6 +17,7 @@ def main() -> None:
     params = stage.load_params(args.params)
     with stage.tracked_run("fit", params, sections=("fit", "ray")) as run:
         settings, report = fit.run(params, args.frames, args.body, args.out_dir)
+        run.log_params({"fit.world_weight_resolved": settings.options.world_weight})
         stage.write_metrics(args.metrics, report.metrics)
         run.log_metrics(report.scalars)
         with tempfile.TemporaryDirectory() as tmp:

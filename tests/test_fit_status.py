@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -261,6 +262,38 @@ def test_verdict_thresholds_are_not_part_of_the_job_key(prepared, tmp_path):
     assert len(keys(fit)) == 4
     for refit in refits:  # the fit params reach the options, and so every key
         assert all(keys(refit)[v] != keys(fit)[v] for v in keys(fit)), refit
+
+
+@pytest.mark.slow
+def test_world_weight_auto_is_off_on_the_synthetic_set_and_on_for_footage(prepared, tmp_path, caplog):
+    """`fit.world_weight: auto` keeps the synthetic set's fits as they were (the same keys as 0) and fits
+    footage with the term at 300 (the README's weight); a cache whose source folder is gone keeps it off
+    and says so."""
+    fit = config.load(ROOT / "params.yaml").fit
+    assert fit.world_weight == "auto"
+    body, out = prepared / "body.npz", tmp_path / "smpl"
+
+    def keys(params: config.FitParams, frames: Path) -> dict[str, str]:
+        jobs = plan_jobs(settings_from_params(params, frames, body, out))[0]
+        return {job.video_id: job.key for job in jobs}
+
+    def at(weight: float) -> config.FitParams:
+        return dataclasses.replace(fit, world_weight=weight)
+
+    synthetic = prepared / "frames" / FRAMES_FILE
+    assert keys(fit, synthetic) == keys(at(0.0), synthetic) != keys(at(300.0), synthetic)
+    # copies of the cache whose source folder is a folder of footage (no synthetic-set manifest), or gone
+    footage, gone = tmp_path / "footage" / FRAMES_FILE, tmp_path / "gone" / FRAMES_FILE
+    (tmp_path / "videos").mkdir()
+    for copy, root in ((footage, tmp_path / "videos"), (gone, tmp_path / "moved")):
+        shutil.copytree(synthetic.parent, copy.parent)
+        with h5py.File(copy, "r+") as handle:
+            handle.attrs["root"] = str(root)
+    assert keys(fit, footage) == keys(at(300.0), footage) != keys(at(0.0), footage)
+    with caplog.at_level("WARNING", logger="lwgan.body.fit"):
+        assert keys(fit, gone) == keys(at(0.0), gone)
+    assert any("fit.world_weight auto" in r.getMessage() and str(gone) in r.getMessage()
+               for r in caplog.records)
 
 
 def run_stage(prepared: Path, tmp_path: Path, name: str, **fit: object) -> subprocess.CompletedProcess:

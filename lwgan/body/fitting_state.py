@@ -14,6 +14,20 @@ import torch
 
 from lwgan.body.poses import matrix_to_axis_angle
 
+# `fit.world_weight: auto` on footage. Against the other two cameras' triangulation of the three calibrated
+# real clips (benchmarks/fit_views.py) 300 lowers every camera's PA-MPJPE and camera-frame error; on the
+# synthetic set's rendered people MediaPipe's 3D estimate is further off than the fit, and 'auto' is 0.
+WORLD_WEIGHT_FOOTAGE = 300.0
+
+
+def world_weight(value: float | str, synthetic: bool) -> float:
+    """The world term's weight `fit.world_weight` gives: a number as it is; 'auto' 0 on lwgan's synthetic
+    set and `WORLD_WEIGHT_FOOTAGE` on anything else (iPER, a folder of videos, a user's photo or video)."""
+    if value == "auto":
+        return 0.0 if synthetic else WORLD_WEIGHT_FOOTAGE
+    return float(value)
+
+
 REFERENCE_SIZE = 256  # pixel errors are measured as if the image were this many pixels wide
 PX_PER_NDC = REFERENCE_SIZE / 2.0  # NDC -> reference pixels
 
@@ -102,13 +116,14 @@ class FitOptions:
     device: str = "cpu"
 
     @classmethod
-    def from_params(cls, fit: Any) -> FitOptions:
+    def from_params(cls, fit: Any, synthetic: bool = False) -> FitOptions:
         """The options the ``fit`` params section sets (`lwgan.config.FitParams`), the others at their
-        defaults: what the fit stage and the commands that fit a user's photos and videos run."""
+        defaults: what the fit stage and the commands that fit a user's photos and videos run.
+        synthetic: whether the frames are lwgan's synthetic set (`world_weight`'s 'auto')."""
         return cls(pose_iterations=fit.pose_iterations, camera_iterations=fit.camera_iterations,
                    silhouette_weight=fit.silhouette_weight, chunk_size=fit.chunk_frames,
                    pose_prior_weight=fit.pose_prior_weight, pose_smooth_weight=fit.pose_smooth_weight,
-                   world_weight=fit.world_weight)
+                   world_weight=world_weight(fit.world_weight, synthetic))
 
     def __post_init__(self) -> None:
         positive_ints = ("orientation_candidates", "min_keypoints", "chunk_size", "silhouette_size",

@@ -191,7 +191,7 @@ def _write(out: Path, frames: np.ndarray, fps: float, record: dict[str, Any], ct
                   checkpoint_step=ctx.synth.step, image_size=ctx.synth.size, render_side=ctx.synth.side,
                   params=ctx.params_file, device=str(ctx.synth.device),
                   visible_faces=ctx.synth.visible_faces, background=ctx.synth.background,
-                  seconds=round(time.perf_counter() - started, 2))
+                  fit_world_weight=ctx.fit.world_weight, seconds=round(time.perf_counter() - started, 2))
     write_json(Path(f"{out}.json"), record)
     print(f"wrote {out}: {len(frames)} frame(s) of {frames.shape[2]}x{frames.shape[1]}"
           + (f" at {fps:g} fps" if len(frames) > 1 or out.suffix.lower() in (".mp4", ".avi") else ""))

@@ -85,7 +85,7 @@ def test_imitate_writes_one_frame_per_driving_frame(setup, tmp_path):
     assert record["checkpoint_step"] == TINY_TRAIN["max_steps"] and record["camera"] == "smooth"
     assert record["sources"][0]["frames_without_person"] == 0
     assert record["background"] == "fill"  # "auto": a synthetic-set model on a user's photo
-    assert record["fit_world_weight"] == 300.0  # fit.world_weight "auto": a user's photo and video are footage
+    assert record["fit_world_weight"] == 300.0  # fit.world_weight "auto": a photo and a video are footage
 
 
 def test_imitate_side_by_side_with_personalisation_and_a_frame_folder(setup, tmp_path):

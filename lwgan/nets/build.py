@@ -8,6 +8,7 @@ format and version.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,16 @@ def net_options(p: config.TrainParams) -> NetOptions:
                       tsf_detail=p.tsf_detail)
 
 
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint file; a missing, damaged or foreign file raises CheckpointError naming it."""
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    data: bytes | None = None) -> dict[str, Any]:
+    """Read a checkpoint file; a missing, damaged or foreign file raises CheckpointError naming it.
+    data: the file's bytes, where the caller has read them (to hash exactly what is loaded)."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path if data is None else io.BytesIO(data), map_location=map_location,
+                           weights_only=True)
     except Exception as err:  # a damaged or foreign file raises many kinds (KeyError for text, ...)
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); it is "
                               "damaged: delete it to train from scratch") from err

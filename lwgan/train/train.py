@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -35,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from lwgan import config, keep
 from lwgan.data.errors import DataError
 from lwgan.errors import UserError
-from lwgan.io import remove_temporaries, sha256_file, write_json
+from lwgan.io import remove_temporaries, write_json
 from lwgan.nets import Generator, PatchDiscriminator
 from lwgan.nets.build import (
     CHECKPOINT_FILE,
@@ -295,8 +296,9 @@ def start_from(p: config.TrainParams, generator: Generator, discriminator: Patch
     if path.resolve() == own.resolve():
         raise config.ConfigError(f"train.init_from: {path} is this run's own checkpoint, which its runs "
                                  "replace; copy it elsewhere and start from the copy")
+    data = path.read_bytes() if path.is_file() else None  # read once: loaded and hashed
     try:
-        state = read_checkpoint(path)
+        state = read_checkpoint(path, data=data)
         theirs = net_options(train_params_of(state, path))
     except CheckpointError as err:
         raise config.ConfigError(f"train.init_from: {err}") from err
@@ -312,7 +314,7 @@ def start_from(p: config.TrainParams, generator: Generator, discriminator: Patch
                                  "train stage wrote")
     generator.load_state_dict(state["generator"])
     discriminator.load_state_dict(state["discriminator"])
-    record = {"path": str(path), "sha256": sha256_file(path), "step": int(state["step"]),
+    record = {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "step": int(state["step"]),
               "trained_on": trained_on(state)}
     log.info("G and D start from %s (step %d, trained on %s)", path, record["step"], record["trained_on"])
     return record

@@ -148,7 +148,8 @@ class FitParams:
     world_weight: float | Literal["auto"] = _f(
         "auto", "weight of the bones' directions in the detector's metric 3D estimate (MediaPipe's world "
         "landmarks; fit.keypoints=detector only; 0 = off); 'auto': 300 on footage, where it fits the body "
-        "better in 3D, and 0 on lwgan's synthetic set, where the estimate is worse than the fit (README)",
+        "better in 3D, and 0 on lwgan's synthetic set, where the estimate is worse than the fit, or with "
+        "keypoints from files (README)",
         ge=0.0)
     chunk_frames: int = _f(256, "frames optimised together; long videos are fitted chunk by chunk", ge=1)
     overlays_per_video: int = _f(3, "frames per video drawn with the fitted mesh", ge=0, le=100)

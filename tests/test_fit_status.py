@@ -267,8 +267,8 @@ def test_verdict_thresholds_are_not_part_of_the_job_key(prepared, tmp_path):
 @pytest.mark.slow
 def test_world_weight_auto_is_off_on_the_synthetic_set_and_on_for_footage(prepared, tmp_path, caplog):
     """`fit.world_weight: auto` keeps the synthetic set's fits as they were (the same keys as 0) and fits
-    footage with the term at 300 (the README's weight); a cache whose source folder is gone keeps it off
-    and says so."""
+    footage with the term at 300 (the README's weight) where the detector gives its estimate; a cache
+    whose source folder is gone keeps it off and says so."""
     fit = config.load(ROOT / "params.yaml").fit
     assert fit.world_weight == "auto"
     body, out = prepared / "body.npz", tmp_path / "smpl"
@@ -290,6 +290,9 @@ def test_world_weight_auto_is_off_on_the_synthetic_set_and_on_for_footage(prepar
         with h5py.File(copy, "r+") as handle:
             handle.attrs["root"] = str(root)
     assert keys(fit, footage) == keys(at(300.0), footage) != keys(at(0.0), footage)
+    # keypoints from files carry no 3D estimate: footage fitted to them keeps the keys it had
+    files = dataclasses.replace(fit, keypoints="ground_truth", keypoints_root=str(prepared / "synthetic"))
+    assert keys(files, footage) == keys(dataclasses.replace(files, world_weight=0.0), footage)
     with caplog.at_level("WARNING", logger="lwgan.body.fit"):
         assert keys(fit, gone) == keys(at(0.0), gone)
     assert any("fit.world_weight auto" in r.getMessage() and str(gone) in r.getMessage()

@@ -111,22 +111,23 @@ class FitSettings:
 def settings_from_params(fit: FitParams, frames_path: Path, body_path: Path, out_dir: Path) -> FitSettings:
     """The `FitSettings` of the ``fit`` params section (paths resolved). Its verdict thresholds are left
     out (`Thresholds.from_params`): they judge a fit, they do not change it. `fit.world_weight: auto`
-    resolves by what the frames cache holds (`FramesCache.data_kind`): the footage weight on footage, 0 on
-    lwgan's synthetic set and, with a warning, where the cache's source folder is no longer found."""
-    synthetic = False
-    if fit.world_weight == "auto":
+    resolves by what the frames cache holds (`FramesCache.data_kind`): the footage weight on footage with
+    the detector's keypoints, 0 on lwgan's synthetic set, with keypoints from files (no 3D estimate) and,
+    with a warning, where the cache's source folder is no longer found."""
+    footage = False
+    if fit.world_weight == "auto" and fit.keypoints == "detector":
         with FramesCache(frames_path) as frames:
             kind, root = frames.data_kind(), frames.attrs.get("root")
         if kind == "unknown":
             log.warning("fit.world_weight auto: the source folder of %s (%s) is not found, so whether it is "
                         "footage is not known; the world term stays off (set fit.world_weight to a number "
                         "to choose)", frames_path, root)
-        synthetic = kind != "footage"
+        footage = kind == "footage"
     return FitSettings(
         frames_path=frames_path.resolve(), body_path=body_path.resolve(), out_dir=out_dir.resolve(),
         keypoints=fit.keypoints,
         keypoints_root=Path(fit.keypoints_root).expanduser().resolve() if fit.keypoints_root else None,
-        options=FitOptions.from_params(fit, synthetic),
+        options=FitOptions.from_params(fit, footage),
         overlays_per_video=fit.overlays_per_video,
         detect_size=fit.detect_size,
     )

@@ -20,11 +20,12 @@ from lwgan.body.poses import matrix_to_axis_angle
 WORLD_WEIGHT_FOOTAGE = 300.0
 
 
-def world_weight(value: float | str, synthetic: bool) -> float:
-    """The world term's weight `fit.world_weight` gives: a number as it is; 'auto' 0 on lwgan's synthetic
-    set and `WORLD_WEIGHT_FOOTAGE` on anything else (iPER, a folder of videos, a user's photo or video)."""
+def world_weight(value: float | str, footage: bool) -> float:
+    """The world term's weight `fit.world_weight` gives: a number as it is; 'auto' `WORLD_WEIGHT_FOOTAGE`
+    on footage fitted to the detector's keypoints (iPER, a folder of videos, a user's photo or video) and
+    0 otherwise (lwgan's synthetic set; keypoints from files, which carry no 3D estimate)."""
     if value == "auto":
-        return 0.0 if synthetic else WORLD_WEIGHT_FOOTAGE
+        return WORLD_WEIGHT_FOOTAGE if footage else 0.0
     return float(value)
 
 
@@ -116,14 +117,14 @@ class FitOptions:
     device: str = "cpu"
 
     @classmethod
-    def from_params(cls, fit: Any, synthetic: bool = False) -> FitOptions:
+    def from_params(cls, fit: Any, footage: bool = True) -> FitOptions:
         """The options the ``fit`` params section sets (`lwgan.config.FitParams`), the others at their
         defaults: what the fit stage and the commands that fit a user's photos and videos run.
-        synthetic: whether the frames are lwgan's synthetic set (`world_weight`'s 'auto')."""
+        footage: whether `world_weight` 'auto' turns the world term on (`world_weight`)."""
         return cls(pose_iterations=fit.pose_iterations, camera_iterations=fit.camera_iterations,
                    silhouette_weight=fit.silhouette_weight, chunk_size=fit.chunk_frames,
                    pose_prior_weight=fit.pose_prior_weight, pose_smooth_weight=fit.pose_smooth_weight,
-                   world_weight=world_weight(fit.world_weight, synthetic))
+                   world_weight=world_weight(fit.world_weight, footage))
 
     def __post_init__(self) -> None:
         positive_ints = ("orientation_candidates", "min_keypoints", "chunk_size", "silhouette_size",

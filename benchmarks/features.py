@@ -1,6 +1,6 @@
 """Cost of the pretrained feature networks on the CPU, and their share of a default training step.
 
-    python benchmarks/features.py [--quick] [--repeats N] [--set SECTION.KEY=VALUE ...]
+    python benchmarks/features.py [--quick] [--repeats N] [--set SECTION.KEY=VALUE ...] [--device cuda]
 
 Per network, ms for one batch of 4 at 64² and 256² (the default and the paper's training sizes):
   vgg16          the perceptual loss's network: forward + backward to the input (as for the fake image)
@@ -21,6 +21,9 @@ counted from the shapes: the fake's forward and its backward to the input, the s
 real's forward), cpu_gmac_per_s: this CPU's rate on a 2048^3 matrix product in the networks' dtype (the
 best of 5), feature_share_floor: the share if the networks ran at that rate, with nothing else added:
     floor_ms = feature_gmac / cpu_gmac_per_s;  floor = floor_ms / (step_ms_without_feature_nets + floor_ms)
+--device cuda measures the step (and the floor, at the GPU's rate: `gmac_per_s`) on the GPU, as the train
+stage runs it there with `train.bf16` (G, D and their losses under bfloat16 autocast, channels_last); the
+per-network figures stay the CPU's.
 --set train.KEY=VALUE (repeatable) measures the step at another configuration, e.g. the paper's:
     --set train.image_size=256 --set train.base_width=64 --set train.res_blocks=6 --set train.d_layers=4
 Needs the converted weights (`make weights`). The last line of stdout is one JSON object.
@@ -49,15 +52,23 @@ from lwgan.train.train import loss_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "data" / "weights"
+CPU = torch.device("cpu")
 
 
-def timed(fn, repeats: int, least: bool = False) -> float:
-    """Median (or `least`) ms of `fn()` over `repeats` calls after one warm-up call."""
+def timed(fn, repeats: int, least: bool = False, device: torch.device | None = None) -> float:
+    """Median (or `least`) ms of `fn()` over `repeats` calls after one warm-up call; on a CUDA `device`
+    each call is timed to the end of the work it queued."""
+    def sync() -> None:
+        if device is not None and device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - start) * 1e3)
     return min(times) if least else sorted(times)[len(times) // 2]
 
@@ -124,15 +135,21 @@ def network_costs(sizes: tuple[int, ...], repeats: int, bf16: bool) -> dict[str,
 
 
 def _train_step(objective: Objective, generator: torch.nn.Module, discriminator: torch.nn.Module,
-                opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, batch: Batch) -> None:
+                opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, batch: Batch,
+                fast: bool = False) -> None:
+    """One G and one D update as `lwgan.train.train.train_step` makes them (`fast`: its bfloat16 autocast
+    of G, D and their losses, CUDA with train.bf16)."""
+    device = batch.tgt_img.device.type
     discriminator.requires_grad_(False)
-    out = objective.generate(generator, batch)
-    loss = objective.generator_loss(out, batch, discriminator)
+    with torch.autocast(device, torch.bfloat16, enabled=fast):
+        out = objective.generate(generator, batch)
+        loss = objective.generator_loss(out, batch, discriminator)
     opt_g.zero_grad(set_to_none=True)
     loss.value.backward()
     opt_g.step()
     discriminator.requires_grad_(True)
-    d_loss = objective.discriminator_loss(discriminator, batch.tgt_img, out.tgt, batch.tgt_cond)
+    with torch.autocast(device, torch.bfloat16, enabled=fast):
+        d_loss = objective.discriminator_loss(discriminator, batch.tgt_img, out.tgt, batch.tgt_cond)
     opt_d.zero_grad(set_to_none=True)
     d_loss.value.backward()
     opt_d.step()
@@ -161,43 +178,55 @@ def forward_macs(net: torch.nn.Module, inputs: torch.Tensor) -> int:
     return total
 
 
-def matmul_rate(dtype: torch.dtype, size: int = 2048) -> float:
-    """GMAC/s of this process on a size^3 matrix product in `dtype` (the best of 5 after a warm-up)."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    return size**3 / timed(lambda: a @ b, 5, least=True) / 1e6
+def matmul_rate(dtype: torch.dtype, size: int = 2048, device: torch.device = CPU) -> float:
+    """GMAC/s of this process on a size^3 matrix product in `dtype` on `device` (the best of 5 after a
+    warm-up)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    return size**3 / timed(lambda: a @ b, 5, least=True, device=device) / 1e6
 
 
-def feature_floor(p: config.TrainParams, perceptual, face, step_without_ms: float) -> dict[str, float]:
+def feature_floor(p: config.TrainParams, perceptual, face, step_without_ms: float,
+                  device: torch.device = CPU) -> dict[str, float]:
     """The networks' arithmetic in one step at p's configuration and the share it would take at this
-    CPU's matrix-product rate (module docstring)."""
-    images = torch.zeros(p.batch_size, 3, p.image_size, p.image_size)
+    device's matrix-product rate (module docstring)."""
+    images = torch.zeros(p.batch_size, 3, p.image_size, p.image_size, device=device)
     macs = forward_macs(perceptual.vgg, images)
     if face is not None:
-        macs += forward_macs(face.net, torch.zeros(p.batch_size, 3, *face.size))
+        macs += forward_macs(face.net, torch.zeros(p.batch_size, 3, *face.size, device=device))
     gmac = 3 * macs / 1e9  # the fake's forward and backward to the input, the real's forward
-    rate = matmul_rate(torch.bfloat16 if perceptual.bf16 else torch.float32)
+    rate = matmul_rate(torch.bfloat16 if perceptual.bf16 else torch.float32, device=device)
     floor_ms = gmac / rate * 1e3
-    return {"feature_gmac": round(gmac, 2), "cpu_gmac_per_s": round(rate, 1),
+    return {"feature_gmac": round(gmac, 2),
+            ("cpu_gmac_per_s" if device.type == "cpu" else "gmac_per_s"): round(rate, 1),
             "feature_share_floor": round(floor_ms / (step_without_ms + floor_ms), 3)}
 
 
-def step_cost(p: config.TrainParams, repeats: int) -> dict[str, float]:
-    """ms of one training step with and without the feature networks, at p's configuration."""
+def step_cost(p: config.TrainParams, repeats: int,
+              device: torch.device = CPU) -> dict[str, float]:
+    """ms of one training step with and without the feature networks, at p's configuration, on `device`
+    (on CUDA as the train stage runs it with train.bf16: autocast and channels_last)."""
+    fast = device.type == "cuda" and p.bf16
     gen = torch.Generator().manual_seed(1)
-    batch = random_batch(p.batch_size, p.image_size, gen)
-    perceptual, face, _ = feature_losses(p)
+    items = dataclasses.asdict(random_batch(p.batch_size, p.image_size, gen))
+    batch = Batch.from_items({k: v for k, v in items.items() if v is not None}, device, channels_last=fast)
+    perceptual, face, _ = feature_losses(dataclasses.replace(p, device=device.type))
     result = {}
     without = dataclasses.replace(loss_weights(p), tsf=0.0, face=0.0)
     for label, weights in (("", loss_weights(p)), ("_without_feature_nets", without)):
         torch.manual_seed(0)
         generator, discriminator = Generator(net_options(p)), PatchDiscriminator(net_options(p))
         objective = Objective(weights, p.image_size, perceptual, face)
+        for module in (generator, discriminator, objective):
+            module.to(device)
+            if fast:
+                module.to(memory_format=torch.channels_last)
         opt_g = torch.optim.Adam(generator.parameters(), lr=p.lr_g, betas=p.betas_g)
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=p.lr_d, betas=p.betas_d)
-        step = functools.partial(_train_step, objective, generator, discriminator, opt_g, opt_d, batch)
-        result[f"step_ms{label}"] = round(timed(step, repeats), 2)
+        step = functools.partial(_train_step, objective, generator, discriminator, opt_g, opt_d, batch, fast)
+        result[f"step_ms{label}"] = round(timed(step, repeats, device=device), 2)
     result["feature_share"] = round(1.0 - result["step_ms_without_feature_nets"] / result["step_ms"], 3)
-    return {**result, **feature_floor(p, perceptual, face, result["step_ms_without_feature_nets"])}
+    return {**result, **feature_floor(p, perceptual, face, result["step_ms_without_feature_nets"], device)}
 
 
 def main() -> None:
@@ -209,7 +238,12 @@ def main() -> None:
     parser.add_argument("--emulated-bf16", action="store_true",
                         help="time the networks under bfloat16 also where this CPU only emulates it (slow: "
                              "VGG16 at 256² takes about a minute a call; by default they are null there)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the training step runs (the per-network figures are the CPU's)")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible to torch here")
+    device = torch.device(args.device)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     repeats = args.repeats or (3 if args.quick else 10)
     try:
@@ -218,14 +252,15 @@ def main() -> None:
         parser.error(f"--set {err}")
     train = dataclasses.replace(params.train, vgg_weights=str(WEIGHTS / "vgg16.pth"),
                                 face_weights=str(WEIGHTS / "dlib_face.pth"))
+    train = dataclasses.replace(train, device=args.device)
     native = feature_bf16(dataclasses.replace(train, feature_bf16="auto", device="cpu"))
     costs = network_costs((64, 256), repeats, native or args.emulated_bf16) if not args.overrides else {}
     result = {"threads": torch.get_num_threads(), "batch": 4, **costs,
               "step_config": {k: getattr(train, k) for k in ("image_size", "batch_size", "base_width",
                                                               "res_blocks", "d_layers", "perceptual_net",
                                                               "face_net")},
-              "feature_bf16": feature_bf16(train), "cpu_native_bf16": native,
-              **step_cost(train, repeats), "target_feature_share": 0.35}
+              "device": args.device, "feature_bf16": feature_bf16(train), "cpu_native_bf16": native,
+              **step_cost(train, repeats, device), "target_feature_share": 0.35}
     print(json.dumps(result))
 
 

@@ -60,7 +60,7 @@ import real_people  # noqa: E402  (benchmarks/real_people.py: its workspace and 
 from lwgan import config, footage  # noqa: E402
 from lwgan.apps.media import read_video  # noqa: E402
 from lwgan.body.detect import MediaPipeDetector, detect_video  # noqa: E402
-from lwgan.body.fit import synthetic_joints  # noqa: E402
+from lwgan.body.fit import settings_from_params, synthetic_joints  # noqa: E402
 from lwgan.body.fitting import NO_PERSON, FitOptions, fit_videos  # noqa: E402
 from lwgan.body.keypoint_io import cache_to_source  # noqa: E402
 from lwgan.body.model import BodyModel  # noqa: E402
@@ -312,8 +312,10 @@ def main() -> None:
     fits = takes(args.workspace)
     body = BodyModel.from_file(args.workspace / "data" / "body" / "body.npz")
     options = None
-    # the fit stage's weight on these clips (footage: `fit.world_weight: auto` is the footage weight)
-    weight = FitOptions.from_params(config.load(args.workspace / "params.yaml").fit).world_weight
+    data = args.workspace / "data"  # the weight the fit stage resolved for these clips
+    weight = settings_from_params(config.load(args.workspace / "params.yaml").fit,
+                                  data / "cache" / "frames" / "frames.h5", data / "body" / "body.npz",
+                                  data / "cache" / "smpl").options.world_weight
     if overrides or args.world_weight is not None:
         options = FitOptions.from_params(config.load(ROOT / "params.yaml", overrides).fit)
         if args.world_weight is not None:

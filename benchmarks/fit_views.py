@@ -317,7 +317,8 @@ def main() -> None:
                                   data / "cache" / "frames" / "frames.h5", data / "body" / "body.npz",
                                   data / "cache" / "smpl").options.world_weight
     if overrides or args.world_weight is not None:
-        options = FitOptions.from_params(config.load(ROOT / "params.yaml", overrides).fit)
+        options = FitOptions.from_params(config.load(ROOT / "params.yaml", overrides).fit,
+                                         footage=True)
         if args.world_weight is not None:
             options = dataclasses.replace(options, world_weight=args.world_weight)
         weight = options.world_weight

@@ -77,7 +77,7 @@ def main() -> None:
         synthesize(SynthOptions(subjects=2, clothes=1, frames_per_action=frames, image_size=256,
                                 val_subjects=1, workers=1), body, root / "synthetic")
         images = root / "synthetic" / "images"
-        fit = FitOptions.from_params(params.fit)
+        fit = FitOptions.from_params(params.fit, footage=True)  # as the commands fit
         people = MediaPipePeople()
         default = make_checkpoint(root / "default.pt", {})
         side = Synthesizer(default, body).side

@@ -110,7 +110,7 @@ def _context(args: argparse.Namespace, visible_faces: bool | None = None) -> Con
         people = MediaPipePeople()
     except ImportError as err:
         raise CommandError(str(err)) from err
-    fit = FitOptions.from_params(params.fit)
+    fit = FitOptions.from_params(params.fit, footage=True)  # a user's photos and videos
     t = params.train
     face_weights = t.face_weights if t.face_net == "dlib" else config.TrainParams().face_weights
     return Context(synth, people, fit, params.data.crop_margin, params_file, params.data.person, face_weights)

@@ -127,7 +127,7 @@ def settings_from_params(fit: FitParams, frames_path: Path, body_path: Path, out
         frames_path=frames_path.resolve(), body_path=body_path.resolve(), out_dir=out_dir.resolve(),
         keypoints=fit.keypoints,
         keypoints_root=Path(fit.keypoints_root).expanduser().resolve() if fit.keypoints_root else None,
-        options=FitOptions.from_params(fit, footage),
+        options=FitOptions.from_params(fit, footage=footage),
         overlays_per_video=fit.overlays_per_video,
         detect_size=fit.detect_size,
     )

@@ -117,7 +117,7 @@ class FitOptions:
     device: str = "cpu"
 
     @classmethod
-    def from_params(cls, fit: Any, footage: bool = True) -> FitOptions:
+    def from_params(cls, fit: Any, *, footage: bool) -> FitOptions:
         """The options the ``fit`` params section sets (`lwgan.config.FitParams`), the others at their
         defaults: what the fit stage and the commands that fit a user's photos and videos run.
         footage: whether `world_weight` 'auto' turns the world term on (`world_weight`)."""
